@@ -1,0 +1,59 @@
+/**
+ * Every error a client can see, in one table: a stable code, the HTTP status and a
+ * default message. Clients match on `code`, never on message text.
+ */
+export const ERROR_TABLE = {
+  NIMA_INVALID_REQUEST: { status: 400, message: 'The request is invalid' },
+  NIMA_MISSING_IMAGE: { status: 400, message: 'No image was supplied' },
+  NIMA_UNKNOWN_MODEL: { status: 400, message: 'Unknown model' },
+  NIMA_TOO_MANY_IMAGES: { status: 400, message: 'Too many images in one request' },
+  NIMA_URL_INVALID: { status: 400, message: 'The image URL is invalid' },
+  NIMA_URL_BLOCKED: { status: 400, message: 'The image URL points to a refused address' },
+  NIMA_UNAUTHORIZED: { status: 401, message: 'A valid API key is required' },
+  NIMA_NOT_FOUND: { status: 404, message: 'Route not found' },
+  NIMA_PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
+  NIMA_IMAGE_TOO_LARGE: { status: 413, message: 'The image has too many pixels' },
+  NIMA_URL_TOO_LARGE: { status: 413, message: 'The image behind the URL is too large' },
+  NIMA_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
+  NIMA_UNDECODABLE_IMAGE: { status: 422, message: 'The image could not be decoded' },
+  NIMA_RATE_LIMITED: { status: 429, message: 'Too many requests' },
+  NIMA_INTERNAL: { status: 500, message: 'Internal server error' },
+  NIMA_UPSTREAM_FAILED: { status: 502, message: 'Fetching the image failed' },
+  NIMA_TOO_MANY_REDIRECTS: { status: 502, message: 'The image URL redirected too many times' },
+  NIMA_NOT_READY: { status: 503, message: 'The service is not ready' },
+  NIMA_OVERLOADED: { status: 503, message: 'The service is overloaded, retry later' },
+  NIMA_DEADLINE_EXCEEDED: { status: 503, message: 'The request did not finish within its deadline' },
+  NIMA_UPSTREAM_TIMEOUT: { status: 504, message: 'Fetching the image timed out' },
+} as const satisfies Record<string, { status: number; message: string }>
+
+export type ErrorCode = keyof typeof ERROR_TABLE
+
+const kNimaError = Symbol.for('nima-serve.error')
+
+export interface NimaErrorOptions {
+  cause?: unknown
+  /** Extra response headers, e.g. Retry-After on overload. */
+  headers?: Record<string, string>
+}
+
+export class NimaError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly headers: Readonly<Record<string, string>>
+  // Branded so `isNimaError` works across duplicate module copies (undici's trick).
+  readonly [kNimaError] = true
+
+  constructor(code: ErrorCode, message?: string, options: NimaErrorOptions = {}) {
+    super(message ?? ERROR_TABLE[code].message, { cause: options.cause })
+    this.name = 'NimaError'
+    this.code = code
+    this.statusCode = ERROR_TABLE[code].status
+    this.headers = options.headers ?? {}
+  }
+}
+
+export function isNimaError(value: unknown): value is NimaError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kNimaError] === true
+}
+
+export const errorCodes = Object.keys(ERROR_TABLE) as ErrorCode[]

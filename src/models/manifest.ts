@@ -1,0 +1,96 @@
+import { readFile } from 'node:fs/promises'
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+
+/**
+ * How the model wants its pixels. The service reads these instead of hard-coding
+ * idealo's choices, so a future model can ask for another resize or normalisation.
+ */
+export const InputSpec = Type.Object({
+  name: Type.String({ description: 'ONNX input name' }),
+  width: Type.Integer({ minimum: 1 }),
+  height: Type.Integer({ minimum: 1 }),
+  channels: Type.Literal(3),
+  layout: Type.Literal('NHWC'),
+  colorspace: Type.Literal('srgb'),
+  resize: Type.Union([Type.Literal('nearest')], {
+    description: 'nearest: PIL/Keras convention, output i takes source floor((i + 0.5) * in / out)',
+  }),
+  fit: Type.Union([Type.Literal('fill')], { description: 'fill: stretch to size ignoring aspect ratio, no crop' }),
+  normalization: Type.Object(
+    { scale: Type.Number(), offset: Type.Number() },
+    { description: 'x * scale + offset, applied to 0..255 values' },
+  ),
+})
+
+export const OutputSpec = Type.Object({
+  scores: Type.Object({
+    name: Type.String(),
+    bins: Type.Integer({ minimum: 2 }),
+    values: Type.Array(Type.Number(), { description: 'score value of each bin, e.g. 1..10' }),
+  }),
+  features: Type.Optional(Type.Object({ name: Type.String(), size: Type.Integer({ minimum: 1 }) })),
+})
+
+export const Provenance = Type.Object({
+  kind: Type.Union([Type.Literal('synthetic'), Type.Literal('idealo-keras'), Type.Literal('finetuned')]),
+  seed: Type.Optional(Type.Integer()),
+  sourceUrl: Type.Optional(Type.String()),
+  sourceGitBlobSha1: Type.Optional(Type.String()),
+  sourceSha256: Type.Optional(Type.String()),
+  baseModel: Type.Optional(Type.String()),
+  dataSha256: Type.Optional(Type.String()),
+  metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  tool: Type.String({ description: 'what produced the file, with version' }),
+  createdAt: Type.String({ format: 'date-time' }),
+  notes: Type.Optional(Type.String()),
+})
+
+export const ModelManifest = Type.Object({
+  id: Type.String({ pattern: '^[a-z][a-z0-9-]*$', description: 'model id used in requests, e.g. aesthetic' }),
+  version: Type.String({ pattern: '^[A-Za-z0-9._-]+$' }),
+  task: Type.Union([Type.Literal('aesthetic'), Type.Literal('technical')]),
+  architecture: Type.Literal('mobilenet_v1'),
+  file: Type.String({ description: 'ONNX file, relative to the manifest' }),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  synthetic: Type.Boolean({ description: 'true for seeded random weights: scores mean nothing' }),
+  input: InputSpec,
+  output: OutputSpec,
+  provenance: Provenance,
+})
+export type ModelManifest = Static<typeof ModelManifest>
+
+const manifestCheck = TypeCompiler.Compile(ModelManifest)
+
+/** The idealo NIMA input contract (Keras load_img nearest resize, x/127.5 - 1). */
+export function idealoInputSpec(): Static<typeof InputSpec> {
+  return {
+    name: 'input',
+    width: 224,
+    height: 224,
+    channels: 3,
+    layout: 'NHWC',
+    colorspace: 'srgb',
+    resize: 'nearest',
+    fit: 'fill',
+    normalization: { scale: 1 / 127.5, offset: -1 },
+  }
+}
+
+export function nimaOutputSpec(): Static<typeof OutputSpec> {
+  return {
+    scores: { name: 'scores', bins: 10, values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+    features: { name: 'features', size: 1024 },
+  }
+}
+
+export function parseManifest(value: unknown, where: string): ModelManifest {
+  if (manifestCheck.Check(value)) return value
+  const problems = [...manifestCheck.Errors(value)].slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`)
+  throw new Error(`invalid model manifest ${where}: ${problems.join('; ')}`)
+}
+
+export async function readManifest(path: string): Promise<ModelManifest> {
+  const text = await readFile(path, 'utf8')
+  return parseManifest(JSON.parse(text), path)
+}
