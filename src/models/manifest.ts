@@ -42,7 +42,7 @@ export const Provenance = Type.Object({
   dataSha256: Type.Optional(Type.String()),
   metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   tool: Type.String({ description: 'what produced the file, with version' }),
-  createdAt: Type.String({ format: 'date-time' }),
+  createdAt: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T', description: 'ISO 8601 time' }),
   notes: Type.Optional(Type.String()),
 })
 

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import swagger from '@fastify/swagger'
+import type { Config } from './config/load.js'
+import errorHandler from './http/error-handler.js'
+import metricsPlugin from './metrics/metrics-plugin.js'
+import type { Metrics } from './metrics/metrics.js'
+import healthRoutes from './routes/health.js'
+import modelsRoute from './routes/models.js'
+import rankRoute from './routes/rank.js'
+import scoreRoute from './routes/score.js'
+import { sharedSchemas } from './routes/schemas.js'
+import type { FetchImage, RouteContext } from './routes/context.js'
+import type { ServiceState } from './service-state.js'
+import { openapiInfo } from './openapi-info.js'
+
+export interface AppDependencies {
+  config: Config
+  state: ServiceState
+  metrics: Metrics
+  fetchImage: FetchImage
+  limitHost: RouteContext['limitHost']
+  logger?: FastifyServerOptions['logger']
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * The HTTP application, with every dependency passed in: tests build it around fakes
+ * or real parts as they need, main.ts around the real ones.
+ */
+export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const { config, state, metrics } = deps
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // Honour a caller's x-request-id when it is sane; otherwise mint one.
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id']
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  })
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  for (const schema of sharedSchemas) app.addSchema(schema)
+
+  await app.register(swagger, { openapi: openapiInfo, refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) } })
+  await app.register(errorHandler, { metrics })
+  const queueDepths = () => Object.fromEntries([...(state.scorer?.models.values() ?? [])].map((m) => [m.info.id, m.queueDepth]))
+  await app.register(metricsPlugin, { metrics, state, queueDepths })
+
+  const ctx: RouteContext = { config, state, metrics, fetchImage: deps.fetchImage, limitHost: deps.limitHost }
+  await app.register(healthRoutes, ctx)
+  await app.register(modelsRoute, ctx)
+  await app.register(scoreRoute, ctx)
+  await app.register(rankRoute, ctx)
+  return app
+}

@@ -1,0 +1,67 @@
+import { Value } from '@sinclair/typebox/value'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { ConfigSchema, type RawConfig } from './schema.js'
+
+export interface Config extends RawConfig {
+  readonly models: readonly string[]
+  readonly executionProviders: readonly ExecutionProviderName[]
+  readonly combinedWeights: Readonly<Record<string, number>>
+  readonly urlAllowlist: readonly string[]
+}
+
+export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu'
+
+const check = TypeCompiler.Compile(ConfigSchema)
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0)
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}
+
+/**
+ * Reads the configuration once at start-up: unknown env vars are ignored, known ones
+ * are converted, validated and frozen. A bad value fails with a message naming the
+ * variable, what it expects and what arrived.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<RawConfig> = {}): Config {
+  const picked: Record<string, unknown> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const v = env[key]
+    if (v !== undefined && v !== '') picked[key] = v
+  }
+  Object.assign(picked, overrides)
+  const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, picked))
+  if (!check.Check(withDefaults)) {
+    const problems = [...check.Errors(withDefaults)].map((e) => {
+      const key = e.path.replace(/^\//, '')
+      const schema = (ConfigSchema.properties as Record<string, { description?: string }>)[key]
+      return `${key}: ${e.message} (got ${JSON.stringify(picked[key])}${schema?.description ? `; ${schema.description}` : ''})`
+    })
+    throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`)
+  }
+  const raw = withDefaults as RawConfig
+  const combinedWeights: Record<string, number> = {}
+  for (const pair of list(raw.COMBINED_WEIGHTS)) {
+    const [k, v] = pair.split('=') as [string, string]
+    const w = Number(v)
+    if (!Number.isFinite(w) || w < 0) throw new ConfigError(`invalid configuration:\n  COMBINED_WEIGHTS: weight of ${k} must be a number >= 0 (got ${JSON.stringify(v)})`)
+    combinedWeights[k] = w
+  }
+  const config: Config = {
+    ...raw,
+    models: [...new Set(list(raw.MODELS))],
+    executionProviders: [...new Set(list(raw.EXECUTION_PROVIDERS))] as ExecutionProviderName[],
+    combinedWeights,
+    urlAllowlist: list(raw.URL_ALLOWLIST),
+  }
+  return deepFreeze(config)
+}

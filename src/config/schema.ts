@@ -1,0 +1,51 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+/**
+ * Every environment variable the service reads, with its type, default and doc.
+ * This table is the single source for validation, the typed config and the README's
+ * configuration section (test/config.test.ts keeps the README in step).
+ */
+export const ConfigSchema = Type.Object({
+  HOST: Type.String({ default: '0.0.0.0', description: 'Interface to listen on' }),
+  PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'TCP port (0 picks a free one)' }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info', description: 'pino log level' },
+  ),
+  MODELS_DIR: Type.String({ default: 'models', description: 'Folder holding <id>/<version>/manifest.json + model.onnx' }),
+  MODELS: Type.String({
+    default: 'aesthetic,technical',
+    pattern: '^[a-z][a-z0-9-]*(,[a-z][a-z0-9-]*)*$',
+    description: 'Model ids to load; the first two are the default for requests',
+  }),
+  EXECUTION_PROVIDERS: Type.String({
+    default: 'cpu',
+    pattern: '^(cpu|cuda|webgpu)(,(cpu|cuda|webgpu))*$',
+    description: 'ONNX Runtime execution providers in order of preference; unavailable ones fall back with a warning',
+  }),
+  ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator (0: ONNX Runtime picks one per core)' }),
+  ORT_INTER_OP_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'Threads across operators' }),
+  BATCH_MAX_SIZE: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
+  BATCH_MAX_WAIT_MS: Type.Number({ default: 2, minimum: 0, maximum: 1000, description: 'Longest a lone image waits for company' }),
+  QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),
+  REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
+  BODY_LIMIT_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest upload (raw or multipart)' }),
+  MAX_INPUT_PIXELS: Type.Integer({ default: 64_000_000, minimum: 1, description: 'Largest decoded image (width x height); bombs are refused before decoding' }),
+  URL_MAX_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest image body fetched from a URL' }),
+  URL_CONNECT_TIMEOUT_MS: Type.Integer({ default: 3000, minimum: 1, description: 'URL fetch: TCP/TLS connect timeout' }),
+  URL_HEADERS_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 1, description: 'URL fetch: time to response headers' }),
+  URL_BODY_TIMEOUT_MS: Type.Integer({ default: 15000, minimum: 1, description: 'URL fetch: time for the whole body' }),
+  URL_MAX_REDIRECTS: Type.Integer({ default: 3, minimum: 0, maximum: 20, description: 'Redirects followed (each hop re-checked)' }),
+  URL_ALLOWLIST: Type.String({ default: '', description: 'Comma-separated hosts (exact or *.suffix) or CIDRs allowed despite the private-address deny list' }),
+  RANK_MAX_IMAGES: Type.Integer({ default: 100, minimum: 1, maximum: 10000, description: 'Most images in one POST /rank' }),
+  RANK_FETCH_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Parallel URL fetches per /rank request' }),
+  RANK_PER_HOST_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Parallel fetches to one host, across all requests' }),
+  COMBINED_WEIGHTS: Type.String({
+    default: 'aesthetic=0.6,technical=0.4',
+    pattern: '^[a-z][a-z0-9-]*=[0-9.]+(,[a-z][a-z0-9-]*=[0-9.]+)*$',
+    description: 'Default weight of each model (by id or task) in the combined score',
+  }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0, description: 'On SIGTERM, how long in-flight requests may finish' }),
+})
+
+export type RawConfig = Static<typeof ConfigSchema>

@@ -1,0 +1,22 @@
+import type { FastifyServerOptions } from 'fastify'
+import type { Config } from '../config/load.js'
+
+/**
+ * pino options: JSON lines, request id on every line, and no query strings (signed
+ * image URLs carry credentials there). Image bytes never reach the logger.
+ */
+export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>): FastifyServerOptions['logger'] {
+  return {
+    level: config.LOG_LEVEL,
+    serializers: {
+      req: (req: { method: string; url: string; headers: Record<string, unknown>; ip?: string }) => ({
+        method: req.method,
+        path: req.url.split('?')[0],
+        contentType: req.headers['content-type'],
+        contentLength: req.headers['content-length'],
+        remoteAddress: req.ip,
+      }),
+      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+    },
+  }
+}

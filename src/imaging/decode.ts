@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto'
+import sharp from 'sharp'
+import { NimaError } from '../errors.js'
+import { SUPPORTED_FORMATS, sniffFormat, type ImageFormat } from './formats.js'
+import type { RgbImage } from './tensor.js'
+
+export interface DecodeLimits {
+  /** Largest width*height accepted; checked from the header before pixels are decoded. */
+  maxInputPixels: number
+}
+
+export interface DecodedImage extends RgbImage {
+  /** sha256 of the original bytes: the image's identity for dedup and caching. */
+  id: string
+  format: ImageFormat
+  bytes: number
+}
+
+// libvips threads its own work; one decode already uses the cores it is given.
+sharp.concurrency(1)
+
+export function imageId(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+/**
+ * Decodes untrusted bytes into full-resolution 8-bit sRGB pixels.
+ *
+ * Choices (documented in the README): the first frame/page of animations and
+ * multi-page files; EXIF orientation applied, so the model sees what a viewer shows;
+ * alpha dropped without compositing, as PIL's convert('RGB') did for the original
+ * training data; greyscale and palette expanded to RGB; CMYK converted through its
+ * ICC profile; 16-bit reduced to 8-bit. No shrink-on-load: JPEG DCT scaling changes
+ * pixels, and parity with the original pipeline needs the fully decoded image.
+ */
+export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
+  if (bytes.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'The image is empty (0 bytes)')
+  const format = sniffFormat(bytes)
+  if (!SUPPORTED_FORMATS.includes(format)) {
+    const what = format === 'unknown' ? 'not a recognised image format' : `${format.toUpperCase()} images are not accepted`
+    throw new NimaError('NIMA_UNSUPPORTED_MEDIA_TYPE', `${what}; send one of: ${SUPPORTED_FORMATS.join(', ')}`)
+  }
+  try {
+    const { data, info } = await sharp(bytes, {
+      limitInputPixels: limits.maxInputPixels,
+      failOn: 'truncated',
+      pages: 1,
+      page: 0,
+      sequentialRead: true,
+    })
+      .autoOrient()
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true })
+    if (info.channels !== 3) throw new NimaError('NIMA_UNDECODABLE_IMAGE', `decoded to ${info.channels} channels, expected 3`)
+    return {
+      id: imageId(bytes),
+      format,
+      bytes: bytes.length,
+      data,
+      width: info.width,
+      height: info.height,
+    }
+  } catch (err) {
+    throw toDecodeError(err, format)
+  }
+}
+
+function toDecodeError(err: unknown, format: ImageFormat): NimaError {
+  if (err instanceof NimaError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  if (/pixel limit/i.test(message)) {
+    return new NimaError('NIMA_IMAGE_TOO_LARGE', 'The image has more pixels than MAX_INPUT_PIXELS allows', { cause: err })
+  }
+  // libvips messages name internal buffers and are not for clients: keep the first line.
+  const first = message.split('\n')[0]?.slice(0, 200) ?? ''
+  return new NimaError('NIMA_UNDECODABLE_IMAGE', `The ${format.toUpperCase()} image could not be decoded: ${first}`, { cause: err })
+}

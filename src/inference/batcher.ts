@@ -1,0 +1,113 @@
+import { NimaError } from '../errors.js'
+
+/**
+ * Micro-batching: items that arrive while the model is busy, or within `maxWaitMs` of
+ * the first waiting item, run together in one call. A lone item never waits longer
+ * than `maxWaitMs`; a full batch runs at once.
+ */
+export interface BatcherOptions<I, O> {
+  maxBatchSize: number
+  maxWaitMs: number
+  /** Items waiting (not yet running) before `submit` refuses with NIMA_OVERLOADED. */
+  maxQueue: number
+  /** Runs one batch; must return one output per input, in order. */
+  run: (items: I[]) => Promise<O[]>
+  /** Called after each batch, for metrics. */
+  onBatch?: (info: { size: number; queueWaitMs: number[]; runMs: number }) => void
+  now?: () => number
+}
+
+interface Pending<I, O> {
+  item: I
+  enqueuedAt: number
+  resolve: (value: O) => void
+  reject: (err: unknown) => void
+}
+
+export interface Batcher<I, O> {
+  submit(item: I): Promise<O>
+  /** Items waiting to run. */
+  readonly queueDepth: number
+  /** Items inside a running batch. */
+  readonly inFlight: number
+  /** Resolves once nothing waits or runs. */
+  drain(): Promise<void>
+}
+
+export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O> {
+  const { maxBatchSize, maxWaitMs, maxQueue, run, onBatch } = options
+  const now = options.now ?? (() => performance.now())
+  const queue: Pending<I, O>[] = []
+  let running = 0
+  let timer: NodeJS.Timeout | undefined
+  let idleWaiters: (() => void)[] = []
+
+  const settleIdle = () => {
+    if (queue.length === 0 && running === 0) {
+      const waiters = idleWaiters
+      idleWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+
+  const dispatch = () => {
+    if (timer) {
+      clearTimeout(timer)
+      timer = undefined
+    }
+    if (running > 0 || queue.length === 0) return
+    const batch = queue.splice(0, maxBatchSize)
+    running = batch.length
+    const started = now()
+    run(batch.map((p) => p.item)).then(
+      (outputs) => {
+        if (outputs.length !== batch.length) {
+          const err = new Error(`batch run returned ${outputs.length} outputs for ${batch.length} inputs`)
+          for (const p of batch) p.reject(err)
+        } else {
+          batch.forEach((p, i) => p.resolve(outputs[i]!))
+        }
+        finish(batch, started)
+      },
+      (err: unknown) => {
+        for (const p of batch) p.reject(err)
+        finish(batch, started)
+      },
+    )
+  }
+
+  const finish = (batch: Pending<I, O>[], started: number) => {
+    const ended = now()
+    running = 0
+    onBatch?.({ size: batch.length, queueWaitMs: batch.map((p) => started - p.enqueuedAt), runMs: ended - started })
+    // Whatever queued during the run has already waited at least one batch: go now.
+    dispatch()
+    settleIdle()
+  }
+
+  return {
+    submit(item) {
+      if (queue.length >= maxQueue) {
+        return Promise.reject(
+          new NimaError('NIMA_OVERLOADED', `inference queue is full (${maxQueue} images waiting)`, { headers: { 'retry-after': '1' } }),
+        )
+      }
+      return new Promise<O>((resolve, reject) => {
+        queue.push({ item, enqueuedAt: now(), resolve, reject })
+        if (running > 0) return
+        if (queue.length >= maxBatchSize || maxWaitMs <= 0) dispatch()
+        else timer ??= setTimeout(dispatch, maxWaitMs)
+      })
+    },
+    get queueDepth() {
+      return queue.length
+    },
+    get inFlight() {
+      return running
+    },
+    drain() {
+      if (queue.length === 0 && running === 0) return Promise.resolve()
+      return new Promise<void>((resolve) => idleWaiters.push(resolve))
+    },
+  }
+}

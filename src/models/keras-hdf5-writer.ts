@@ -1,0 +1,96 @@
+import { resolve } from 'node:path'
+import h5wasm from 'h5wasm/node'
+import { BN_PARAMS, CONV_LAYERS, HEAD, POINTWISE_WIDTHS, STRIDE2_BLOCKS } from './architecture.js'
+import { requireTensor, validateWeights, type WeightSet } from './weights.js'
+
+type H5Group = InstanceType<typeof h5wasm.Group>
+
+export interface KerasWriteOptions {
+  /** Keras 2 (idealo's files) named the head dense_1; tf.keras names it dense. */
+  headLayer?: 'dense_1' | 'dense'
+  /**
+   * Put the MobileNet base inside one sub-model group (e.g. model_1), which is how Keras
+   * saves a model that nests another; datasets then sit at model_1/conv1/kernel:0.
+   */
+  nestedBase?: string
+}
+
+/** Keras layers in idealo's model order; layers without weights still get a group. */
+function baseLayerNames(): string[] {
+  const names = ['conv1_pad', 'conv1', 'conv1_bn', 'conv1_relu']
+  POINTWISE_WIDTHS.forEach((_, index) => {
+    const b = index + 1
+    if (STRIDE2_BLOCKS.has(b)) names.push(`conv_pad_${b}`)
+    names.push(`conv_dw_${b}`, `conv_dw_${b}_bn`, `conv_dw_${b}_relu`, `conv_pw_${b}`, `conv_pw_${b}_bn`, `conv_pw_${b}_relu`)
+  })
+  return names
+}
+
+/** Canonical tensor names each Keras layer owns, in Keras weight order. */
+function layerTensors(): Map<string, string[]> {
+  const owned = new Map<string, string[]>()
+  for (const layer of CONV_LAYERS) {
+    owned.set(layer.name, [layer.kernelTensor])
+    owned.set(layer.batchNorm, BN_PARAMS.map((p) => `${layer.batchNorm}/${p}`))
+  }
+  return owned
+}
+
+/** h5py writes numpy byte-string arrays as fixed-length strings; so do we. */
+function setStringList(group: H5Group, name: string, values: readonly string[]): void {
+  if (values.length === 0) {
+    // What h5py stores for an empty Python list: an empty float64 array.
+    group.create_attribute(name, new Float64Array(0), [0])
+    return
+  }
+  const width = Math.max(1, ...values.map((v) => Buffer.byteLength(v)))
+  group.create_attribute(name, [...values], [values.length], `S${width}`)
+}
+
+function writeLayer(parent: H5Group, layer: string, tensors: readonly { weightName: string; name: string }[], weights: WeightSet): void {
+  const group = parent.create_group(layer)
+  setStringList(group, 'weight_names', tensors.map((t) => t.weightName))
+  for (const { weightName, name } of tensors) {
+    const tensor = requireTensor(weights, name)
+    const parts = weightName.split('/')
+    let target = group
+    for (const part of parts.slice(0, -1)) target = (target.get(part) as H5Group | null) ?? target.create_group(part)
+    target.create_dataset({ name: parts[parts.length - 1] ?? weightName, data: tensor.data, shape: [...tensor.shape], dtype: '<f4' })
+  }
+}
+
+/**
+ * Writes weights in the layout of Keras 2 `model.save_weights(path)`: root attribute
+ * layer_names, one group per layer with attribute weight_names, datasets at
+ * `<layer>/<weight name>`. Used to make test fixtures that look like idealo's files.
+ */
+export async function writeKerasWeights(path: string, weights: WeightSet, options: KerasWriteOptions = {}): Promise<void> {
+  validateWeights(weights, 'the HDF5 writer input')
+  const head = options.headLayer ?? 'dense_1'
+  const owned = layerTensors()
+  const headTensors = [
+    { weightName: `${head}/kernel:0`, name: HEAD.kernel },
+    { weightName: `${head}/bias:0`, name: HEAD.bias },
+  ]
+  const baseTensors = (layer: string): { weightName: string; name: string }[] =>
+    (owned.get(layer) ?? []).map((name) => ({ weightName: `${name}:0`, name }))
+
+  await h5wasm.ready
+  const file = new h5wasm.File(resolve(path), 'w')
+  try {
+    file.create_attribute('backend', 'tensorflow')
+    file.create_attribute('keras_version', '2.2.4')
+    const base = baseLayerNames()
+    const top = options.nestedBase
+      ? ['input_1', options.nestedBase, 'dropout_1', head]
+      : ['input_1', ...base, 'global_average_pooling2d_1', 'dropout_1', head]
+    setStringList(file, 'layer_names', top)
+    for (const layer of top) {
+      if (layer === head) writeLayer(file, layer, headTensors, weights)
+      else if (layer === options.nestedBase) writeLayer(file, layer, base.flatMap(baseTensors), weights)
+      else writeLayer(file, layer, baseTensors(layer), weights)
+    }
+  } finally {
+    file.close()
+  }
+}

@@ -1,0 +1,62 @@
+import { endianness } from 'node:os'
+import onnxProto from 'onnx-proto'
+import type { Tensor } from './weights.js'
+
+/**
+ * Small constructors over onnx-proto's generated classes, so the graph builder reads as a
+ * list of layers rather than protobuf plumbing. onnx-proto is CommonJS; its namespace
+ * only arrives through the default import.
+ */
+export const onnx = onnxProto.onnx
+export type NodeProto = onnxProto.onnx.INodeProto
+export type TensorProto = onnxProto.onnx.ITensorProto
+export type ValueInfoProto = onnxProto.onnx.IValueInfoProto
+
+export type AttributeValue = number | readonly number[]
+
+/** Integer attributes only: this network needs no float or string attributes. */
+export function node(
+  opType: string,
+  inputs: readonly string[],
+  outputs: readonly string[],
+  attributes: Record<string, AttributeValue> = {},
+): NodeProto {
+  const attribute = Object.entries(attributes).map(([name, value]) =>
+    typeof value === 'number'
+      ? { name, type: onnx.AttributeProto.AttributeType.INT, i: value }
+      : { name, type: onnx.AttributeProto.AttributeType.INTS, ints: [...value] },
+  )
+  return { opType, name: outputs[0], input: [...inputs], output: [...outputs], attribute }
+}
+
+const littleEndian = endianness() === 'LE'
+
+/**
+ * A float32 initializer. ONNX raw_data is little-endian: on such hosts the typed array's
+ * bytes go in as they are (small file, fast encoding); elsewhere the values go through
+ * float_data instead.
+ */
+export function floatInitializer(name: string, tensor: Tensor): TensorProto {
+  const { data } = tensor
+  const base = { name, dims: [...tensor.shape], dataType: onnx.TensorProto.DataType.FLOAT }
+  return littleEndian
+    ? { ...base, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }
+    : { ...base, floatData: Array.from(data) }
+}
+
+export function scalarFloatInitializer(name: string, value: number): TensorProto {
+  return { name, dims: [], dataType: onnx.TensorProto.DataType.FLOAT, floatData: [value] }
+}
+
+/** A float tensor graph input or output; string dims are symbolic (e.g. 'batch'). */
+export function floatValueInfo(name: string, dims: readonly (number | string)[]): ValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: onnx.TensorProto.DataType.FLOAT,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  }
+}

@@ -1,0 +1,23 @@
+import type { FastifyInstance } from 'fastify'
+import { ErrorResponse, ModelsResponse } from './schemas.js'
+import type { RouteContext } from './context.js'
+
+/** GET /models: what is loaded, where it came from, and which provider runs it. */
+export default async function modelsRoute(app: FastifyInstance, { state, config }: RouteContext) {
+  app.get('/models', { schema: { summary: 'Loaded models with manifests and execution providers', response: { 200: ModelsResponse, 503: ErrorResponse } } }, async () => {
+    const scorer = state.requireScorer()
+    const defaults = new Set(config.models.slice(0, 2))
+    return {
+      models: [...scorer.models.values()].map((m) => ({
+        ...m.info,
+        default: defaults.has(m.info.id),
+        fallbacks: [...m.fallbacks],
+        sha256: m.manifest.sha256,
+        input: m.manifest.input,
+        output: m.manifest.output,
+        provenance: m.manifest.provenance,
+      })),
+      executionProviders: [...config.executionProviders],
+    }
+  })
+}

@@ -1,0 +1,108 @@
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { NimaError } from '../errors.js'
+import { toNimaError } from '../http/error-handler.js'
+import { imageId } from '../imaging/decode.js'
+import { resolveWeights } from '../scoring/combined.js'
+import { deadlineError, withDeadline } from '../scoring/deadline.js'
+import { groupByKey, rankOrder } from '../scoring/ranking.js'
+import type { ImageScore } from '../scoring/scorer.js'
+import { mapPool } from '../util/map-pool.js'
+import type { RouteContext } from './context.js'
+import { fetchObserved } from './fetch-observed.js'
+import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
+
+type Outcome = { index: number; url: string; id?: string } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
+
+/**
+ * POST /rank: fetch a hotel's images through a bounded pool, score each distinct image
+ * once, and return them best first. A bad URL lands in `failed`, never fails the call.
+ */
+export default async function rankRoute(app: FastifyInstance, ctx: RouteContext) {
+  const { config, state, metrics } = ctx
+  app.withTypeProvider<TypeBoxTypeProvider>().post(
+    '/rank',
+    {
+      schema: {
+        summary: "Rank a set of images (e.g. one hotel's photos) by combined score",
+        body: RankBody,
+        response: { 200: RankResponse, '4xx': ErrorResponse, '5xx': ErrorResponse },
+      },
+    },
+    async (request, reply) => {
+      const leave = state.enter()
+      metrics.inflightRequests.inc()
+      try {
+        const started = performance.now()
+        const scorer = state.requireScorer()
+        const { images, weights } = request.body
+        if (images.length > config.RANK_MAX_IMAGES) {
+          throw new NimaError('NIMA_TOO_MANY_IMAGES', `${images.length} images sent; RANK_MAX_IMAGES allows ${config.RANK_MAX_IMAGES}`)
+        }
+        const models = scorer.resolveModels(request.body.models)
+        const signal = AbortSignal.timeout(config.REQUEST_DEADLINE_MS)
+        const fetches = new Map<string, Promise<{ bytes: Buffer }>>()
+        const scores = new Map<string, Promise<ImageScore>>()
+
+        const outcomes = await mapPool(images, config.RANK_FETCH_CONCURRENCY, async ({ url, id }, index): Promise<Outcome> => {
+          const ref = { index, url, ...(id !== undefined ? { id } : {}) }
+          try {
+            let fetched = fetches.get(url)
+            if (!fetched) fetches.set(url, (fetched = fetchObserved(ctx, url, signal)))
+            const { bytes } = await fetched
+            const key = imageId(bytes)
+            let scored = scores.get(key)
+            if (!scored) scores.set(key, (scored = withDeadline(scorer.scoreBytes(bytes, models, weights), signal)))
+            return { ...ref, ok: true, score: await scored }
+          } catch (err) {
+            const error = signal.aborted ? deadlineError() : toNimaError(err)
+            metrics.errors.inc({ code: error.code })
+            if (error.code === 'NIMA_INTERNAL') request.log.error({ err, index }, 'rank: image failed')
+            return { ...ref, ok: false, error }
+          }
+        })
+
+        const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
+        const groups = [...groupByKey(scored, (o) => o.score.image.id).values()]
+        const ranked = rankOrder(
+          groups.map((g) => ({
+            index: g[0]!.index,
+            combined: g[0]!.score.combined.score,
+            tieBreak: g[0]!.score.scores['aesthetic']?.mean ?? 0,
+            group: g,
+          })),
+        ).map(({ group }, i) => {
+          const [first, ...rest] = group
+          return {
+            rank: i + 1,
+            url: first!.url,
+            ...(first!.id !== undefined ? { id: first!.id } : {}),
+            image: first!.score.image,
+            combined: first!.score.combined.score,
+            scores: first!.score.scores,
+            duplicates: rest.map((d) => ({ url: d.url, ...(d.id !== undefined ? { id: d.id } : {}) })),
+          }
+        })
+        const failed = outcomes
+          .filter((o): o is Outcome & { ok: false } => !o.ok)
+          .map((o) => ({
+            url: o.url,
+            ...(o.id !== undefined ? { id: o.id } : {}),
+            error: { code: o.error.code, message: o.error.message },
+          }))
+        const info = Object.fromEntries(models.map((m) => [m.info.id, m.info]))
+        return reply.send({
+          requestId: String(request.id),
+          ranked,
+          failed,
+          weights: resolveWeights(models.map((m) => m.info), config.combinedWeights, weights),
+          models: info,
+          timings: { totalMs: performance.now() - started },
+        })
+      } finally {
+        metrics.inflightRequests.dec()
+        leave()
+      }
+    },
+  )
+}

@@ -1,0 +1,89 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import multipart from '@fastify/multipart'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { NimaError } from '../errors.js'
+import { RAW_IMAGE_MEDIA_TYPES } from '../imaging/formats.js'
+import { withDeadline } from '../scoring/deadline.js'
+import { parseModelList, type RouteContext } from './context.js'
+import { fetchObserved } from './fetch-observed.js'
+import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
+
+const RAW_TYPES = [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']
+
+/**
+ * POST /score: one image as a multipart field `image`, a raw image body, or JSON
+ * `{url}`. The format is decided by magic bytes, whatever the Content-Type claims.
+ */
+export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext) {
+  const { config, state } = ctx
+  await app.register(multipart, {
+    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 4, parts: 5, fieldSize: 4096 },
+  })
+  // Plain text is never an image: let it fall through to 415 instead of a confusing 400.
+  app.removeContentTypeParser('text/plain')
+  app.addContentTypeParser(RAW_TYPES, { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
+    done(null, body),
+  )
+
+  app.withTypeProvider<TypeBoxTypeProvider>().post(
+    '/score',
+    {
+      bodyLimit: config.BODY_LIMIT_BYTES,
+      schema: {
+        summary: 'Score one image',
+        description:
+          'Send the image as multipart/form-data (field `image`), as a raw body (image/jpeg, image/png, image/webp, image/gif, image/tiff, image/avif, application/octet-stream), or as JSON `{"url": ...}`.',
+        querystring: ScoreQuery,
+        body: { content: { 'application/json': { schema: ScoreUrlBody } } } as never,
+        response: { 200: ScoreResponse, '4xx': ErrorResponse, '5xx': ErrorResponse },
+      },
+    },
+    async (request, reply) => {
+      const leave = state.enter()
+      ctx.metrics.inflightRequests.inc()
+      try {
+        const started = performance.now()
+        const scorer = state.requireScorer()
+        const models = scorer.resolveModels(parseModelList(request.query.models))
+        const signal = AbortSignal.timeout(config.REQUEST_DEADLINE_MS)
+        const { bytes, fetchMs, weights } = await readImage(request, ctx, signal)
+        const result = await withDeadline(scorer.scoreBytes(bytes, models, weights), signal)
+        return reply.send({
+          requestId: String(request.id),
+          ...result,
+          timings: { ...(fetchMs !== undefined ? { fetchMs } : {}), ...result.timings, totalMs: performance.now() - started },
+        })
+      } finally {
+        ctx.metrics.inflightRequests.dec()
+        leave()
+      }
+    },
+  )
+}
+
+async function readImage(
+  request: FastifyRequest,
+  ctx: RouteContext,
+  signal: AbortSignal,
+): Promise<{ bytes: Buffer; fetchMs?: number; weights?: Record<string, number> }> {
+  if (request.isMultipart()) {
+    let bytes: Buffer | undefined
+    for await (const part of request.parts()) {
+      if (part.type !== 'file') continue
+      if (part.fieldname !== 'image') {
+        part.file.resume()
+        throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send the image as field "image"`)
+      }
+      bytes = await part.toBuffer()
+    }
+    if (!bytes) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file field "image"')
+    return { bytes }
+  }
+  if (Buffer.isBuffer(request.body)) return { bytes: request.body }
+  const body = request.body as ScoreUrlBody | undefined
+  if (body && typeof body.url === 'string') {
+    const { bytes, fetchMs } = await fetchObserved(ctx, body.url, signal)
+    return { bytes, fetchMs, ...(body.weights ? { weights: body.weights } : {}) }
+  }
+  throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')
+}

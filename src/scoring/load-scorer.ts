@@ -1,0 +1,47 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../config/load.js'
+import { scanModels, selectModel } from '../models/catalog.js'
+import type { Metrics } from '../metrics/metrics.js'
+import { NimaModel } from './nima-model.js'
+import { Scorer } from './scorer.js'
+
+/**
+ * Finds each configured model in MODELS_DIR (real weights before synthetic), opens its
+ * session, warms it up, and says loudly which kind of weights are serving.
+ */
+export async function loadScorer(config: Config, metrics: Metrics, log: FastifyBaseLogger): Promise<Scorer> {
+  const { entries, problems } = await scanModels(config.MODELS_DIR)
+  for (const p of problems) log.warn({ path: p.path, error: p.error }, 'skipping unreadable model manifest')
+  const models = new Map<string, NimaModel>()
+  try {
+    for (const id of config.models) {
+      const entry = selectModel(entries, id)
+      if (!entry) {
+        throw new Error(
+          `model "${id}" not found in ${config.MODELS_DIR} (found: ${[...new Set(entries.map((e) => e.manifest.id))].join(', ') || 'none'}); ` +
+            'run `npm run models -- ensure` for synthetic models or `npm run models -- pull` for the real idealo weights',
+        )
+      }
+      const model = await NimaModel.load(
+        entry,
+        { providers: config.executionProviders, intraOpThreads: config.ORT_INTRA_OP_THREADS, interOpThreads: config.ORT_INTER_OP_THREADS },
+        { maxBatchSize: config.BATCH_MAX_SIZE, maxWaitMs: config.BATCH_MAX_WAIT_MS, maxQueue: config.QUEUE_MAX },
+        metrics,
+      )
+      models.set(id, model)
+      for (const f of model.fallbacks) log.warn({ model: id, provider: f.provider, error: f.error }, 'execution provider unavailable, falling back')
+      const started = performance.now()
+      await model.warmUp(1)
+      if (config.BATCH_MAX_SIZE > 1) await model.warmUp(config.BATCH_MAX_SIZE)
+      const { manifest: m, info } = model
+      metrics.modelInfo.set({ model: id, version: m.version, synthetic: String(m.synthetic), provider: info.provider, task: m.task }, 1)
+      const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started) }
+      if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npm run models -- pull\` for the real idealo weights`)
+      else log.info(line, `model ${id} uses REAL weights (${m.provenance.kind})`)
+    }
+  } catch (err) {
+    await Promise.all([...models.values()].map((m) => m.dispose()))
+    throw err
+  }
+  return new Scorer(models, { defaultModels: config.models.slice(0, 2), defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS }, metrics)
+}

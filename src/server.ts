@@ -1,0 +1,77 @@
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from './app.js'
+import type { Config } from './config/load.js'
+import { createAddressPolicy } from './fetching/address-policy.js'
+import { createImageFetcher, type ImageFetcher } from './fetching/fetch-image.js'
+import { createHostLimiter } from './fetching/host-limiter.js'
+import { loggerOptions } from './http/logger.js'
+import { createMetrics, type Metrics } from './metrics/metrics.js'
+import { loadScorer } from './scoring/load-scorer.js'
+import { ServiceState } from './service-state.js'
+
+export interface Server {
+  app: FastifyInstance
+  state: ServiceState
+  metrics: Metrics
+  /** Resolves once models are loaded and warm (rejects if they cannot be). */
+  ready: Promise<void>
+  /** Drains and stops: readiness off, no new connections, in-flight finish within the grace period. */
+  shutdown(): Promise<{ drained: boolean }>
+}
+
+/**
+ * The real service: listens first (so probes can see "not ready" while models load),
+ * then loads and warms the models.
+ */
+export async function startServer(config: Config): Promise<Server> {
+  const metrics = createMetrics()
+  const state = new ServiceState((ready) => metrics.ready.set(ready ? 1 : 0))
+  const fetcher: ImageFetcher = createImageFetcher({
+    policy: createAddressPolicy({ allow: [...config.urlAllowlist] }),
+    maxBytes: config.URL_MAX_BYTES,
+    maxRedirects: config.URL_MAX_REDIRECTS,
+    connectTimeoutMs: config.URL_CONNECT_TIMEOUT_MS,
+    headersTimeoutMs: config.URL_HEADERS_TIMEOUT_MS,
+    bodyTimeoutMs: config.URL_BODY_TIMEOUT_MS,
+  })
+  const hosts = createHostLimiter(config.RANK_PER_HOST_CONCURRENCY)
+  const app = await buildApp({
+    config,
+    state,
+    metrics,
+    logger: loggerOptions(config),
+    fetchImage: (url, signal) => fetcher.fetch(url, signal),
+    limitHost: (url, fn, signal) => {
+      let host: string
+      try {
+        host = new URL(url).host
+      } catch {
+        return fn() // the fetcher refuses it with NIMA_URL_INVALID
+      }
+      return hosts.run(host, fn, signal)
+    },
+  })
+  await app.listen({ host: config.HOST, port: config.PORT })
+
+  const ready = loadScorer(config, metrics, app.log).then((scorer) => {
+    state.setScorer(scorer)
+    app.log.info({ models: [...scorer.models.keys()] }, 'ready')
+  })
+  ready.catch((err: unknown) => app.log.fatal({ err }, 'models could not be loaded'))
+
+  let stopping: Promise<{ drained: boolean }> | undefined
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      state.startDraining()
+      app.log.info({ inflight: state.inflight, graceMs: config.SHUTDOWN_GRACE_MS }, 'draining')
+      let timer: NodeJS.Timeout | undefined
+      const grace = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), config.SHUTDOWN_GRACE_MS)))
+      const drained = await Promise.race([app.close().then(() => true as const), grace])
+      clearTimeout(timer)
+      await fetcher.close().catch(() => {})
+      await state.scorer?.dispose().catch(() => {})
+      return { drained }
+    })())
+
+  return { app, state, metrics, ready, shutdown }
+}

@@ -1,0 +1,73 @@
+/**
+ * The conversion proof: a Keras-layout HDF5 goes through our reader and ONNX builder and
+ * must give, in onnxruntime, the probabilities of an independent float64 Keras-semantics
+ * forward pass on real photos. The deliberately wrong 'symmetric' padding must fail the
+ * same comparison, which shows the test can tell the two apart.
+ */
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import { readKerasWeights } from '../../src/models/keras-hdf5.js'
+import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
+import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
+import { syntheticWeights } from '../../src/models/synthetic-weights.js'
+import { imagesDir, loadIdealoInput } from './idealo-input.js'
+import { loadReferenceWeights, meanScore, referenceForward } from './reference-forward.js'
+import { runNima } from './run-onnx.js'
+
+const TOLERANCE_P = 1e-5
+const TOLERANCE_MEAN = 1e-4
+const PHOTOS = ['idealo/42039.jpg', 'idealo/aesthetic1.jpg', 'natural/chelsea.png', 'tid2013/ref_I06.png']
+
+interface Gap {
+  maxDp: number
+  maxDmean: number
+}
+
+function compare(onnx: readonly Float32Array[], reference: readonly Float64Array[]): Gap {
+  let maxDp = 0
+  let maxDmean = 0
+  onnx.forEach((p, i) => {
+    const ref = reference[i]!
+    for (let b = 0; b < 10; b++) maxDp = Math.max(maxDp, Math.abs(p[b]! - ref[b]!))
+    maxDmean = Math.max(maxDmean, Math.abs(meanScore(p) - meanScore(ref)))
+  })
+  return { maxDp, maxDmean }
+}
+
+const dir = t.testdir({})
+const hdf5 = join(dir, 'weights_seeded.hdf5')
+await writeKerasWeights(hdf5, syntheticWeights(20240601))
+const images = await Promise.all(PHOTOS.map((p) => loadIdealoInput(resolve(imagesDir, p))))
+
+const started = Date.now()
+const refWeights = await loadReferenceWeights(hdf5)
+const reference = images.map((image) => referenceForward(refWeights, image))
+t.comment(`float64 reference forward: ${PHOTOS.length} photos in ${Date.now() - started} ms`)
+
+async function onnxScores(padding: PaddingMode): Promise<Float32Array[]> {
+  const model = buildOnnxModel(await readKerasWeights(hdf5), { padding })
+  return (await runNima(model, images)).scores
+}
+
+t.test('the reference separates the photos, so agreeing with it means something', async (t) => {
+  let spread = 0
+  for (let b = 0; b < 10; b++) spread = Math.max(spread, Math.abs(reference[0]![b]! - reference[2]![b]!))
+  t.comment(`reference means: ${reference.map((r) => meanScore(r).toFixed(4)).join(', ')}; max |p(photo 1) - p(photo 3)| = ${spread.toExponential(3)}`)
+  t.ok(spread > 1e-3, `photos give different distributions (max bin difference ${spread})`)
+  t.ok(reference.every((r) => Math.max(...r) < 0.95), 'softmax is not one-hot')
+})
+
+t.test('keras padding: ONNX matches the float64 Keras reference', async (t) => {
+  const gap = compare(await onnxScores('keras'), reference)
+  t.comment(`keras padding: max |Δp| = ${gap.maxDp.toExponential(3)}, max |Δmean| = ${gap.maxDmean.toExponential(3)}`)
+  t.ok(gap.maxDp <= TOLERANCE_P, `max |Δp| ${gap.maxDp} <= ${TOLERANCE_P}`)
+  t.ok(gap.maxDmean <= TOLERANCE_MEAN, `max |Δmean| ${gap.maxDmean} <= ${TOLERANCE_MEAN}`)
+})
+
+t.test('symmetric padding: the same comparison fails, clearly', async (t) => {
+  const gap = compare(await onnxScores('symmetric'), reference)
+  t.comment(`symmetric padding: max |Δp| = ${gap.maxDp.toExponential(3)}, max |Δmean| = ${gap.maxDmean.toExponential(3)}`)
+  // "Clearly": ten times over the tolerance, not a near miss.
+  t.ok(gap.maxDp > 10 * TOLERANCE_P, `max |Δp| ${gap.maxDp} > 10 x ${TOLERANCE_P}`)
+  t.ok(gap.maxDmean > 10 * TOLERANCE_MEAN, `max |Δmean| ${gap.maxDmean} > 10 x ${TOLERANCE_MEAN}`)
+})

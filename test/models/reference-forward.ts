@@ -1,0 +1,176 @@
+/**
+ * An independent float64 forward pass of idealo's NIMA MobileNet v1, written the plain way
+ * Keras computes it: NHWC, explicit ZeroPadding2D, 'valid' convs, unfolded BatchNorm,
+ * ReLU6, global average pooling, Dense, softmax. It shares nothing with src/models on
+ * purpose: the layer table, the padding rule and the HDF5 paths are restated here, so a
+ * mistake in the converter cannot cancel out against the same mistake in the reference.
+ */
+import { resolve } from 'node:path'
+import h5wasm from 'h5wasm/node'
+
+const EPS = 1e-3
+const SIZE = 224
+const WIDTHS = [64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
+const STRIDE2 = [2, 4, 6, 12]
+
+export type ReferenceWeights = Map<string, Float64Array>
+
+/** Reads every dataset of a flat Keras save_weights file: `<layer>/<layer>/<param>:0`. */
+export async function loadReferenceWeights(path: string, head = 'dense_1'): Promise<ReferenceWeights> {
+  await h5wasm.ready
+  const file = new h5wasm.File(resolve(path), 'r')
+  const weights: ReferenceWeights = new Map()
+  const read = (layer: string, param: string, key = `${layer}/${param}`): void => {
+    const dataset = file.get(`${layer}/${layer}/${param}:0`)
+    if (!(dataset instanceof h5wasm.Dataset)) throw new Error(`reference: no dataset ${layer}/${layer}/${param}:0`)
+    weights.set(key, Float64Array.from(dataset.value as Float32Array))
+  }
+  try {
+    const bn = (layer: string): void => ['gamma', 'beta', 'moving_mean', 'moving_variance'].forEach((p) => read(layer, p))
+    read('conv1', 'kernel')
+    bn('conv1_bn')
+    for (let b = 1; b <= 13; b++) {
+      read(`conv_dw_${b}`, 'depthwise_kernel')
+      bn(`conv_dw_${b}_bn`)
+      read(`conv_pw_${b}`, 'kernel')
+      bn(`conv_pw_${b}_bn`)
+    }
+    read(head, 'kernel', 'dense/kernel')
+    read(head, 'bias', 'dense/bias')
+  } finally {
+    file.close()
+  }
+  return weights
+}
+
+interface Feature {
+  data: Float64Array
+  h: number
+  w: number
+  c: number
+}
+
+function get(weights: ReferenceWeights, name: string): Float64Array {
+  const value = weights.get(name)
+  if (value === undefined) throw new Error(`reference: missing ${name}`)
+  return value
+}
+
+function zeroPad(x: Feature, top: number, bottom: number, left: number, right: number): Feature {
+  const h = x.h + top + bottom
+  const w = x.w + left + right
+  const data = new Float64Array(h * w * x.c)
+  for (let y = 0; y < x.h; y++) {
+    const from = y * x.w * x.c
+    data.set(x.data.subarray(from, from + x.w * x.c), ((y + top) * w + left) * x.c)
+  }
+  return { data, h, w, c: x.c }
+}
+
+/** Keras padding: stride 2 → ZeroPadding2D(((0,1),(0,1))) + valid; stride 1 3x3 → same. */
+function kerasPad(x: Feature, stride: number): Feature {
+  return stride === 2 ? zeroPad(x, 0, 1, 0, 1) : zeroPad(x, 1, 1, 1, 1)
+}
+
+/** 3x3 'valid' conv, kernel HWIO. */
+function conv3x3(x: Feature, kernel: Float64Array, cout: number, stride: number): Feature {
+  const h = Math.floor((x.h - 3) / stride) + 1
+  const w = Math.floor((x.w - 3) / stride) + 1
+  const out = new Float64Array(h * w * cout)
+  for (let oy = 0; oy < h; oy++)
+    for (let ox = 0; ox < w; ox++) {
+      const o = (oy * w + ox) * cout
+      for (let ky = 0; ky < 3; ky++)
+        for (let kx = 0; kx < 3; kx++) {
+          const i = ((oy * stride + ky) * x.w + ox * stride + kx) * x.c
+          for (let ci = 0; ci < x.c; ci++) {
+            const v = x.data[i + ci]
+            const k = ((ky * 3 + kx) * x.c + ci) * cout
+            for (let co = 0; co < cout; co++) out[o + co] += v * kernel[k + co]
+          }
+        }
+    }
+  return { data: out, h, w, c: cout }
+}
+
+/** 3x3 'valid' depthwise conv, kernel [3, 3, C, 1]. */
+function depthwise3x3(x: Feature, kernel: Float64Array, stride: number): Feature {
+  const h = Math.floor((x.h - 3) / stride) + 1
+  const w = Math.floor((x.w - 3) / stride) + 1
+  const c = x.c
+  const out = new Float64Array(h * w * c)
+  for (let oy = 0; oy < h; oy++)
+    for (let ox = 0; ox < w; ox++) {
+      const o = (oy * w + ox) * c
+      for (let ky = 0; ky < 3; ky++)
+        for (let kx = 0; kx < 3; kx++) {
+          const i = ((oy * stride + ky) * x.w + ox * stride + kx) * c
+          const k = (ky * 3 + kx) * c
+          for (let ch = 0; ch < c; ch++) out[o + ch] += x.data[i + ch] * kernel[k + ch]
+        }
+    }
+  return { data: out, h, w, c }
+}
+
+/** 1x1 conv, kernel [1, 1, Cin, Cout]. Skipping zero inputs is exact and halves the work after ReLU. */
+function pointwise(x: Feature, kernel: Float64Array, cout: number): Feature {
+  const pixels = x.h * x.w
+  const out = new Float64Array(pixels * cout)
+  for (let p = 0; p < pixels; p++) {
+    const o = p * cout
+    for (let ci = 0; ci < x.c; ci++) {
+      const v = x.data[p * x.c + ci]
+      if (v === 0) continue
+      const k = ci * cout
+      for (let co = 0; co < cout; co++) out[o + co] += v * kernel[k + co]
+    }
+  }
+  return { data: out, h: x.h, w: x.w, c: cout }
+}
+
+/** BatchNorm (inference: moving statistics) followed by ReLU6, in place. */
+function batchNormRelu6(x: Feature, weights: ReferenceWeights, name: string): Feature {
+  const gamma = get(weights, `${name}/gamma`)
+  const beta = get(weights, `${name}/beta`)
+  const mean = get(weights, `${name}/moving_mean`)
+  const variance = get(weights, `${name}/moving_variance`)
+  const { data, c } = x
+  for (let i = 0; i < data.length; i++) {
+    const ch = i % c
+    const y = (gamma[ch] * (data[i] - mean[ch])) / Math.sqrt(variance[ch] + EPS) + beta[ch]
+    data[i] = y < 0 ? 0 : y > 6 ? 6 : y
+  }
+  return x
+}
+
+/** Class probabilities for one 224x224x3 NHWC image already scaled to [-1, 1]. */
+export function referenceForward(weights: ReferenceWeights, image: ArrayLike<number>): Float64Array {
+  if (image.length !== SIZE * SIZE * 3) throw new Error(`reference: expected ${SIZE * SIZE * 3} values, got ${image.length}`)
+  let x: Feature = { data: Float64Array.from(image), h: SIZE, w: SIZE, c: 3 }
+  x = batchNormRelu6(conv3x3(kerasPad(x, 2), get(weights, 'conv1/kernel'), 32, 2), weights, 'conv1_bn')
+  WIDTHS.forEach((width, index) => {
+    const b = index + 1
+    const stride = STRIDE2.includes(b) ? 2 : 1
+    x = batchNormRelu6(depthwise3x3(kerasPad(x, stride), get(weights, `conv_dw_${b}/depthwise_kernel`), stride), weights, `conv_dw_${b}_bn`)
+    x = batchNormRelu6(pointwise(x, get(weights, `conv_pw_${b}/kernel`), width), weights, `conv_pw_${b}_bn`)
+  })
+
+  const pooled = new Float64Array(x.c)
+  for (let p = 0; p < x.h * x.w; p++) for (let ch = 0; ch < x.c; ch++) pooled[ch] += x.data[p * x.c + ch]
+  for (let ch = 0; ch < x.c; ch++) pooled[ch] /= x.h * x.w
+
+  const kernel = get(weights, 'dense/kernel')
+  const logits = Float64Array.from(get(weights, 'dense/bias'))
+  for (let i = 0; i < x.c; i++) for (let j = 0; j < logits.length; j++) logits[j] += pooled[i] * kernel[i * logits.length + j]
+  const top = Math.max(...logits)
+  const exp = logits.map((v) => Math.exp(v - top))
+  const sum = exp.reduce((a, b) => a + b, 0)
+  return exp.map((v) => v / sum)
+}
+
+/** NIMA mean score: sum of i * p_i over bins i = 1..10. */
+export function meanScore(probabilities: ArrayLike<number>): number {
+  let mean = 0
+  for (let i = 0; i < probabilities.length; i++) mean += (i + 1) * probabilities[i]
+  return mean
+}
