@@ -89,9 +89,9 @@ const IPV6_REFUSED = table((cidr) => ipaddr.IPv6.parseCIDR(cidr), [
   ['unspecified', '::/128'],
   ['loopback', '::1/128'],
   ['ipv4Compatible', '::/96'], // deprecated ::a.b.c.d
+  ['nat64Local', '64:ff9b:1::/48'], // RFC 8215 local-use NAT64: network specific
   ['reserved', '::/8'], // includes the RFC 6145 ::ffff:0:a.b.c.d translated form
   ['discard', '100::/64'],
-  ['nat64Local', '64:ff9b:1::/48'], // RFC 8215 local-use NAT64: network specific
   ['teredo', '2001::/32'], // the embedded client address is obfuscated: refuse it all
   ['benchmarking', '2001:2::/48'],
   ['reserved', '2001::/23'], // IETF protocol assignments (ORCHID, AMT, AS112…)
@@ -134,11 +134,25 @@ function ipv4Range(address: IPv4): AddressRange {
 }
 
 function parseIp(address: string): IP | undefined {
+  let bare = address
+  if (bare.startsWith('[') && bare.endsWith(']')) {
+    bare = bare.slice(1, -1)
+    if (!net.isIPv6(bare)) return undefined
+  }
   // net.isIP accepts only canonical notations; ipaddr.js alone would also take
   // "0x7f.1" or "2130706433", which no resolver returns.
-  const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address
-  if (net.isIP(bare) === 0) return undefined
-  return ipaddr.parse(bare)
+  const family = net.isIP(bare)
+  if (family === 4) return ipaddr.IPv4.parse(bare)
+  if (family !== 6) return undefined
+  // ipaddr.js reads "::a.b.c.d" as "::ffff:a.b.c.d"; the WHATWG URL parser gets every
+  // dotted form right and hands back pure hex ("::7f00:1"). A zone id ("%eth0") only
+  // qualifies link-local addresses, which are refused anyway: it is dropped here.
+  try {
+    const hex = new URL(`http://[${bare.split('%')[0]}]/`).hostname.slice(1, -1)
+    return ipaddr.IPv6.parse(hex)
+  } catch {
+    return undefined
+  }
 }
 
 /** True when `address` is an IPv4 or IPv6 literal (IPv6 optionally in brackets). */
@@ -239,17 +253,18 @@ function parseCidrEntry(entry: string, index: number): Cidr {
   const slash = entry.indexOf('/')
   const addressPart = entry.slice(0, slash)
   const bitsPart = entry.slice(slash + 1)
-  const family = net.isIP(addressPart)
-  if (family === 0) throw invalidEntry(entry, index, `"${addressPart}" is not an IP address (${EXPECTED_ENTRY})`)
+  const ip = net.isIP(addressPart) === 0 ? undefined : parseIp(addressPart)
+  if (ip === undefined) throw invalidEntry(entry, index, `"${addressPart}" is not an IP address (${EXPECTED_ENTRY})`)
+  const family = ip.kind() === 'ipv4' ? 4 : 6
   const maxBits = family === 4 ? 32 : 128
   if (!/^\d{1,3}$/.test(bitsPart) || Number(bitsPart) > maxBits) {
     throw invalidEntry(entry, index, `the prefix length must be an integer from 0 to ${maxBits} for IPv${family}`)
   }
-  const [network, bits] = ipaddr.parseCIDR(entry)
-  const base = family === 4 ? ipaddr.IPv4.networkAddressFromCIDR(entry) : ipaddr.IPv6.networkAddressFromCIDR(entry)
-  if (base.toNormalizedString() !== network.toNormalizedString()) {
-    const shown = family === 4 ? base.toString() : (base as IPv6).toRFC5952String()
-    throw invalidEntry(entry, index, `host bits are set; did you mean ${shown}/${bits}?`)
+  const bits = Number(bitsPart)
+  const canonical = `${ip.toNormalizedString()}/${bits}`
+  const network = family === 4 ? ipaddr.IPv4.networkAddressFromCIDR(canonical) : ipaddr.IPv6.networkAddressFromCIDR(canonical)
+  if (network.toNormalizedString() !== ip.toNormalizedString()) {
+    throw invalidEntry(entry, index, `host bits are set; did you mean ${formatCidr([network, bits])}?`)
   }
   return [network, bits]
 }

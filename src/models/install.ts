@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Static } from '@sinclair/typebox'
+import { idealoInputSpec, nimaOutputSpec, parseManifest, type ModelManifest, type Provenance } from './manifest.js'
+import { sha256Hex } from './integrity.js'
+import { ModelError } from './model-error.js'
+import type { Task } from './sources.js'
+
+export const MODEL_FILE = 'model.onnx'
+export const MANIFEST_FILE = 'manifest.json'
+
+export interface InstallRequest {
+  /** The models folder, e.g. ./models. */
+  dir: string
+  id: string
+  version: string
+  task: Task
+  /** Encoded ONNX model. */
+  onnx: Uint8Array
+  synthetic: boolean
+  /** Everything but tool and createdAt, which install fills in. */
+  provenance: Omit<Static<typeof Provenance>, 'tool' | 'createdAt'>
+  now?: Date
+}
+
+export interface InstalledModel {
+  dir: string
+  manifestPath: string
+  modelPath: string
+  manifest: ModelManifest
+}
+
+let toolName: string | undefined
+
+/** `nima-serve <version>`, read from package.json (two levels up from src/models and dist/models). */
+export async function toolVersion(): Promise<string> {
+  if (toolName === undefined) {
+    try {
+      const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }
+      toolName = `nima-serve ${pkg.version ?? 'unknown'}`
+    } catch {
+      toolName = 'nima-serve (version unknown)'
+    }
+  }
+  return toolName
+}
+
+/**
+ * Installs `<dir>/<id>/<version>/{model.onnx, manifest.json}` so that readers never see a
+ * half-written model. Everything is written to a `.partial` folder first; the folder is
+ * renamed into place and manifest.json, the file readers look for, appears last by a
+ * final rename. A crash leaves at most a folder without manifest.json, which scanners skip.
+ * Reinstalling a version removes its manifest before its files, for the same reason.
+ */
+export async function installModel(request: InstallRequest): Promise<InstalledModel> {
+  const onnxSha256 = sha256Hex(request.onnx)
+  const manifest = parseManifest(
+    {
+      id: request.id,
+      version: request.version,
+      task: request.task,
+      architecture: 'mobilenet_v1',
+      file: MODEL_FILE,
+      sha256: onnxSha256,
+      synthetic: request.synthetic,
+      input: idealoInputSpec(),
+      output: nimaOutputSpec(),
+      provenance: { ...request.provenance, tool: await toolVersion(), createdAt: (request.now ?? new Date()).toISOString() },
+    },
+    `for ${request.id}/${request.version}`,
+  )
+
+  const idDir = join(request.dir, request.id)
+  const finalDir = join(idDir, request.version)
+  const staging = join(idDir, `.${request.version}.partial-${randomBytes(4).toString('hex')}`)
+  try {
+    await mkdir(staging, { recursive: true })
+    await writeFile(join(staging, MODEL_FILE), request.onnx)
+    await writeFile(join(staging, `${MANIFEST_FILE}.partial`), `${JSON.stringify(manifest, null, 2)}\n`)
+    await rm(join(finalDir, MANIFEST_FILE), { force: true })
+    await rm(finalDir, { recursive: true, force: true })
+    await rename(staging, finalDir)
+    await rename(join(finalDir, `${MANIFEST_FILE}.partial`), join(finalDir, MANIFEST_FILE))
+  } catch (cause) {
+    await rm(staging, { recursive: true, force: true })
+    const code = (cause as NodeJS.ErrnoException).code ?? String(cause)
+    throw new ModelError('MODEL_INSTALL_FAILED', `cannot install ${request.id}/${request.version} into ${finalDir}: ${code}`, { cause })
+  }
+  return { dir: finalDir, manifestPath: join(finalDir, MANIFEST_FILE), modelPath: join(finalDir, MODEL_FILE), manifest }
+}
