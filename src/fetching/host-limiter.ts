@@ -99,7 +99,18 @@ export function createHostLimiter(maxPerHost: number): HostLimiter {
           } catch (err) {
             result = Promise.reject(err)
           }
-          result.then(resolve, reject).finally(() => release(key, hostState))
+          // Free the slot before settling, so a caller that awaits the result sees the
+          // host's counts already updated.
+          result.then(
+            (value) => {
+              release(key, hostState)
+              resolve(value)
+            },
+            (err: unknown) => {
+              release(key, hostState)
+              reject(err)
+            },
+          )
         }
 
         if (hostState.active < maxPerHost) {

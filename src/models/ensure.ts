@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises'
 import { scanModels } from './catalog.js'
 import type { ModelManifest } from './manifest.js'
 import { TASKS, type Task } from './sources.js'
-import { DEFAULT_SYNTHETIC_SEEDS, installSynthetic } from './synthesize.js'
+import { DEFAULT_SYNTHETIC_SEEDS } from './synthetic-seeds.js'
 
 export interface EnsureOutcome {
   task: Task
@@ -44,6 +44,8 @@ export async function ensureModels(dir: string, options: EnsureOptions = {}): Pr
       }
     }
     if (found === undefined) {
+      // Loaded only when needed: the generator and protobuf cost more than the whole check.
+      const { installSynthetic } = await import('./synthesize.js')
       const installed = await installSynthetic(dir, task, seeds[task])
       found = { task, action: 'created', manifest: installed.manifest, modelPath: installed.modelPath }
     }

@@ -3,12 +3,9 @@ import { buildOnnxModel } from './onnx-graph.js'
 import type { Task } from './sources.js'
 import { assertSeed, syntheticWeights } from './synthetic-weights.js'
 
-/** Fixed per task so a fresh checkout always gets the same two synthetic models. */
-export const DEFAULT_SYNTHETIC_SEEDS: Readonly<Record<Task, number>> = Object.freeze({ aesthetic: 1007, technical: 1011 })
+export { DEFAULT_SYNTHETIC_SEEDS, syntheticVersion } from './synthetic-seeds.js'
 
-export function syntheticVersion(seed: number): string {
-  return `synthetic-s${seed}`
-}
+import { syntheticVersion } from './synthetic-seeds.js'
 
 const NOTES =
   'Seeded random MobileNet v1 weights (He-normal kernels, BatchNorm statistics consistent with them). ' +

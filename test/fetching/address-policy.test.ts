@@ -44,6 +44,9 @@ t.test('classifyAddress: IPv6 ranges', async (t) => {
     ['::1', 'loopback'],
     ['[::1]', 'loopback'],
     ['::127.0.0.1', 'ipv4Compatible'],
+    ['::8.8.8.8', 'ipv4Compatible'], // ipaddr.js alone would read this as ::ffff:8.8.8.8 (public)
+    ['::ffff:0:127.0.0.1', 'reserved'],
+    ['fe80::1%eth0', 'linkLocal'],
     ['::ffff:0:7f00:1', 'reserved'], // RFC 6145 translated form
     ['100::1', 'discard'],
     ['64:ff9b:1::a00:1', 'nat64Local'],
@@ -93,6 +96,7 @@ t.test('classifyAddress: IPv6 forms embedding IPv4 are judged by the embedded ad
 t.test('classifyAddress: canonical form, and non-addresses throw', async (t) => {
   t.equal(classifyAddress('2001:4860:4860:0:0:0:0:8888').address, '2001:4860:4860::8888')
   t.equal(classifyAddress('::FFFF:127.0.0.1').address, '::ffff:7f00:1')
+  t.equal(classifyAddress('::8.8.8.8').address, '::808:808')
   for (const bad of ['example.com', '', '127.1', '0x7f000001', '2130706433', '1.2.3.4.5', '::ffff:999.0.0.1', '[1.2.3.4]']) {
     t.throws(() => classifyAddress(bad), { name: 'TypeError', message: /expected an IPv4 or IPv6 address/ }, JSON.stringify(bad))
   }
@@ -127,6 +131,10 @@ t.test('allowlist: CIDRs and single addresses override the deny list', async (t)
   t.match(policy.checkAddress('fd00:abce::5'), { allowed: false })
   t.match(policy.checkAddress('::1'), { allowed: true })
   t.match(policy.checkAddress('8.8.8.8'), { allowed: true, via: 'public' })
+
+  const dotted = createAddressPolicy({ allow: ['::ffff:10.0.0.0/104'] })
+  t.same(dotted.allow, ['::ffff:a00:0/104'])
+  t.match(dotted.checkAddress('::ffff:10.9.9.9'), { allowed: true })
 })
 
 t.test('allowlist: hostnames, exact or *.suffix, accept every address they resolve to', async (t) => {

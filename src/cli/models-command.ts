@@ -1,0 +1,136 @@
+import { parseArgs } from 'node:util'
+import type { DownloadOptions } from '../models/download.js'
+import { ModelError } from '../models/model-error.js'
+import { TASKS, type KerasSource, type Task } from '../models/sources.js'
+import { createProgress } from './progress.js'
+
+/** What a command may touch of the outside world; tests pass their own. */
+export interface CliIo {
+  out: (line: string) => void
+  err: (line: string) => void
+  /** Where a progress bar may be drawn; a bar appears only if this is a TTY. */
+  progressStream?: NodeJS.WriteStream
+  env?: NodeJS.ProcessEnv
+}
+
+/** Test seams for pull: the source table and download tuning. */
+export interface ModelsCommandDeps {
+  sources?: readonly KerasSource[]
+  download?: DownloadOptions
+}
+
+export const MODELS_USAGE = `usage: nima-serve models <command> [options]
+
+commands:
+  ensure [--dir DIR]                      install a SYNTHETIC model for every task that has none (fast when present)
+  synth  [--dir DIR] [--seed N] [--task T] (re)generate SYNTHETIC models (seed N for aesthetic, N+1 for technical)
+  pull   [--dir DIR] [--from DIR | --base-url URL]
+                                          download idealo's real weights (pinned commit, integrity-checked), convert, install
+  list   [--dir DIR]                      list installed models
+
+DIR defaults to $MODELS_DIR or ./models.`
+
+const SYNTHETIC_HINT = 'SYNTHETIC models are seeded random weights: their scores carry no meaning. Run `npm run models -- pull` for the real idealo models.'
+
+function usage(message: string): ModelError {
+  return new ModelError('MODEL_USAGE', `${message}\n${MODELS_USAGE}`)
+}
+
+function parse(args: string[], options: Record<string, { type: 'string' }>): Record<string, string | undefined> {
+  try {
+    return parseArgs({ args, options: { dir: { type: 'string' }, ...options }, strict: true, allowPositionals: false }).values as Record<string, string | undefined>
+  } catch (err) {
+    throw usage(err instanceof Error ? err.message : String(err))
+  }
+}
+
+function parseSeed(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  const seed = Number(text)
+  if (!/^\d+$/.test(text) || seed > 0xfffffffe) throw usage(`--seed: expected an integer from 0 to 4294967294, got ${JSON.stringify(text)}`)
+  return seed
+}
+
+function parseTask(text: string | undefined): Task | undefined {
+  if (text === undefined) return undefined
+  if (!(TASKS as readonly string[]).includes(text)) throw usage(`--task: expected ${TASKS.join(' or ')}, got ${JSON.stringify(text)}`)
+  return text as Task
+}
+
+async function ensure(dir: string, io: CliIo): Promise<number> {
+  const { ensureModels } = await import('../models/ensure.js')
+  const outcomes = await ensureModels(dir)
+  for (const { task, action, manifest, modelPath } of outcomes) {
+    const what = manifest.synthetic ? `SYNTHETIC model ${manifest.version}` : `model ${manifest.version}`
+    io.out(action === 'created' ? `${task}: installed ${what} at ${modelPath}` : `${task}: ${what} already installed`)
+  }
+  if (outcomes.some((o) => o.manifest.synthetic)) io.out(SYNTHETIC_HINT)
+  return 0
+}
+
+async function synth(dir: string, seed: number | undefined, only: Task | undefined, io: CliIo): Promise<number> {
+  const { DEFAULT_SYNTHETIC_SEEDS, installSynthetic } = await import('../models/synthesize.js')
+  for (const [index, task] of TASKS.entries()) {
+    if (only !== undefined && task !== only) continue
+    const model = await installSynthetic(dir, task, seed === undefined ? DEFAULT_SYNTHETIC_SEEDS[task] : seed + index)
+    io.out(`${task}: installed SYNTHETIC model ${model.manifest.version} at ${model.modelPath}`)
+  }
+  io.out(SYNTHETIC_HINT)
+  return 0
+}
+
+async function pull(dir: string, values: Record<string, string | undefined>, io: CliIo, deps: ModelsCommandDeps): Promise<number> {
+  if (values['from'] !== undefined && values['base-url'] !== undefined) throw usage('pull: use --from or --base-url, not both')
+  const { pullModels } = await import('../models/pull.js')
+  const installed = await pullModels({
+    dir,
+    sources: deps.sources,
+    from: values['from'],
+    baseUrl: values['base-url'],
+    log: io.out,
+    download: { progress: createProgress(io.progressStream, io.out), ...deps.download },
+  })
+  io.out(`installed ${installed.map((m) => `${m.manifest.id}/${m.manifest.version}`).join(', ')}`)
+  return 0
+}
+
+async function list(dir: string, io: CliIo): Promise<number> {
+  const { scanModels } = await import('../models/catalog.js')
+  const { entries, problems } = await scanModels(dir)
+  for (const p of problems) io.err(`unreadable manifest ${p.path}: ${p.error}`)
+  if (entries.length === 0) {
+    io.out(`no models installed in ${dir}; run: nima-serve models ensure`)
+    return problems.length === 0 ? 0 : 1
+  }
+  io.out(['id', 'version', 'synthetic', 'sha256'].join('\t'))
+  for (const { manifest: m } of entries) io.out([m.id, m.version, m.synthetic ? 'SYNTHETIC' : 'no', m.sha256].join('\t'))
+  return problems.length === 0 ? 0 : 1
+}
+
+/** `nima-serve models <command>`; returns the exit code. Expected failures throw ModelError. */
+export async function runModelsCommand(args: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
+  const [command, ...rest] = args
+  const defaultDir = io.env?.['MODELS_DIR'] ?? 'models'
+  switch (command) {
+    case 'ensure':
+      return ensure(parse(rest, {})['dir'] ?? defaultDir, io)
+    case 'synth': {
+      const values = parse(rest, { seed: { type: 'string' }, task: { type: 'string' } })
+      return synth(values['dir'] ?? defaultDir, parseSeed(values['seed']), parseTask(values['task']), io)
+    }
+    case 'pull': {
+      const values = parse(rest, { from: { type: 'string' }, 'base-url': { type: 'string' } })
+      return pull(values['dir'] ?? defaultDir, values, io, deps)
+    }
+    case 'list':
+      return list(parse(rest, {})['dir'] ?? defaultDir, io)
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      io.out(MODELS_USAGE)
+      return command === undefined ? 2 : 0
+    default:
+      throw usage(`unknown models command ${JSON.stringify(command)}`)
+  }
+}
