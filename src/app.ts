@@ -12,7 +12,7 @@ import scoreRoute from './routes/score.js'
 import { sharedSchemas } from './routes/schemas.js'
 import type { FetchImage, RouteContext } from './routes/context.js'
 import type { ServiceState } from './service-state.js'
-import { openapiInfo } from './openapi-info.js'
+import { addUploadBodies, openapiInfo } from './openapi-info.js'
 
 export interface AppDependencies {
   config: Config
@@ -48,7 +48,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   })
   for (const schema of sharedSchemas) app.addSchema(schema)
 
-  await app.register(swagger, { openapi: openapiInfo, refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) } })
+  await app.register(swagger, {
+    openapi: openapiInfo,
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
+    transformObject: (documentObject) => {
+      const doc = 'openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject
+      addUploadBodies(doc as { paths?: Record<string, unknown> })
+      return doc
+    },
+  })
   await app.register(errorHandler, { metrics })
   const queueDepths = () => Object.fromEntries([...(state.scorer?.models.values() ?? [])].map((m) => [m.info.id, m.queueDepth]))
   await app.register(metricsPlugin, { metrics, state, queueDepths })

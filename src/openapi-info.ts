@@ -1,3 +1,5 @@
+import { RAW_IMAGE_MEDIA_TYPES } from './imaging/formats.js'
+
 /** The OpenAPI document's header; paths and schemas come from the route schemas. */
 export const openapiInfo = {
   openapi: '3.0.3',
@@ -9,4 +11,18 @@ export const openapiInfo = {
     license: { name: 'Apache-2.0' },
   },
   servers: [{ url: 'http://localhost:8080' }],
+}
+
+/**
+ * Upload bodies are parsed outside fastify's JSON validation (multipart streams, raw
+ * buffers), so the route schema only carries the JSON form; the document gets the rest here.
+ */
+export function addUploadBodies(doc: { paths?: Record<string, any> }): void {
+  const post = doc.paths?.['/score']?.post
+  if (!post) return
+  const content = (post.requestBody ??= { required: true, content: {} }).content
+  content['multipart/form-data'] = {
+    schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary', description: 'The image file' } } },
+  }
+  for (const type of [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']) content[type] = { schema: { type: 'string', format: 'binary' } }
 }

@@ -69,7 +69,8 @@ async function ensure(dir: string, io: CliIo): Promise<number> {
 }
 
 async function synth(dir: string, seed: number | undefined, only: Task | undefined, io: CliIo): Promise<number> {
-  const { DEFAULT_SYNTHETIC_SEEDS, installSynthetic } = await import('../models/synthesize.js')
+  const { installSynthetic } = await import('../models/synthesize.js')
+  const { DEFAULT_SYNTHETIC_SEEDS } = await import('../models/synthetic-seeds.js')
   for (const [index, task] of TASKS.entries()) {
     if (only !== undefined && task !== only) continue
     const model = await installSynthetic(dir, task, seed === undefined ? DEFAULT_SYNTHETIC_SEEDS[task] : seed + index)

@@ -1,11 +1,8 @@
 import { installModel, type InstalledModel } from './install.js'
 import { buildOnnxModel } from './onnx-graph.js'
 import type { Task } from './sources.js'
-import { assertSeed, syntheticWeights } from './synthetic-weights.js'
-
-export { DEFAULT_SYNTHETIC_SEEDS, syntheticVersion } from './synthetic-seeds.js'
-
 import { syntheticVersion } from './synthetic-seeds.js'
+import { assertSeed, syntheticWeights } from './synthetic-weights.js'
 
 const NOTES =
   'Seeded random MobileNet v1 weights (He-normal kernels, BatchNorm statistics consistent with them). ' +

@@ -78,8 +78,13 @@ t.test('an endless body stops at the limit', async (t) => {
     res.writeHead(200, { 'content-type': 'image/png' })
     const chunk = Buffer.alloc(64 * 1024, 2)
     const pump = (): void => {
-      while (!res.destroyed && res.write(chunk)) written += chunk.length
-      if (!res.destroyed) res.once('drain', pump)
+      while (!res.destroyed) {
+        written += chunk.length
+        if (!res.write(chunk)) {
+          res.once('drain', pump)
+          return
+        }
+      }
     }
     pump()
   })
@@ -89,7 +94,7 @@ t.test('an endless body stops at the limit', async (t) => {
   t.match(await caught(fetcher.fetch(server.url('/endless'))), { code: 'NIMA_URL_TOO_LARGE' })
   t.equal(await closed, true, 'the server saw the socket closed')
   t.ok(performance.now() - started < 2000, 'promptly')
-  t.ok(written < 32 * 1024 * 1024, `the server could push only ${written} bytes`)
+  t.ok(written > 1024 * 1024 && written < 32 * 1024 * 1024, `the server could push only ${written} bytes`)
 })
 
 t.test('slow loris: headers that never come time out at headersTimeoutMs', async (t) => {
@@ -102,6 +107,7 @@ t.test('slow loris: headers that never come time out at headersTimeoutMs', async
   const elapsed = performance.now() - started
   t.match(err, { code: 'NIMA_UPSTREAM_TIMEOUT', statusCode: 504, message: /sent no response headers within 300 ms/ })
   t.notMatch(err.message, /k=v/)
+  // undici checks headersTimeout on a ~0.5 s tick: expect 300 ms plus at most that.
   t.ok(elapsed >= 250 && elapsed < 1500, `timed out after ${Math.round(elapsed)} ms`)
 })
 

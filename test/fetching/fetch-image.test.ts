@@ -160,6 +160,13 @@ t.test('an aborted caller signal rejects with its reason', async (t) => {
   const pending = fetcher.fetch(server.url('/slow'), controller.signal)
   setTimeout(() => controller.abort(reason), 50)
   t.equal(await caught(pending), reason, 'aborted while waiting for headers')
+
+  const hanging = createImageFetcher({ policy: allowLoopback, lookup: () => new Promise(() => {}) })
+  t.teardown(() => hanging.close())
+  const lookupController = new AbortController()
+  const resolving = hanging.fetch('http://slow-dns.example.com/', lookupController.signal)
+  setTimeout(() => lookupController.abort(reason), 20)
+  t.equal(await caught(resolving), reason, 'aborted while resolving')
 })
 
 t.test('options are validated up front, naming the option', async (t) => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { samplePhotos, sharedImages } from '../helpers/paths.js'
 import { startTestService, startUpstream } from '../helpers/service.js'
 
@@ -25,12 +25,12 @@ const upstream = await startUpstream((req, res) => {
 })
 t.teardown(upstream.close)
 
-async function post(path: string, body: BodyInit, headers: Record<string, string> = {}) {
+async function post(path: string, body: RequestInit['body'], headers: Record<string, string> = {}) {
   const res = await fetch(svc.url + path, { method: 'POST', body, headers })
   return { status: res.status, headers: res.headers, json: (await res.json()) as any }
 }
 
-function checkScore(t: Tap.Test, body: any, models = ['aesthetic', 'technical']) {
+function checkScore(t: Test, body: any, models = ['aesthetic', 'technical']) {
   t.same(Object.keys(body.scores).sort(), [...models].sort())
   for (const id of models) {
     const s = body.scores[id]

@@ -1,0 +1,60 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { Ajv } from 'ajv'
+import { parse } from 'yaml'
+import { openapiYaml } from '../helpers/openapi.js'
+import { projectRoot, sharedImages } from '../helpers/paths.js'
+import { startTestService, startUpstream } from '../helpers/service.js'
+
+const committed = readFileSync(join(projectRoot, 'openapi.yaml'), 'utf8')
+const doc = parse(committed)
+
+t.test('openapi.yaml is what the route schemas generate (run `npm run openapi` after changing them)', async (t) => {
+  t.equal(committed, await openapiYaml())
+})
+
+t.test('real responses of the running service validate against the documented schemas', async (t) => {
+  const svc = await startTestService({ LOG_LEVEL: 'silent' })
+  t.teardown(() => svc.server.shutdown())
+  const up = await startUpstream((_req, res) => res.writeHead(200).end(readFileSync(join(sharedImages, 'idealo/42039.jpg'))))
+  t.teardown(up.close)
+
+  const documented = new Set(Object.entries(doc.paths as Record<string, object>).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)))
+  // Every route the app serves, read from fastify's own route table (HEAD twins of GET dropped).
+  const served = new Set<string>()
+  for (const m of svc.server.app.printRoutes({ commonPrefix: false }).matchAll(/(\/\S*) \(([^)]+)\)/g)) {
+    for (const method of m[2]!.split(', ')) if (method !== 'HEAD') served.add(`${method} ${m[1]}`)
+  }
+  t.ok(served.has('POST /score') && served.has('POST /rank'), `route table read: ${[...served].join(', ')}`)
+  t.same([...documented].sort(), [...served].sort(), 'documented routes = served routes')
+
+  const ajv = new Ajv({ strict: false, validateFormats: false })
+  ajv.addSchema({ ...doc, $id: 'openapi' })
+  const schemaFor = (method: string, path: string, status: number) => {
+    const responses = doc.paths[path][method].responses
+    const entry = responses[String(status)] ?? responses[`${String(status)[0]}XX`] ?? responses[`${String(status)[0]}xx`]
+    t.ok(entry, `${method.toUpperCase()} ${path} documents status ${status}`)
+    return entry?.content?.['application/json']?.schema
+  }
+  const rewriteRefs = (s: unknown): unknown =>
+    JSON.parse(JSON.stringify(s).replaceAll('"#/components/', '"openapi#/components/'))
+
+  const cases: [string, string, RequestInit | undefined][] = [
+    ['get', '/healthz', undefined],
+    ['get', '/readyz', undefined],
+    ['get', '/models', undefined],
+    ['post', '/score', { method: 'POST', body: readFileSync(join(sharedImages, 'idealo/42040.jpg')), headers: { 'content-type': 'image/jpeg' } }],
+    ['post', '/score', { method: 'POST', body: 'nope', headers: { 'content-type': 'image/jpeg' } }],
+    ['post', '/score', { method: 'POST', body: '{"url":"http://10.0.0.1/"}', headers: { 'content-type': 'application/json' } }],
+    ['post', '/rank', { method: 'POST', body: JSON.stringify({ images: [{ url: `${up.url}/a.jpg`, id: 'a' }, { url: 'http://10.0.0.1/' }] }), headers: { 'content-type': 'application/json' } }],
+    ['post', '/rank', { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }],
+  ]
+  for (const [method, path, init] of cases) {
+    const res = await fetch(svc.url + path, init)
+    const body = await res.json()
+    const schema = schemaFor(method, path, res.status)
+    const validate = ajv.compile(rewriteRefs(schema) as object)
+    t.ok(validate(body), `${method.toUpperCase()} ${path} → ${res.status} matches the document ${JSON.stringify(validate.errors ?? [])}`)
+  }
+})
