@@ -46,6 +46,11 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
+  // While draining, every response closes its connection, so keep-alive clients move to
+  // another instance and server.close() is not held open by idle sockets.
+  app.addHook('onSend', async (_request, reply) => {
+    if (state.draining) reply.header('connection', 'close')
+  })
   for (const schema of sharedSchemas) app.addSchema(schema)
 
   await app.register(swagger, {

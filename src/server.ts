@@ -66,10 +66,15 @@ export async function startServer(config: Config): Promise<Server> {
       app.log.info({ inflight: state.inflight, graceMs: config.SHUTDOWN_GRACE_MS }, 'draining')
       let timer: NodeJS.Timeout | undefined
       const grace = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), config.SHUTDOWN_GRACE_MS)))
-      const drained = await Promise.race([app.close().then(() => true as const), grace])
+      const closed = app.close().then(() => true as const)
+      app.server.closeIdleConnections()
+      const drained = await Promise.race([closed, grace])
       clearTimeout(timer)
-      await fetcher.close().catch(() => {})
-      await state.scorer?.dispose().catch(() => {})
+      if (drained) {
+        // Nothing is in flight any more, so these return at once.
+        await fetcher.close()
+        await state.scorer?.dispose()
+      }
       return { drained }
     })())
 

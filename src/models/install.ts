@@ -83,7 +83,8 @@ export async function installModel(request: InstallRequest): Promise<InstalledMo
     await rename(staging, finalDir)
     await rename(join(finalDir, `${MANIFEST_FILE}.partial`), join(finalDir, MANIFEST_FILE))
   } catch (cause) {
-    await rm(staging, { recursive: true, force: true })
+    // Best effort: the original failure is the one worth reporting.
+    await rm(staging, { recursive: true, force: true }).catch(() => {})
     const code = (cause as NodeJS.ErrnoException).code ?? String(cause)
     throw new ModelError('MODEL_INSTALL_FAILED', `cannot install ${request.id}/${request.version} into ${finalDir}: ${code}`, { cause })
   }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { onnx } from '../../src/models/onnx-proto.js'
+import { onnx, type NodeProto, type ValueInfoProto } from '../../src/models/onnx-proto.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
 import { syntheticWeights } from '../../src/models/synthetic-weights.js'
 
@@ -9,12 +9,14 @@ function decode(padding: PaddingMode) {
   return onnx.ModelProto.decode(buildOnnxModel(weights, { padding }))
 }
 
-function ints(node: onnx.INodeProto, name: string): number[] {
+/** An INT or INTS attribute as a list (decoded INT attributes also carry an empty ints). */
+function ints(node: NodeProto, name: string): number[] {
   const attribute = node.attribute?.find((a) => a.name === name)
-  return (attribute?.ints ?? (attribute?.i === undefined ? [] : [attribute.i])).map(Number)
+  if (attribute === undefined) return []
+  return (attribute.type === onnx.AttributeProto.AttributeType.INTS ? (attribute.ints ?? []) : [attribute.i ?? 0]).map(Number)
 }
 
-function dims(info: onnx.IValueInfoProto): (number | string)[] {
+function dims(info: ValueInfoProto): (number | string)[] {
   return (info.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue)))
 }
 

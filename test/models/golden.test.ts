@@ -1,0 +1,53 @@
+/**
+ * Golden check against idealo's own published outputs (issue #23): only possible with the
+ * real weights, which cannot be downloaded in CI or here. Point NIMA_WEIGHTS_DIR at a
+ * folder holding weights_mobilenet_{aesthetic_0.07,technical_0.11}.hdf5 to run it.
+ */
+import { readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import { gitBlobSha1 } from '../../src/models/integrity.js'
+import { readKerasWeights } from '../../src/models/keras-hdf5.js'
+import { buildOnnxModel } from '../../src/models/onnx-graph.js'
+import { IDEALO_SOURCES } from '../../src/models/sources.js'
+import { imagesDir, loadIdealoInput, referenceDir } from './idealo-input.js'
+import { meanScore } from './reference-forward.js'
+import { runNima } from './run-onnx.js'
+
+/**
+ * idealo's numbers come from Keras/TF1 with PIL decoding; ours use libjpeg-turbo via sharp
+ * and float32 onnxruntime. 0.05 on a 1..10 mean absorbs decoder differences while still
+ * catching any real conversion error (a wrong padding alone moves means by ~0.1 or more).
+ */
+const TOLERANCE = 0.05
+
+const weightsDir = process.env['NIMA_WEIGHTS_DIR']
+
+if (weightsDir === undefined || weightsDir === '') {
+  t.test('golden scores of the real idealo models', { skip: 'NIMA_WEIGHTS_DIR not set: real idealo weights cannot be downloaded here' }, () => {})
+} else {
+  const published = JSON.parse(await readFile(join(referenceDir, 'idealo-published-scores.json'), 'utf8')) as {
+    issue_23: Record<string, Record<string, number> | string>
+  }
+  const photos = Object.keys(published.issue_23).filter((k) => k.startsWith('idealo/'))
+  const images = await Promise.all(photos.map((p) => loadIdealoInput(resolve(imagesDir, p))))
+
+  for (const source of IDEALO_SOURCES) {
+    t.test(`${source.task}: mean scores match idealo issue #23 within ${TOLERANCE}`, async (t) => {
+      const path = join(weightsDir, source.fileName)
+      const blob = gitBlobSha1(await readFile(path))
+      if (blob !== source.gitBlobSha1) t.comment(`warning: ${path} has git blob sha1 ${blob}, not the pinned ${source.gitBlobSha1}`)
+      const { scores } = await runNima(buildOnnxModel(await readKerasWeights(path)), images)
+      let worst = 0
+      photos.forEach((photo, i) => {
+        const expected = (published.issue_23[photo] as Record<string, number>)[source.task]!
+        const actual = meanScore(scores[i]!)
+        const diff = actual - expected
+        worst = Math.max(worst, Math.abs(diff))
+        t.comment(`${source.task} ${photo}: ours ${actual.toFixed(4)}, idealo ${expected.toFixed(4)}, Δ ${diff >= 0 ? '+' : ''}${diff.toFixed(4)}`)
+        t.ok(Math.abs(diff) <= TOLERANCE, `${photo}: |Δ| ${Math.abs(diff).toFixed(4)} <= ${TOLERANCE}`)
+      })
+      t.comment(`${source.task}: worst |Δmean| ${worst.toFixed(4)} (tolerance ${TOLERANCE})`)
+    })
+  }
+}
