@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import swagger from '@fastify/swagger'
+import rateLimit from '@fastify/rate-limit'
 import type { Config } from './config/load.js'
+import apiKeys from './http/auth.js'
 import errorHandler from './http/error-handler.js'
+import { NimaError } from './errors.js'
 import metricsPlugin from './metrics/metrics-plugin.js'
 import type { Metrics } from './metrics/metrics.js'
 import healthRoutes from './routes/health.js'
@@ -69,7 +72,26 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const ctx: RouteContext = { config, state, metrics, fetchImage: deps.fetchImage, limitHost: deps.limitHost }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
-  await app.register(scoreRoute, ctx)
-  await app.register(rankRoute, ctx)
+  await app.register(apiKeys, { keys: config.apiKeys })
+  // Scoring routes share one encapsulated context so the optional rate limit covers
+  // exactly them, never the probes or /metrics.
+  await app.register(async function scoring(scope) {
+    if (config.RATE_LIMIT_MAX > 0) {
+      await scope.register(rateLimit, {
+        max: config.RATE_LIMIT_MAX,
+        timeWindow: config.RATE_LIMIT_WINDOW_MS,
+        keyGenerator: (request) => {
+          const auth = request.headers.authorization
+          return typeof auth === 'string' && auth.length > 7 ? `key:${auth.slice(7)}` : `ip:${request.ip}`
+        },
+        errorResponseBuilder: (_request, context) =>
+          new NimaError('NIMA_RATE_LIMITED', `rate limit of ${context.max} requests per ${context.after} exceeded`, {
+            headers: { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
+          }),
+      })
+    }
+    await scope.register(scoreRoute, ctx)
+    await scope.register(rankRoute, ctx)
+  })
   return app
 }

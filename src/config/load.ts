@@ -7,6 +7,7 @@ export interface Config extends RawConfig {
   readonly executionProviders: readonly ExecutionProviderName[]
   readonly combinedWeights: Readonly<Record<string, number>>
   readonly urlAllowlist: readonly string[]
+  readonly apiKeys: readonly string[]
 }
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu'
@@ -62,6 +63,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     executionProviders: [...new Set(list(raw.EXECUTION_PROVIDERS))] as ExecutionProviderName[],
     combinedWeights,
     urlAllowlist: list(raw.URL_ALLOWLIST),
+    apiKeys: list(raw.API_KEYS),
   }
   return deepFreeze(config)
 }
