@@ -67,17 +67,14 @@ async function readImage(
   signal: AbortSignal,
 ): Promise<{ bytes: Buffer; fetchMs?: number; weights?: Record<string, number> }> {
   if (request.isMultipart()) {
-    let bytes: Buffer | undefined
-    for await (const part of request.parts()) {
-      if (part.type !== 'file') continue
-      if (part.fieldname !== 'image') {
-        part.file.resume()
-        throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send the image as field "image"`)
-      }
-      bytes = await part.toBuffer()
+    try {
+      return { bytes: await readMultipartImage(request) }
+    } catch (err) {
+      // busboy reports malformed bodies (no boundary, cut short) as plain Errors: those are
+      // the client's fault. Errors with a status (limits) and our own pass through.
+      if (err instanceof NimaError || (err as { statusCode?: number }).statusCode) throw err
+      throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`, { cause: err })
     }
-    if (!bytes) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file field "image"')
-    return { bytes }
   }
   if (Buffer.isBuffer(request.body)) return { bytes: request.body }
   const body = request.body as ScoreUrlBody | undefined
@@ -86,4 +83,18 @@ async function readImage(
     return { bytes, fetchMs, ...(body.weights ? { weights: body.weights } : {}) }
   }
   throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')
+}
+
+async function readMultipartImage(request: FastifyRequest): Promise<Buffer> {
+  let bytes: Buffer | undefined
+  for await (const part of request.parts()) {
+    if (part.type !== 'file') continue
+    if (part.fieldname !== 'image') {
+      part.file.resume()
+      throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send the image as field "image"`)
+    }
+    bytes = await part.toBuffer()
+  }
+  if (!bytes) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file field "image"')
+  return bytes
 }

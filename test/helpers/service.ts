@@ -28,13 +28,18 @@ export async function startTestService(overrides: Partial<RawConfig> = {}): Prom
 }
 
 /** A plain HTTP server on 127.0.0.1:0 for URL inputs; returns its base URL. */
-export async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: HttpServer; url: string; close: () => Promise<void> }> {
+export async function startUpstream(
+  hostOrHandler: string | ((req: IncomingMessage, res: ServerResponse) => void),
+  maybeHandler?: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: HttpServer; url: string; close: () => Promise<void> }> {
+  const host = typeof hostOrHandler === 'string' ? hostOrHandler : '127.0.0.1'
+  const handler = typeof hostOrHandler === 'string' ? maybeHandler! : hostOrHandler
   const server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
   const { port } = server.address() as AddressInfo
   return {
     server,
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

@@ -4,6 +4,9 @@
  * forward pass on real photos. The deliberately wrong 'symmetric' padding must fail the
  * same comparison, which shows the test can tell the two apart.
  */
+import { rmSync } from 'node:fs'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { readKerasWeights } from '../../src/models/keras-hdf5.js'
@@ -34,7 +37,9 @@ function compare(onnx: readonly Float32Array[], reference: readonly Float64Array
   return { maxDp, maxDmean }
 }
 
-const dir = t.testdir({})
+// Removed at exit rather than via t.testdir(), whose root folder can go before subtests end.
+const dir = await mkdtemp(join(tmpdir(), 'nima-proof-'))
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
 const hdf5 = join(dir, 'weights_seeded.hdf5')
 await writeKerasWeights(hdf5, syntheticWeights(20240601))
 const images = await Promise.all(PHOTOS.map((p) => loadIdealoInput(resolve(imagesDir, p))))

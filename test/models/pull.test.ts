@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { readdir, readFile } from 'node:fs/promises'
+import { rmSync } from 'node:fs'
+import { mkdtemp, readdir, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { runCli } from '../../src/cli/run-cli.js'
@@ -15,7 +17,10 @@ import { recordIo } from './cli-io.js'
 // Seeded Keras-layout files stand in for idealo's, under the real file names. The
 // sources below mark them synthetic, so the installed manifests stay honest; the
 // download → verify → convert → install path is the one used for the real files.
-const fixtures = t.testdir()
+// A temp folder removed at exit rather than t.testdir(): under parallel runs the root
+// test's fixture folder was seen to vanish before the last subtest had used it.
+const fixtures = await mkdtemp(join(tmpdir(), 'nima-pull-fixtures-'))
+process.on('exit', () => rmSync(fixtures, { recursive: true, force: true }))
 const files = new Map<string, Buffer>()
 for (const [task, seed] of [['aesthetic', 101], ['technical', 102]] as const) {
   const name = IDEALO_SOURCES.find((s) => s.task === task)!.fileName

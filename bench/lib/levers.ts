@@ -1,0 +1,72 @@
+/**
+ * Bench-only levers for tuning experiments on settings that src/ does not expose (yet).
+ * Loaded with `node --import ./bench/lib/levers.ts` into the service child, or imported
+ * first in-process. Every lever is off unless its environment variable is set, so a
+ * plain run measures exactly the shipped code.
+ *
+ *   BENCH_SHARP_CONCURRENCY=n  libvips threads per image (src/imaging/decode.ts pins 1)
+ *   BENCH_ORT_SPINNING=0|1     session.intra_op.allow_spinning / inter_op.allow_spinning
+ *   BENCH_ORT_WORKER=1         runs every ONNX Runtime session in its own worker thread
+ *                              (prototype of taking inference off the event loop)
+ *
+ * They patch library objects (sharp.concurrency, ort.InferenceSession.create) rather than
+ * src/, so what they show is the effect a src/ change would have, never a shipped path.
+ */
+import sharp from 'sharp'
+import * as ort from 'onnxruntime-node'
+import { createWorkerSession } from './ort-worker-client.js'
+
+export interface LeverSettings {
+  sharpConcurrency?: number
+  ortSpinning?: boolean
+  ortWorker?: boolean
+}
+
+export function leversFromEnv(env: NodeJS.ProcessEnv = process.env): LeverSettings {
+  const out: LeverSettings = {}
+  if (env.BENCH_SHARP_CONCURRENCY) out.sharpConcurrency = Number(env.BENCH_SHARP_CONCURRENCY)
+  if (env.BENCH_ORT_SPINNING) out.ortSpinning = env.BENCH_ORT_SPINNING === '1'
+  if (env.BENCH_ORT_WORKER === '1') out.ortWorker = true
+  return out
+}
+
+export function leversToEnv(levers: LeverSettings): Record<string, string> {
+  const env: Record<string, string> = {}
+  if (levers.sharpConcurrency !== undefined) env.BENCH_SHARP_CONCURRENCY = String(levers.sharpConcurrency)
+  if (levers.ortSpinning !== undefined) env.BENCH_ORT_SPINNING = levers.ortSpinning ? '1' : '0'
+  if (levers.ortWorker) env.BENCH_ORT_WORKER = '1'
+  return env
+}
+
+type Create = typeof ort.InferenceSession.create
+const originalCreate: Create = ort.InferenceSession.create.bind(ort.InferenceSession)
+let applied: LeverSettings = {}
+
+/** Applies the levers once per process; later calls replace the settings. */
+export function applyLevers(levers: LeverSettings): void {
+  applied = { ...levers }
+  if (levers.sharpConcurrency !== undefined) {
+    sharp.concurrency(levers.sharpConcurrency)
+    // decode.ts calls sharp.concurrency(1) when it is first imported: keep our value.
+    sharp.concurrency = ((n?: number) => (n === undefined ? libvipsConcurrency() : libvipsConcurrency())) as typeof sharp.concurrency
+  }
+  if (levers.ortSpinning !== undefined || levers.ortWorker) {
+    ort.InferenceSession.create = (async (pathOrBuffer: unknown, maybeOptions?: unknown) => {
+      const opts = { ...((maybeOptions ?? {}) as ort.InferenceSession.SessionOptions) }
+      if (applied.ortSpinning !== undefined) {
+        const v = applied.ortSpinning ? '1' : '0'
+        opts.extra = { ...(opts.extra ?? {}), session: { intra_op: { allow_spinning: v }, inter_op: { allow_spinning: v } } }
+      }
+      if (applied.ortWorker && typeof pathOrBuffer === 'string') return createWorkerSession(pathOrBuffer, opts)
+      return (originalCreate as (p: unknown, o: unknown) => Promise<ort.InferenceSession>)(pathOrBuffer, opts)
+    }) as Create
+  }
+}
+
+const libvipsConcurrency = (() => {
+  const real = sharp.concurrency.bind(sharp)
+  return () => real()
+})()
+
+// As a preload (--import), configure from the environment straight away.
+applyLevers(leversFromEnv())
