@@ -1,21 +1,109 @@
 # syntax=docker/dockerfile:1
-# Placeholder until the deployment issue: a working multi-stage build for the CPU image.
-FROM node:20-bookworm-slim AS build
+#
+# nima-serve images.
+#
+#   docker build -t nima-serve .                                    CPU image (target runtime, the default)
+#   docker build --target gpu -t nima-serve-gpu .                   CUDA 12 image, EXECUTION_PROVIDERS=cuda,cpu
+#   docker build --build-arg NIMA_MODELS=pull -t nima-serve .       bake the real idealo weights (needs GitHub at build time)
+#   docker build --build-arg NIMA_MODELS=none -t nima-serve .       no models inside: mount them at MODELS_DIR at run time
+#
+# NIMA_MODELS: ensure (default) bakes SYNTHETIC models (seeded random weights, labelled
+# synthetic everywhere), pull downloads and converts idealo's real weights, none leaves
+# /app/models empty for a volume. The running container never writes outside /tmp, so it
+# runs with a read-only root filesystem (docker run --read-only --tmpfs /tmp).
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+
+# ---- base: Node 20 and quiet npm ----------------------------------------------------
+FROM ${NODE_IMAGE} AS base
+ENV npm_config_update_notifier=false \
+    npm_config_fund=false \
+    npm_config_audit=false
 WORKDIR /app
+
+# ---- deps: every dependency; no lifecycle scripts ------------------------------------
+# The root `prepare` script needs src/ (it is run below as separate steps), and the
+# dependencies' install scripts are not needed: sharp and onnxruntime-node ship their CPU
+# binaries in the npm packages, and .npmrc skips onnxruntime-node's CUDA download anyway.
+FROM base AS deps
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
+
+# ---- build: TypeScript to dist/ ------------------------------------------------------
+FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && node dist/cli/main.js models ensure --dir /app/models && npm prune --omit=dev
+RUN npm run build
 
-FROM node:20-bookworm-slim
+# ---- models: obtained with the project's model tool ----------------------------------
+FROM build AS models
+ARG NIMA_MODELS=ensure
+RUN case "$NIMA_MODELS" in \
+      ensure|pull) node dist/cli/main.js models "$NIMA_MODELS" --dir /models ;; \
+      none) mkdir -p /models ;; \
+      *) echo "NIMA_MODELS must be ensure, pull or none, got '$NIMA_MODELS'" >&2; exit 2 ;; \
+    esac \
+ && node dist/cli/main.js models list --dir /models
+
+# ---- production dependencies (CPU) ---------------------------------------------------
+FROM base AS prod-deps
+COPY package.json package-lock.json .npmrc ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts
+
+# ---- production dependencies with onnxruntime-node's CUDA 12 execution provider ------
+# The environment variable beats .npmrc's onnxruntime-node-install=skip; the install
+# script downloads the CUDA EP libraries from NuGet (network needed at build time).
+FROM base AS prod-deps-cuda
+ENV ONNXRUNTIME_NODE_INSTALL=cuda12
+COPY package.json package-lock.json .npmrc ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
+ && npm rebuild onnxruntime-node \
+ && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
+
+# ---- gpu: CUDA 12 + cuDNN runtime, Node 20 copied from the official image -----------
+FROM ${CUDA_IMAGE} AS gpu
+COPY --from=base /usr/local/bin/node /usr/local/bin/node
+RUN groupadd --system --gid 1000 nima \
+ && useradd --system --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin nima
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    MODELS_DIR=/app/models \
+    EXECUTION_PROVIDERS=cuda,cpu \
+    TMPDIR=/tmp
 WORKDIR /app
-ENV NODE_ENV=production MODELS_DIR=/app/models PORT=8080
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
-COPY --from=build /app/models ./models
 COPY package.json ./
-USER node
+COPY --from=prod-deps-cuda /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=models /models ./models
+USER 1000:1000
 EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+VOLUME ["/tmp"]
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+STOPSIGNAL SIGTERM
+CMD ["node", "dist/main.js"]
+
+# ---- runtime: the CPU image (last stage, so a plain `docker build .` builds it) ------
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    MODELS_DIR=/app/models \
+    EXECUTION_PROVIDERS=cpu \
+    TMPDIR=/tmp
+WORKDIR /app
+COPY package.json ./
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=models /models ./models
+# uid 1000 is the image's "node" user; numeric so Kubernetes can verify runAsNonRoot.
+# Everything above is owned by root and only readable by this user.
+USER 1000:1000
+EXPOSE 8080
+VOLUME ["/tmp"]
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+STOPSIGNAL SIGTERM
 CMD ["node", "dist/main.js"]
