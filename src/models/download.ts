@@ -127,7 +127,7 @@ function finalError(target: DownloadTarget, failure: Failure, attempts: number):
     return new ModelError(
       'MODEL_OFFLINE',
       `cannot reach ${host} (${failure.code}) after ${tries}: are you offline? ` +
-        `Fetch ${target.fileName} another way and run: nima-serve models pull --from <dir>`,
+        `To install weights fetched another way: nima-serve models pull --from <dir>`,
     )
   }
   if (failure.kind === 'integrity') {

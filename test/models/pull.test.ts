@@ -172,7 +172,7 @@ t.test('an unreachable host gives one clear offline line, no stack', async (t) =
     io.stderr,
     new RegExp(
       `^nima-serve: cannot reach 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\) after 2 attempts: are you offline\\? ` +
-        'Fetch weights_mobilenet_aesthetic_0\\.07\\.hdf5 another way and run: nima-serve models pull --from <dir>$',
+        'To install weights fetched another way: nima-serve models pull --from <dir>$',
     ),
   )
 })

@@ -1,0 +1,150 @@
+/**
+ * The service as a separate child process (what production runs), with start-up timing
+ * (spawn → first GET /readyz 200), memory (VmRSS samples and VmHWM from /proc) and CPU
+ * time (utime + stime from /proc/<pid>/stat).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, openSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+export const projectRoot = fileURLToPath(new URL('../../', import.meta.url))
+const leversModule = fileURLToPath(new URL('./levers.ts', import.meta.url))
+
+export interface ServiceOptions {
+  /** 'tsx': node --import tsx src/main.ts (always current source); a path: a built main.js. */
+  entry: 'tsx' | string
+  modelsDir: string
+  /** Extra environment for the service (ORT_*, BATCH_*, UV_THREADPOOL_SIZE, BENCH_* levers…). */
+  env?: Record<string, string>
+  /** Where the service's stdout/stderr go (pino JSON lines). */
+  logFile: string
+  readyTimeoutMs?: number
+}
+
+export interface MemorySample {
+  rssMb: number
+  hwmMb: number
+}
+
+export interface RunningService {
+  pid: number
+  port: number
+  baseUrl: string
+  /** spawn → the listen log line. */
+  listeningMs: number
+  /** spawn → first GET /readyz answered 200. */
+  readyMs: number
+  /** Highest VmRSS sampled since the last resetPeak(), and the process's VmHWM now. */
+  peakMemory(): MemorySample
+  resetPeak(): void
+  /** CPU seconds (user + system) the process has used so far. */
+  cpuSeconds(): number
+  stop(): Promise<number | null>
+}
+
+const CLK_TCK = 100
+
+function readStatus(pid: number): MemorySample | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? Number.NaN)
+    return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 }
+  } catch {
+    return undefined
+  }
+}
+
+function readCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch {
+    return Number.NaN
+  }
+}
+
+async function findPort(logFile: string, child: ChildProcess, deadline: number): Promise<number> {
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`service exited with code ${child.exitCode} before listening; see ${logFile}`)
+    const text = readFileSync(logFile, 'utf8')
+    const m = /Server listening at http:\/\/[^"]*:(\d+)"/.exec(text)
+    if (m) return Number(m[1])
+    await sleep(5)
+  }
+  throw new Error(`service did not log its listening address in time; see ${logFile}`)
+}
+
+export async function startService(o: ServiceOptions): Promise<RunningService> {
+  const levers = Object.keys(o.env ?? {}).some((k) => k.startsWith('BENCH_'))
+  const args = o.entry === 'tsx' ? ['--import', 'tsx', ...(levers ? ['--import', leversModule] : []), 'src/main.ts'] : [...(levers ? ['--import', 'tsx', '--import', leversModule] : []), o.entry]
+  const out = openSync(o.logFile, 'w')
+  const started = performance.now()
+  const child = spawn(process.execPath, args, {
+    cwd: projectRoot,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: o.modelsDir, LOG_LEVEL: 'info', ...o.env },
+    stdio: ['ignore', out, out],
+  })
+  closeSync(out)
+  const pid = child.pid!
+  const deadline = started + (o.readyTimeoutMs ?? 60_000)
+  let peakRss = 0
+  const sampler = setInterval(() => {
+    const s = readStatus(pid)
+    if (s && s.rssMb > peakRss) peakRss = s.rssMb
+  }, 100)
+  const kill = async () => {
+    clearInterval(sampler)
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+    child.kill('SIGTERM')
+    const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)])
+    if (code === 'timeout') {
+      child.kill('SIGKILL')
+      return exited
+    }
+    return code
+  }
+  try {
+    const port = await findPort(o.logFile, child, deadline)
+    const listeningMs = performance.now() - started
+    const baseUrl = `http://127.0.0.1:${port}`
+    let readyMs = Number.NaN
+    while (performance.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`service exited with code ${child.exitCode} while loading; see ${o.logFile}`)
+      try {
+        const r = await fetch(`${baseUrl}/readyz`)
+        await r.arrayBuffer()
+        if (r.status === 200) {
+          readyMs = performance.now() - started
+          break
+        }
+      } catch {
+        // not accepting yet
+      }
+      await sleep(5)
+    }
+    if (!Number.isFinite(readyMs)) throw new Error(`service not ready within ${o.readyTimeoutMs ?? 60_000} ms; see ${o.logFile}`)
+    return {
+      pid,
+      port,
+      baseUrl,
+      listeningMs,
+      readyMs,
+      peakMemory: () => {
+        const s = readStatus(pid)
+        if (s && s.rssMb > peakRss) peakRss = s.rssMb
+        return { rssMb: peakRss, hwmMb: s?.hwmMb ?? Number.NaN }
+      },
+      resetPeak: () => {
+        peakRss = readStatus(pid)?.rssMb ?? 0
+      },
+      cpuSeconds: () => readCpuSeconds(pid),
+      stop: kill,
+    }
+  } catch (err) {
+    await kill()
+    throw err
+  }
+}
