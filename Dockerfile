@@ -71,6 +71,7 @@ ENV NODE_ENV=production \
     PORT=8080 \
     MODELS_DIR=/app/models \
     EXECUTION_PROVIDERS=cuda,cpu \
+    CUDA_CACHE_PATH=/tmp/cuda-cache \
     TMPDIR=/tmp
 WORKDIR /app
 COPY package.json ./

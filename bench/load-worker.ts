@@ -39,23 +39,27 @@ async function run(spec: LoadSpec, durationSec: number, record: boolean) {
   let client = 0
   const latencies: number[] = []
   const statuses = new Map<number, number>()
-  const instance = autocannon({
-    url: spec.url,
-    connections: spec.connections,
-    duration: durationSec,
-    timeout: spec.timeoutSec,
-    requests,
-    setupClient: (c) => {
-      const k = (client++ * 7) % requests.length
-      c.setRequests([...requests.slice(k), ...requests.slice(0, k)])
-    },
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: spec.url,
+        connections: spec.connections,
+        duration: durationSec,
+        timeout: spec.timeoutSec,
+        requests,
+        setupClient: (c) => {
+          const k = (client++ * 7) % requests.length
+          c.setRequests([...requests.slice(k), ...requests.slice(0, k)])
+        },
+      },
+      (err, r) => (err ? reject(err) : resolve(r)),
+    )
+    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+      if (!record) return
+      statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1)
+      if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime)
+    })
   })
-  instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-    if (!record) return
-    statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1)
-    if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime)
-  })
-  const result = await instance
   return { result, latencies, statuses }
 }
 

@@ -38,6 +38,7 @@ export function leversToEnv(levers: LeverSettings): Record<string, string> {
   return env
 }
 
+const realConcurrency: typeof sharp.concurrency = sharp.concurrency.bind(sharp)
 type Create = typeof ort.InferenceSession.create
 const originalCreate: Create = ort.InferenceSession.create.bind(ort.InferenceSession)
 let applied: LeverSettings = {}
@@ -46,9 +47,9 @@ let applied: LeverSettings = {}
 export function applyLevers(levers: LeverSettings): void {
   applied = { ...levers }
   if (levers.sharpConcurrency !== undefined) {
-    sharp.concurrency(levers.sharpConcurrency)
+    realConcurrency(levers.sharpConcurrency)
     // decode.ts calls sharp.concurrency(1) when it is first imported: keep our value.
-    sharp.concurrency = ((n?: number) => (n === undefined ? libvipsConcurrency() : libvipsConcurrency())) as typeof sharp.concurrency
+    sharp.concurrency = (() => realConcurrency()) as typeof sharp.concurrency
   }
   if (levers.ortSpinning !== undefined || levers.ortWorker) {
     ort.InferenceSession.create = (async (pathOrBuffer: unknown, maybeOptions?: unknown) => {
@@ -63,10 +64,6 @@ export function applyLevers(levers: LeverSettings): void {
   }
 }
 
-const libvipsConcurrency = (() => {
-  const real = sharp.concurrency.bind(sharp)
-  return () => real()
-})()
 
 // As a preload (--import), configure from the environment straight away.
 applyLevers(leversFromEnv())

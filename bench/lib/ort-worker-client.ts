@@ -9,7 +9,12 @@ import type { WorkerReply, WorkerRunRequest } from './ort-worker.js'
  * (structured clone, ~0.1 ms per 224×224 image); outputs come back transferred.
  */
 export function createWorkerSession(path: string, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-  const worker = new Worker(new URL('./ort-worker.ts', import.meta.url), { workerData: { path, options } })
+  // The worker is TypeScript too; Node 20 will not start a .ts worker entry even under
+  // --import tsx, so a CommonJS shim loads it through tsx's API.
+  const entry = new URL('./ort-worker.ts', import.meta.url).href
+  const tsxApi = import.meta.resolve('tsx/esm/api')
+  const shim = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}) })`
+  const worker = new Worker(shim, { eval: true, workerData: { path, options } })
   const pending = new Map<number, { resolve: (v: ort.InferenceSession.ReturnType) => void; reject: (e: Error) => void }>()
   let nextId = 0
   return new Promise((resolveCreate, rejectCreate) => {
@@ -43,9 +48,9 @@ export function createWorkerSession(path: string, options: ort.InferenceSession.
         pending.delete(msg.id)
         if (msg.kind === 'error') p.reject(new Error(msg.message))
         else {
-          const out: ort.InferenceSession.ReturnType = {}
+          const out: Record<string, ort.Tensor> = {}
           for (const [name, o] of Object.entries(msg.outputs)) out[name] = new ort.Tensor('float32', o.data, o.dims)
-          p.resolve(out)
+          p.resolve(out as ort.InferenceSession.ReturnType)
         }
       }
     })

@@ -103,3 +103,19 @@ export async function providerReport(baseUrl: string, requested: string, logText
     scoreStatus: score.status,
   }
 }
+
+/**
+ * Waits until the service has nothing in flight (nima_inflight_requests 0). autocannon
+ * closes its connections at the end of a level, but requests already read keep being
+ * scored: without this the next level would start on a busy server. Returns the wait, ms.
+ */
+export async function waitIdle(baseUrl: string, timeoutMs = 120_000): Promise<number> {
+  const started = performance.now()
+  while (performance.now() - started < timeoutMs) {
+    const text = await (await fetch(`${baseUrl}/metrics`)).text()
+    const m = /^nima_inflight_requests(?:\{[^}]*\})? (\S+)$/m.exec(text)
+    if (!m || Number(m[1]) === 0) return performance.now() - started
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`service still busy after ${timeoutMs} ms`)
+}

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { projectRoot } from './server.js'
 
 /** A Markdown table with padded columns: readable in a terminal, pasteable into RESULTS.md. */
-export function mdTable(headers: readonly string[], rows: readonly (readonly (string | number))[][]): string {
+export function mdTable(headers: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
   const cells = [headers.map(String), ...rows.map((r) => r.map((c) => (typeof c === 'number' && !Number.isFinite(c) ? '–' : String(c))))]
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)))
   const line = (r: readonly string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`

@@ -4,7 +4,8 @@
  * time (utime + stime from /proc/<pid>/stat).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
@@ -79,6 +80,7 @@ async function findPort(logFile: string, child: ChildProcess, deadline: number):
 export async function startService(o: ServiceOptions): Promise<RunningService> {
   const levers = Object.keys(o.env ?? {}).some((k) => k.startsWith('BENCH_'))
   const args = o.entry === 'tsx' ? ['--import', 'tsx', ...(levers ? ['--import', leversModule] : []), 'src/main.ts'] : [...(levers ? ['--import', 'tsx', '--import', leversModule] : []), o.entry]
+  mkdirSync(dirname(o.logFile), { recursive: true })
   const out = openSync(o.logFile, 'w')
   const started = performance.now()
   const child = spawn(process.execPath, args, {

@@ -13,6 +13,14 @@ export const RELU6_MAX = 6
 export const FEATURE_SIZE = 1024
 export const SCORE_BINS = 10
 
+/**
+ * How stride-2 convs are padded. 'keras': bottom/right only, i.e. TF 'same' and
+ * ZeroPadding2D(((0, 1), (0, 1))), what Keras <= 2.1.4 and >= 2.2.1 MobileNet compute.
+ * 'symmetric': one pixel on every side, what Keras 2.1.5 to 2.2.0 MobileNet computes
+ * (ZeroPadding2D((1, 1)) before every 3x3 conv, keras PR #9473); wrong for any other file.
+ */
+export type PaddingMode = 'keras' | 'symmetric'
+
 /** Pixels of zero padding on each side of a conv input. */
 export interface Padding {
   readonly top: number

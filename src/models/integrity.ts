@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 
 /**
  * Git's blob id: sha1("blob <size>\0" + content). The idealo weights are pinned by the
@@ -12,8 +11,4 @@ export function gitBlobSha1(content: Uint8Array): string {
 
 export function sha256Hex(content: Uint8Array): string {
   return createHash('sha256').update(content).digest('hex')
-}
-
-export async function sha256File(path: string): Promise<string> {
-  return sha256Hex(await readFile(path))
 }

@@ -13,14 +13,20 @@ export interface KerasWriteOptions {
    * saves a model that nests another; datasets then sit at model_1/conv1/kernel:0.
    */
   nestedBase?: string
+  /**
+   * Which Keras MobileNet's layer list to write. 'keras-2.2' (default): ZeroPadding2D
+   * layers conv1_pad and conv_pad_{2,4,6,12} only. 'keras-2.1.6': conv1_pad and a
+   * conv_pad_N in every block, as Keras 2.1.5-2.2.0 built it (symmetric padding).
+   */
+  mobilenet?: 'keras-2.2' | 'keras-2.1.6'
 }
 
 /** Keras layers in idealo's model order; layers without weights still get a group. */
-function baseLayerNames(): string[] {
+function baseLayerNames(mobilenet: 'keras-2.2' | 'keras-2.1.6'): string[] {
   const names = ['conv1_pad', 'conv1', 'conv1_bn', 'conv1_relu']
   POINTWISE_WIDTHS.forEach((_, index) => {
     const b = index + 1
-    if (STRIDE2_BLOCKS.has(b)) names.push(`conv_pad_${b}`)
+    if (mobilenet === 'keras-2.1.6' || STRIDE2_BLOCKS.has(b)) names.push(`conv_pad_${b}`)
     names.push(`conv_dw_${b}`, `conv_dw_${b}_bn`, `conv_dw_${b}_relu`, `conv_pw_${b}`, `conv_pw_${b}_bn`, `conv_pw_${b}_relu`)
   })
   return names
@@ -79,8 +85,9 @@ export async function writeKerasWeights(path: string, weights: WeightSet, option
   const file = new h5wasm.File(resolve(path), 'w')
   try {
     file.create_attribute('backend', 'tensorflow')
-    file.create_attribute('keras_version', '2.2.4')
-    const base = baseLayerNames()
+    const mobilenet = options.mobilenet ?? 'keras-2.2'
+    file.create_attribute('keras_version', mobilenet === 'keras-2.1.6' ? '2.1.6' : '2.2.4')
+    const base = baseLayerNames(mobilenet)
     const top = options.nestedBase
       ? ['input_1', options.nestedBase, 'dropout_1', head]
       : ['input_1', ...base, 'global_average_pooling2d_1', 'dropout_1', head]

@@ -1,8 +1,20 @@
 import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import h5wasm from 'h5wasm/node'
+import { detectPadding, type PaddingDetection } from './keras-padding.js'
 import { ModelError } from './model-error.js'
 import { formatShape, validateWeights, type Tensor, type WeightSet } from './weights.js'
+
+/** A Keras weights file: its tensors and what it tells about the network that saved it. */
+export interface KerasWeightsFile {
+  weights: WeightSet
+  /** Root attribute keras_version, when the file has one. */
+  kerasVersion?: string
+  /** Every layer the saving model had, weight-less ones included. */
+  layerNames: string[]
+  /** The stride-2 padding that network computed, read from its layer list. */
+  padding: PaddingDetection
+}
 
 type H5Group = InstanceType<typeof h5wasm.Group>
 
@@ -24,8 +36,11 @@ export function canonicalTensorName(weightName: string, layerName: string): stri
  * chunks, and an empty list as an empty float array; both are handled here.
  */
 function readStringList(group: H5Group, name: string): string[] | undefined {
-  const attrs = group.attrs
-  const chunks = name in attrs ? [name] : Object.keys(attrs).filter((k) => new RegExp(`^${name}\\d+$`).test(k)).sort((a, b) => Number(a.slice(name.length)) - Number(b.slice(name.length)))
+  const attrs = Object.keys(group.attrs)
+  const chunkIndex = (key: string): number => Number(key.slice(name.length))
+  const chunks = attrs.includes(name)
+    ? [name]
+    : attrs.filter((k) => k.startsWith(name) && /^\d+$/.test(k.slice(name.length))).sort((a, b) => chunkIndex(a) - chunkIndex(b))
   if (chunks.length === 0) return undefined
   const out: string[] = []
   for (const chunk of chunks) {
@@ -45,7 +60,7 @@ function toFloat32(value: unknown, where: string): Float32Array {
   throw new ModelError('MODEL_FILE_UNREADABLE', `dataset ${where}: expected float32 or float64 values, got ${kind}`)
 }
 
-function collectTensors(root: H5Group, file: string): Map<string, Tensor> {
+function readLayerNames(root: H5Group, file: string): string[] {
   const layerNames = readStringList(root, 'layer_names')
   if (layerNames === undefined) {
     const found = Object.keys(root.attrs).join(', ') || 'none'
@@ -54,6 +69,10 @@ function collectTensors(root: H5Group, file: string): Map<string, Tensor> {
       `${file} is not a Keras save_weights file: expected a root attribute layer_names, found attributes: ${found}`,
     )
   }
+  return layerNames
+}
+
+function collectTensors(root: H5Group, layerNames: readonly string[], file: string): Map<string, Tensor> {
   const tensors = new Map<string, Tensor>()
   const duplicates: string[] = []
   for (const layerName of layerNames) {
@@ -110,12 +129,19 @@ async function hasHdf5Signature(path: string): Promise<boolean> {
   }
 }
 
+function stringAttribute(group: H5Group, name: string): string | undefined {
+  if (!(name in group.attrs)) return undefined
+  const value = group.get_attribute(name, false)
+  return typeof value === 'string' ? value : undefined
+}
+
 /**
- * Reads the weights of a Keras `save_weights` HDF5 (or a full `model.save` file, whose
- * weights sit under model_weights) into canonical names, and validates them against the
- * architecture, so a wrong file fails here with every problem listed.
+ * Reads a Keras `save_weights` HDF5 (or a full `model.save` file, whose weights sit under
+ * model_weights): tensors under canonical names, validated against the architecture so a
+ * wrong file fails here with every problem listed, plus the padding convention its layer
+ * list reveals.
  */
-export async function readKerasWeights(path: string): Promise<WeightSet> {
+export async function readKerasFile(path: string): Promise<KerasWeightsFile> {
   const absolute = resolve(path)
   if (!(await hasHdf5Signature(absolute))) {
     throw new ModelError('MODEL_FILE_UNREADABLE', `${absolute} is not an HDF5 file: expected the HDF5 signature, found other bytes`)
@@ -125,10 +151,17 @@ export async function readKerasWeights(path: string): Promise<WeightSet> {
   try {
     const nested = file.get('model_weights')
     const root = nested instanceof h5wasm.Group ? nested : file
-    const weights = collectTensors(root, absolute)
+    const layerNames = readLayerNames(root, absolute)
+    const weights = collectTensors(root, layerNames, absolute)
     validateWeights(weights, absolute)
-    return weights
+    const kerasVersion = stringAttribute(root, 'keras_version') ?? stringAttribute(file, 'keras_version')
+    return { weights, kerasVersion, layerNames, padding: detectPadding(layerNames, kerasVersion) }
   } finally {
     file.close()
   }
+}
+
+/** The validated tensors of a Keras weights file, when the padding question is settled elsewhere. */
+export async function readKerasWeights(path: string): Promise<WeightSet> {
+  return (await readKerasFile(path)).weights
 }

@@ -1,16 +1,16 @@
-import { CONV_LAYERS, FEATURE_SIZE, HEAD, INPUT_CHANNELS, INPUT_SIZE, RELU6_MAX, SCORE_BINS, type ConvLayer } from './architecture.js'
+import { CONV_LAYERS, FEATURE_SIZE, HEAD, INPUT_CHANNELS, INPUT_SIZE, RELU6_MAX, SCORE_BINS, type ConvLayer, type PaddingMode } from './architecture.js'
 import { foldConvLayer } from './fold-batchnorm.js'
 import { floatInitializer, floatValueInfo, node, onnx, scalarFloatInitializer, type NodeProto, type TensorProto } from './onnx-proto.js'
 import { requireTensor, validateWeights, type WeightSet } from './weights.js'
 
-/**
- * 'keras' reproduces Keras exactly (stride-2 convs pad only bottom/right). 'symmetric' pads
- * one pixel on every side, the usual PyTorch-style mistake; it exists only so the
- * conversion-proof test can show that the comparison catches it.
- */
-export type PaddingMode = 'keras' | 'symmetric'
+export type { PaddingMode }
 
 export interface OnnxBuildOptions {
+  /**
+   * Default 'keras' (stride-2 convs pad only bottom/right). 'symmetric' pads one pixel on
+   * every side: right only for files saved by Keras 2.1.5 to 2.2.0 (see detectPadding),
+   * and the mistake the conversion-proof test must catch for every other file.
+   */
   padding?: PaddingMode
   /** Free text stored in the model, e.g. where the weights came from. */
   docString?: string

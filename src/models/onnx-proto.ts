@@ -5,12 +5,13 @@ import type { Tensor } from './weights.js'
 /**
  * Small constructors over onnx-proto's generated classes, so the graph builder reads as a
  * list of layers rather than protobuf plumbing. onnx-proto is CommonJS; its namespace
- * only arrives through the default import.
+ * only arrives through the default import. The alias below re-exports it as a value and
+ * as a type namespace (onnx.ModelProto.decode(...), onnx.IModelProto) in one name.
  */
-export const onnx = onnxProto.onnx
-export type NodeProto = onnxProto.onnx.INodeProto
-export type TensorProto = onnxProto.onnx.ITensorProto
-export type ValueInfoProto = onnxProto.onnx.IValueInfoProto
+export import onnx = onnxProto.onnx
+export type NodeProto = onnx.INodeProto
+export type TensorProto = onnx.ITensorProto
+export type ValueInfoProto = onnx.IValueInfoProto
 
 export type AttributeValue = number | readonly number[]
 

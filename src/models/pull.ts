@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path'
 import { downloadVerified, type DownloadOptions } from './download.js'
 import { installModel, type InstallRequest, type InstalledModel } from './install.js'
 import { gitBlobSha1, sha256Hex } from './integrity.js'
-import { readKerasWeights } from './keras-hdf5.js'
+import { readKerasFile } from './keras-hdf5.js'
+import type { PaddingDetection } from './keras-padding.js'
 import { ModelError } from './model-error.js'
 import { buildOnnxModel } from './onnx-graph.js'
 import { IDEALO_SOURCES, withBaseUrl, type KerasSource } from './sources.js'
@@ -28,8 +29,13 @@ export interface SourceHashes {
 }
 
 /** Manifest fields for a converted Keras file; only a source marked synthetic says so. */
-export function pulledModelFields(source: KerasSource, hashes: SourceHashes): Pick<InstallRequest, 'synthetic' | 'provenance'> {
+export function pulledModelFields(
+  source: KerasSource,
+  hashes: SourceHashes,
+  padding: PaddingDetection,
+): Pick<InstallRequest, 'synthetic' | 'provenance'> {
   const synthetic = source.synthetic === true
+  const conversion = `converted from Keras HDF5: BatchNorm folded, ${padding.padding} padding on stride-2 convs (${padding.reason})`
   return {
     synthetic,
     provenance: {
@@ -37,19 +43,35 @@ export function pulledModelFields(source: KerasSource, hashes: SourceHashes): Pi
       sourceUrl: source.url,
       sourceGitBlobSha1: hashes.gitBlobSha1,
       sourceSha256: hashes.sha256,
-      notes: source.notes ?? 'idealo image-quality-assessment MobileNet weights, converted from Keras HDF5 (BatchNorm folded, Keras padding)',
+      notes: `${source.notes ?? 'idealo image-quality-assessment MobileNet weights'}; ${conversion}`,
     },
   }
 }
 
-/** Reads a Keras HDF5, builds the ONNX model and installs it with its provenance. */
-export async function installFromKeras(dir: string, source: KerasSource, hdf5Path: string, hashes: SourceHashes): Promise<InstalledModel> {
-  const weights = await readKerasWeights(hdf5Path)
-  const onnx = buildOnnxModel(weights, {
+/**
+ * Reads a Keras HDF5, builds the ONNX model with the padding the file's own layer list
+ * calls for, and installs it with its provenance.
+ */
+export async function installFromKeras(
+  dir: string,
+  source: KerasSource,
+  hdf5Path: string,
+  hashes: SourceHashes,
+  log: (line: string) => void = () => {},
+): Promise<InstalledModel> {
+  const file = await readKerasFile(hdf5Path)
+  log(`${source.fileName}: ${file.padding.padding} padding on stride-2 convs (${file.padding.reason})`)
+  const onnx = buildOnnxModel(file.weights, {
+    padding: file.padding.padding,
     docString: `NIMA MobileNet v1 (${source.task}) converted from ${source.url}`,
-    metadata: { task: source.task, source_git_blob_sha1: hashes.gitBlobSha1, synthetic: String(source.synthetic === true) },
+    metadata: {
+      task: source.task,
+      source_git_blob_sha1: hashes.gitBlobSha1,
+      synthetic: String(source.synthetic === true),
+      padding_reason: file.padding.reason,
+    },
   })
-  return installModel({ dir, id: source.id, version: source.version, task: source.task, onnx, ...pulledModelFields(source, hashes) })
+  return installModel({ dir, id: source.id, version: source.version, task: source.task, onnx, ...pulledModelFields(source, hashes, file.padding) })
 }
 
 /** A local file stands in for the download, so it must pass the same integrity check. */
@@ -98,7 +120,7 @@ export async function pullModels(options: PullOptions): Promise<InstalledModel[]
     }
     const installed: InstalledModel[] = []
     for (const { source, path, hashes } of fetched) {
-      const model = await installFromKeras(options.dir, source, path, hashes)
+      const model = await installFromKeras(options.dir, source, path, hashes, log)
       log(`${model.manifest.id}/${model.manifest.version}: installed ${model.modelPath}${model.manifest.synthetic ? ' (SYNTHETIC)' : ''}`)
       installed.push(model)
     }

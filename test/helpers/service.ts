@@ -17,7 +17,7 @@ export async function startTestService(overrides: Partial<RawConfig> = {}): Prom
     HOST: '127.0.0.1',
     PORT: 0,
     LOG_LEVEL: 'silent',
-    MODELS_DIR: testModelsDir(),
+    MODELS_DIR: await testModelsDir(),
     URL_ALLOWLIST: '127.0.0.1',
     ...overrides,
   })

@@ -1,15 +1,16 @@
 /**
  * The conversion proof: a Keras-layout HDF5 goes through our reader and ONNX builder and
  * must give, in onnxruntime, the probabilities of an independent float64 Keras-semantics
- * forward pass on real photos. The deliberately wrong 'symmetric' padding must fail the
- * same comparison, which shows the test can tell the two apart.
+ * forward pass on real photos. The wrong 'symmetric' padding must fail the same
+ * comparison, which shows the test can tell the two apart. A file with Keras 2.1.6's layer
+ * list must be detected and converted with that Keras' symmetric padding instead.
  */
 import { rmSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
-import { readKerasWeights } from '../../src/models/keras-hdf5.js'
+import { readKerasFile, readKerasWeights } from '../../src/models/keras-hdf5.js'
 import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
 import { syntheticWeights } from '../../src/models/synthetic-weights.js'
@@ -41,7 +42,9 @@ function compare(onnx: readonly Float32Array[], reference: readonly Float64Array
 const dir = await mkdtemp(join(tmpdir(), 'nima-proof-'))
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
 const hdf5 = join(dir, 'weights_seeded.hdf5')
+const hdf5Keras216 = join(dir, 'weights_seeded_keras216.hdf5')
 await writeKerasWeights(hdf5, syntheticWeights(20240601))
+await writeKerasWeights(hdf5Keras216, syntheticWeights(20240602), { mobilenet: 'keras-2.1.6' })
 const images = await Promise.all(PHOTOS.map((p) => loadIdealoInput(resolve(imagesDir, p))))
 
 const started = Date.now()
@@ -54,6 +57,10 @@ async function onnxScores(padding: PaddingMode): Promise<Float32Array[]> {
   return (await runNima(model, images)).scores
 }
 
+function report(t: { comment: (...args: unknown[]) => void }, label: string, gap: Gap): void {
+  t.comment(`${label}: max |Δp| = ${gap.maxDp.toExponential(3)}, max |Δmean| = ${gap.maxDmean.toExponential(3)}`)
+}
+
 t.test('the photos differ by far more than the tolerance, so agreeing within it means something', async (t) => {
   let spread = 0
   for (const a of reference)
@@ -64,16 +71,33 @@ t.test('the photos differ by far more than the tolerance, so agreeing within it 
 })
 
 t.test('keras padding: ONNX matches the float64 Keras reference', async (t) => {
-  const gap = compare(await onnxScores('keras'), reference)
-  t.comment(`keras padding: max |Δp| = ${gap.maxDp.toExponential(3)}, max |Δmean| = ${gap.maxDmean.toExponential(3)}`)
+  const file = await readKerasFile(hdf5)
+  t.equal(file.padding.padding, 'keras', `detected from the layer list: ${file.padding.reason}`)
+  const gap = compare(await onnxScores(file.padding.padding), reference)
+  report(t, 'keras padding', gap)
   t.ok(gap.maxDp <= TOLERANCE_P, `max |Δp| ${gap.maxDp} <= ${TOLERANCE_P}`)
   t.ok(gap.maxDmean <= TOLERANCE_MEAN, `max |Δmean| ${gap.maxDmean} <= ${TOLERANCE_MEAN}`)
 })
 
 t.test('symmetric padding: the same comparison fails, clearly', async (t) => {
   const gap = compare(await onnxScores('symmetric'), reference)
-  t.comment(`symmetric padding: max |Δp| = ${gap.maxDp.toExponential(3)}, max |Δmean| = ${gap.maxDmean.toExponential(3)}`)
+  report(t, 'symmetric padding on a Keras >= 2.2.1 file', gap)
   // "Clearly": ten times over the tolerance, not a near miss.
   t.ok(gap.maxDp > 10 * TOLERANCE_P, `max |Δp| ${gap.maxDp} > 10 x ${TOLERANCE_P}`)
   t.ok(gap.maxDmean > 10 * TOLERANCE_MEAN, `max |Δmean| ${gap.maxDmean} > 10 x ${TOLERANCE_MEAN}`)
+})
+
+t.test('a Keras 2.1.6 file is detected and converted with its symmetric padding', async (t) => {
+  const file = await readKerasFile(hdf5Keras216)
+  t.equal(file.padding.padding, 'symmetric', `detected from the layer list: ${file.padding.reason}`)
+  const few = images.slice(0, 2)
+  const refWeights216 = await loadReferenceWeights(hdf5Keras216)
+  const reference216 = few.map((image) => referenceForward(refWeights216, image, 'keras-2.1.6'))
+  const right = compare((await runNima(buildOnnxModel(file.weights, { padding: file.padding.padding }), few)).scores, reference216)
+  report(t, 'Keras 2.1.6 file, symmetric padding', right)
+  t.ok(right.maxDp <= TOLERANCE_P, `max |Δp| ${right.maxDp} <= ${TOLERANCE_P}`)
+  t.ok(right.maxDmean <= TOLERANCE_MEAN, `max |Δmean| ${right.maxDmean} <= ${TOLERANCE_MEAN}`)
+  const wrong = compare((await runNima(buildOnnxModel(file.weights, { padding: 'keras' }), few)).scores, reference216)
+  report(t, 'Keras 2.1.6 file, keras padding (wrong)', wrong)
+  t.ok(wrong.maxDp > 10 * TOLERANCE_P, `the other padding misses: max |Δp| ${wrong.maxDp} > 10 x ${TOLERANCE_P}`)
 })

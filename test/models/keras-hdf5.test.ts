@@ -2,7 +2,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import h5wasm from 'h5wasm/node'
 import t from 'tap'
-import { canonicalTensorName, readKerasWeights } from '../../src/models/keras-hdf5.js'
+import { canonicalTensorName, readKerasFile, readKerasWeights } from '../../src/models/keras-hdf5.js'
+import { detectPadding } from '../../src/models/keras-padding.js'
 import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
 import { syntheticWeights } from '../../src/models/synthetic-weights.js'
 import type { WeightSet } from '../../src/models/weights.js'
@@ -121,4 +122,21 @@ t.test('files that are not Keras weights fail clearly', async (t) => {
   })
   await writeFile(join(dir, 'empty.hdf5'), '')
   await t.rejects(readKerasWeights(join(dir, 'empty.hdf5')), { code: 'MODEL_FILE_UNREADABLE' })
+})
+
+t.test('the padding convention is read from the layer list', async (t) => {
+  const dir = t.testdir()
+  const cases = [
+    [{}, 'keras', /layers conv_pad_2\/4\/6\/12 only \(keras_version 2\.2\.4\)/],
+    [{ mobilenet: 'keras-2.1.6' }, 'symmetric', /layer conv_pad_1 present \(keras_version 2\.1\.6\): Keras 2\.1\.5-2\.2\.0 MobileNet/],
+    [{ nestedBase: 'model_1' }, 'keras', /base layers not listed \(nested model\?\)/],
+  ] as const
+  for (const [options, padding, reason] of cases) {
+    const path = join(dir, `${padding}-${Object.keys(options).join() || 'default'}.hdf5`)
+    await writeKerasWeights(path, weights, options)
+    const file = await readKerasFile(path)
+    t.equal(file.padding.padding, padding, JSON.stringify(options))
+    t.match(file.padding.reason, reason)
+  }
+  t.match(detectPadding(['input_1', 'conv1', 'conv1_bn', 'conv_dw_1']), { padding: 'keras', reason: /no ZeroPadding2D layers: TF 'same' padding/ })
 })

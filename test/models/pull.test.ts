@@ -9,6 +9,7 @@ import { runCli } from '../../src/cli/run-cli.js'
 import { gitBlobSha1, sha256Hex } from '../../src/models/integrity.js'
 import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
 import { readManifest } from '../../src/models/manifest.js'
+import { onnx } from '../../src/models/onnx-proto.js'
 import { pulledModelFields } from '../../src/models/pull.js'
 import { IDEALO_SOURCES, type KerasSource } from '../../src/models/sources.js'
 import { syntheticWeights } from '../../src/models/synthetic-weights.js'
@@ -22,9 +23,10 @@ import { recordIo } from './cli-io.js'
 const fixtures = await mkdtemp(join(tmpdir(), 'nima-pull-fixtures-'))
 process.on('exit', () => rmSync(fixtures, { recursive: true, force: true }))
 const files = new Map<string, Buffer>()
-for (const [task, seed] of [['aesthetic', 101], ['technical', 102]] as const) {
+// The technical file has Keras 2.1.6's layer list, so both padding conventions are pulled.
+for (const [task, seed, mobilenet] of [['aesthetic', 101, 'keras-2.2'], ['technical', 102, 'keras-2.1.6']] as const) {
   const name = IDEALO_SOURCES.find((s) => s.task === task)!.fileName
-  await writeKerasWeights(join(fixtures, name), syntheticWeights(seed))
+  await writeKerasWeights(join(fixtures, name), syntheticWeights(seed), { mobilenet })
   files.set(name, await readFile(join(fixtures, name)))
 }
 
@@ -74,11 +76,13 @@ t.test('success: downloads, verifies, converts and installs both models', async 
   t.same([...hits.values()], [1, 1], 'one request per file')
   t.match(io.stdout, /weights_mobilenet_aesthetic_0\.07\.hdf5: starting download of \d+\.\d MB/, 'plain progress lines off a TTY')
   t.match(io.stdout, /installed aesthetic\/fixture-aesthetic, technical\/fixture-technical/)
+  t.match(io.stdout, /weights_mobilenet_aesthetic_0\.07\.hdf5: keras padding on stride-2 convs \(layers conv_pad_2\/4\/6\/12 only/)
+  t.match(io.stdout, /weights_mobilenet_technical_0\.11\.hdf5: symmetric padding on stride-2 convs \(layer conv_pad_1 present \(keras_version 2\.1\.6\)/)
 
   for (const source of testSources(base)) {
     const manifest = await readManifest(join(dir, source.id, source.version, 'manifest.json'))
-    const onnx = await readFile(join(dir, source.id, source.version, 'model.onnx'))
-    t.equal(manifest.sha256, sha256Hex(onnx), `${source.id}: manifest sha256 is the ONNX file's`)
+    const onnxBytes = await readFile(join(dir, source.id, source.version, 'model.onnx'))
+    t.equal(manifest.sha256, sha256Hex(onnxBytes), `${source.id}: manifest sha256 is the ONNX file's`)
     t.equal(manifest.task, source.task)
     t.equal(manifest.synthetic, true, 'seeded fixture weights are declared synthetic')
     t.match(manifest.provenance, {
@@ -86,16 +90,23 @@ t.test('success: downloads, verifies, converts and installs both models', async 
       sourceUrl: source.url,
       sourceGitBlobSha1: source.gitBlobSha1,
       sourceSha256: sha256Hex(files.get(source.fileName)!),
-      notes: /not idealo weights/,
+      notes: /not idealo weights; converted from Keras HDF5: BatchNorm folded, (keras|symmetric) padding/,
     })
+    const padding = onnx.ModelProto.decode(onnxBytes).metadataProps.find((p) => p.key === 'padding')?.value
+    t.equal(padding, source.task === 'technical' ? 'symmetric' : 'keras', `${source.id}: ONNX built with the padding its file calls for`)
   }
 })
 
 t.test('the real sources produce honest, non-synthetic manifests', async (t) => {
   const real = IDEALO_SOURCES[0]!
-  const fields = pulledModelFields(real, { gitBlobSha1: real.gitBlobSha1, sha256: 'f'.repeat(64) })
+  const fields = pulledModelFields(real, { gitBlobSha1: real.gitBlobSha1, sha256: 'f'.repeat(64) }, { padding: 'symmetric', reason: 'layer conv_pad_1 present' })
   t.equal(fields.synthetic, false)
-  t.match(fields.provenance, { kind: 'idealo-keras', sourceUrl: real.url, sourceGitBlobSha1: '003fb321ce92445e41d708144a3656589f9214e7' })
+  t.match(fields.provenance, {
+    kind: 'idealo-keras',
+    sourceUrl: real.url,
+    sourceGitBlobSha1: '003fb321ce92445e41d708144a3656589f9214e7',
+    notes: 'idealo image-quality-assessment MobileNet weights; converted from Keras HDF5: BatchNorm folded, symmetric padding on stride-2 convs (layer conv_pad_1 present)',
+  })
   t.same(
     IDEALO_SOURCES.map((s) => [s.id, s.version, s.url, s.gitBlobSha1]),
     [

@@ -67,8 +67,15 @@ function zeroPad(x: Feature, top: number, bottom: number, left: number, right: n
   return { data, h, w, c: x.c }
 }
 
-/** Keras padding: stride 2 → ZeroPadding2D(((0,1),(0,1))) + valid; stride 1 3x3 → same. */
-function kerasPad(x: Feature, stride: number): Feature {
+/**
+ * Which Keras built the MobileNet. 'keras-2.2' (Keras >= 2.2.1; also TF 'same'): stride 2
+ * → ZeroPadding2D(((0,1),(0,1))) + valid, stride-1 3x3 → same. 'keras-2.1.6' (Keras
+ * 2.1.5 to 2.2.0): ZeroPadding2D((1, 1)) + valid before every 3x3 conv.
+ */
+export type KerasMobileNet = 'keras-2.2' | 'keras-2.1.6'
+
+function kerasPad(x: Feature, stride: number, keras: KerasMobileNet): Feature {
+  if (keras === 'keras-2.1.6') return zeroPad(x, 1, 1, 1, 1)
   return stride === 2 ? zeroPad(x, 0, 1, 0, 1) : zeroPad(x, 1, 1, 1, 1)
 }
 
@@ -144,14 +151,14 @@ function batchNormRelu6(x: Feature, weights: ReferenceWeights, name: string): Fe
 }
 
 /** Class probabilities for one 224x224x3 NHWC image already scaled to [-1, 1]. */
-export function referenceForward(weights: ReferenceWeights, image: ArrayLike<number>): Float64Array {
+export function referenceForward(weights: ReferenceWeights, image: ArrayLike<number>, keras: KerasMobileNet = 'keras-2.2'): Float64Array {
   if (image.length !== SIZE * SIZE * 3) throw new Error(`reference: expected ${SIZE * SIZE * 3} values, got ${image.length}`)
   let x: Feature = { data: Float64Array.from(image), h: SIZE, w: SIZE, c: 3 }
-  x = batchNormRelu6(conv3x3(kerasPad(x, 2), get(weights, 'conv1/kernel'), 32, 2), weights, 'conv1_bn')
+  x = batchNormRelu6(conv3x3(kerasPad(x, 2, keras), get(weights, 'conv1/kernel'), 32, 2), weights, 'conv1_bn')
   WIDTHS.forEach((width, index) => {
     const b = index + 1
     const stride = STRIDE2.includes(b) ? 2 : 1
-    x = batchNormRelu6(depthwise3x3(kerasPad(x, stride), get(weights, `conv_dw_${b}/depthwise_kernel`), stride), weights, `conv_dw_${b}_bn`)
+    x = batchNormRelu6(depthwise3x3(kerasPad(x, stride, keras), get(weights, `conv_dw_${b}/depthwise_kernel`), stride), weights, `conv_dw_${b}_bn`)
     x = batchNormRelu6(pointwise(x, get(weights, `conv_pw_${b}/kernel`), width), weights, `conv_pw_${b}_bn`)
   })
 

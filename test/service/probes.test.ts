@@ -27,11 +27,11 @@ t.test('healthz, readyz, models and metrics on the real service', async (t) => {
   for (const name of ['nima_http_request_duration_seconds_bucket', 'nima_inference_duration_seconds_bucket', 'nima_batch_size_bucket', 'nima_queue_wait_seconds_bucket', 'nima_images_scored_total', 'nima_errors_total', 'nima_inflight_requests', 'nima_queue_depth', 'nima_ready 1', 'nima_process_cpu_seconds_total', 'nima_fetch_duration_seconds', 'nima_fetch_bytes']) {
     t.ok(text.includes(name), `exports ${name}`)
   }
-  t.match(text, /nima_model_info\{model="aesthetic",version="synthetic-s101",synthetic="true",provider="cpu",task="aesthetic"\} 1/)
+  t.match(text, /nima_model_info\{model="aesthetic",version="synthetic-s1007",synthetic="true",provider="cpu",task="aesthetic"\} 1/)
   t.match(text, /nima_errors_total\{code="NIMA_UNSUPPORTED_MEDIA_TYPE"\} 1/)
   t.match(text, /nima_http_request_duration_seconds_count\{route="\/score",method="POST",status_code="415"\} 1/)
-  t.match(text, /nima_inference_duration_seconds_count\{model="aesthetic",version="synthetic-s101",synthetic="true",provider="cpu"\} 1\n/, 'one batch run (warm-up is not counted)')
-  t.match(text, /nima_images_scored_total\{model="technical",version="synthetic-s202",synthetic="true"\} 1\n/)
+  t.match(text, /nima_inference_duration_seconds_count\{model="aesthetic",version="synthetic-s1007",synthetic="true",provider="cpu"\} 1\n/, 'one batch run (warm-up is not counted)')
+  t.match(text, /nima_images_scored_total\{model="technical",version="synthetic-s1011",synthetic="true"\} 1\n/)
 })
 
 t.test('before models are loaded: alive, not ready, scoring refused with 503', async (t) => {

@@ -10,7 +10,7 @@ import { startUpstream } from '../helpers/service.js'
 async function startProcess(env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: projectRoot,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: testModelsDir(), URL_ALLOWLIST: '127.0.0.1', ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: await testModelsDir(), URL_ALLOWLIST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const lines: string[] = []

@@ -1,0 +1,65 @@
+/**
+ * How noisy a measurement was: CPU the whole machine spent (from /proc/stat) against CPU
+ * our own processes spent, over the same window. "foreignCores" is what other tenants
+ * (other agents' test suites) took from our 2 cores while we measured.
+ */
+import { readFileSync } from 'node:fs'
+
+const CLK_TCK = 100
+
+export interface NoiseMark {
+  at: number
+  busyJiffies: number
+  ours: number
+}
+
+export interface Noise {
+  /** Cores busy on the whole machine during the window. */
+  machineCores: number
+  /** Cores used by processes other than ours during the window (≥ 0). */
+  foreignCores: number
+  /** /proc/pressure/cpu "some avg10" at the end (% of time something waited for a CPU). */
+  cpuPressure10s: number
+}
+
+function busyJiffies(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!
+    const f = line.trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal
+    return f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!
+  } catch {
+    return Number.NaN
+  }
+}
+
+function pressure(): number {
+  try {
+    const m = /some avg10=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))
+    return m ? Number(m[1]) : Number.NaN
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** `oursCpuSeconds`: CPU seconds used so far by every process of ours that matters. */
+export function markNoise(oursCpuSeconds: number): NoiseMark {
+  return { at: performance.now(), busyJiffies: busyJiffies(), ours: oursCpuSeconds }
+}
+
+export function noiseSince(mark: NoiseMark, oursCpuSecondsNow: number): Noise {
+  const wall = (performance.now() - mark.at) / 1000
+  const machine = (busyJiffies() - mark.busyJiffies) / CLK_TCK / wall
+  const ours = (oursCpuSecondsNow - mark.ours) / wall
+  return {
+    machineCores: Math.round(machine * 100) / 100,
+    foreignCores: Math.round(Math.max(0, machine - ours) * 100) / 100,
+    cpuPressure10s: pressure(),
+  }
+}
+
+/** This process's CPU seconds (all its threads: JS, libuv pool, ORT pools). */
+export function selfCpuSeconds(): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}

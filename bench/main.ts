@@ -1,0 +1,354 @@
+/**
+ * npm run bench [-- --quick] — issue #5.
+ *
+ *  1. The raw in-process pipeline (src/imaging decode + tensor, both ORT sessions, no
+ *     HTTP): each stage alone, then end to end at several batch sizes. Its best rate is
+ *     the limit.
+ *  2. The real service over HTTP on 127.0.0.1, as a child process, loaded by autocannon
+ *     in another process at concurrency 1…32: images/s, p50/p95/p99, peak RSS, CPU,
+ *     and service/limit. Plus start-up to ready, the single-request latency breakdown
+ *     and the execution-provider fallback check.
+ *
+ * Prints Markdown tables and writes the same figures to bench/results/bench-<time>.json.
+ * Options: --quick (about a minute), --images DIR, --models-dir DIR, --out FILE,
+ * --env KEY=VALUE (repeatable; service and in-process sessions), --concurrency 1,2,4,
+ * --duration SEC (per load level), --skip-raw, --skip-service, --no-dist.
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../src/config/load.js'
+import { testModelsDir } from '../test/helpers/models.js'
+import { describeImages, loadSampleJpegs } from './lib/images.js'
+import { runLoad, type LoadResult } from './lib/load.js'
+import { providerReport, singleRequestBreakdown, waitIdle, type ProviderReport, type SingleRequestBreakdown } from './lib/probes.js'
+import {
+  loadModels,
+  measureDecode,
+  measureDecodePreprocess,
+  measureMicroCosts,
+  measureModel,
+  measurePipeline,
+  preprocessAll,
+  type DecodeStageResult,
+  type MicroCosts,
+  type ModelStageResult,
+  type PipelineOptions,
+  type PipelineResult,
+} from './lib/raw.js'
+import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
+import { projectRoot, startService, type RunningService } from './lib/server.js'
+import { markNoise, noiseSince, selfCpuSeconds, type Noise } from './lib/noise.js'
+import { round, serialBound } from './lib/stats.js'
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    images: { type: 'string', default: resolve(projectRoot, '../shared/images') },
+    'models-dir': { type: 'string' },
+    out: { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
+    concurrency: { type: 'string' },
+    duration: { type: 'string' },
+    'skip-raw': { type: 'boolean', default: false },
+    'skip-service': { type: 'boolean', default: false },
+    'no-dist': { type: 'boolean', default: false },
+  },
+})
+
+const quick = args.quick
+const plan = {
+  stageMs: quick ? 1200 : 3000,
+  decodeConcurrency: quick ? [1, 2, 4] : [1, 2, 4, 8],
+  batches: [1, 2, 4, 8, 16, 32],
+  pipelines: (quick
+    ? [
+        { batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { batch: 8, decodeConcurrency: 4, mode: 'serial' },
+      ]
+    : [
+        { batch: 4, decodeConcurrency: 2, mode: 'serial' },
+        { batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { batch: 8, decodeConcurrency: 4, mode: 'serial' },
+        { batch: 8, decodeConcurrency: 2, mode: 'concurrent' },
+        { batch: 16, decodeConcurrency: 2, mode: 'serial' },
+        { batch: 16, decodeConcurrency: 4, mode: 'serial' },
+        { batch: 32, decodeConcurrency: 4, mode: 'serial' },
+      ]) as Omit<PipelineOptions, 'warmupMs' | 'ms'>[],
+  pipelineWarmupMs: quick ? 600 : 1500,
+  pipelineMs: quick ? 2500 : 6000,
+  concurrency: args.concurrency ? args.concurrency.split(',').map(Number) : [1, 2, 4, 8, 16, 32],
+  loadWarmupSec: quick ? 1 : 3,
+  loadSec: args.duration ? Number(args.duration) : quick ? 4 : 20,
+  singleRounds: quick ? 2 : 6,
+  startups: quick ? 0 : 3,
+}
+
+const serviceEnv: Record<string, string> = {}
+for (const kv of args.env) {
+  const i = kv.indexOf('=')
+  if (i <= 0) throw new Error(`--env expects KEY=VALUE, got ${JSON.stringify(kv)}`)
+  serviceEnv[kv.slice(0, i)] = kv.slice(i + 1)
+}
+const config = loadConfig({ ...process.env, ...serviceEnv })
+const modelsDir = resolve(args['models-dir'] ?? (await testModelsDir()))
+const images = loadSampleJpegs(args.images)
+const stamp = timestamp()
+const outFile = resolve(args.out ?? join(projectRoot, 'bench', 'results', `bench-${stamp}${quick ? '-quick' : ''}.json`))
+
+interface RawResults {
+  sessionOptions: { intraOpThreads: number; interOpThreads: number; providers: readonly string[] }
+  micro: MicroCosts
+  decode: (DecodeStageResult & { noise: Noise })[]
+  decodePreprocess: DecodeStageResult & { noise: Noise }
+  models: (ModelStageResult & { noise: Noise })[]
+  bestBatch: Record<string, { batch: number; imagesPerSec: number }>
+  /** 1 / (1/prep + 1/modelA + 1/modelB): every stage uses the whole machine in turn. */
+  stageBound: number
+  pipelines: (PipelineResult & { noise: Noise })[]
+  limit: PipelineResult & { noise: Noise }
+}
+
+interface LevelResult extends LoadResult {
+  noise: Noise
+  /** How long the server kept working after the load generator left (abandoned requests). */
+  drainMs: number
+  serverCores: number
+  peakRssMb: number
+  hwmMb: number
+  ratioToLimit: number
+}
+
+/** Runs an in-process measurement and attaches how much CPU other processes took meanwhile. */
+async function noted<T extends object>(fn: () => Promise<T>): Promise<T & { noise: Noise }> {
+  const mark = markNoise(selfCpuSeconds())
+  const r = await fn()
+  return { ...r, noise: noiseSince(mark, selfCpuSeconds()) }
+}
+
+const foreign = (rs: readonly { noise?: Noise }[]) => Math.max(...rs.map((r) => r.noise?.foreignCores ?? 0))
+
+async function rawPhase(): Promise<RawResults> {
+  section('1. Raw in-process pipeline (no HTTP)')
+  const sessionOptions = { providers: config.executionProviders, intraOpThreads: config.ORT_INTRA_OP_THREADS, interOpThreads: config.ORT_INTER_OP_THREADS }
+  print(`models: ${modelsDir} (${config.models.slice(0, 2).join(', ')}); ORT intra=${sessionOptions.intraOpThreads} inter=${sessionOptions.interOpThreads}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`)
+  const models = await loadModels(modelsDir, config.models.slice(0, 2), sessionOptions)
+  try {
+    const spec = models[0]!.spec
+    const micro = await measureMicroCosts(images, spec, quick ? 800 : 2000)
+    print(`\nper-photo costs on the main thread: writeTensor ${micro.writeTensorMs} ms, sha256 ${micro.sha256Ms} ms, batch copy ${micro.batchCopyMs} ms, Float32Array alloc ${micro.allocMs} ms`)
+
+    const decode: RawResults['decode'] = []
+    for (const c of plan.decodeConcurrency) decode.push(await noted(() => measureDecode(images, c, plan.stageMs)))
+    const bestDecode = decode.reduce((a, b) => (b.photosPerSec > a.photosPerSec ? b : a))
+    const decodePreprocess = await noted(() => measureDecodePreprocess(images, spec, bestDecode.concurrency, plan.stageMs))
+    print(`\nDecode (sharp, full resolution, sha256) and decode + preprocess (writeTensor), photos/s (other processes took up to ${foreign([...decode, decodePreprocess])} cores meanwhile):\n`)
+    print(
+      mdTable(
+        ['stage', ...decode.map((d) => `conc ${d.concurrency}`)],
+        [
+          ['decode', ...decode.map((d) => d.photosPerSec)],
+          ['decode + preprocess', ...decode.map((d) => (d.concurrency === decodePreprocess.concurrency ? decodePreprocess.photosPerSec : ''))],
+        ],
+      ),
+    )
+
+    const tensors = await preprocessAll(images, spec)
+    const modelResults: RawResults['models'] = []
+    for (const m of models) for (const b of plan.batches) modelResults.push(await noted(() => measureModel(m, tensors, b, plan.stageMs)))
+    print(`\nEach model alone, images/s (median ms per session.run; longest event-loop stall during runs, ms); other processes took up to ${foreign(modelResults)} cores:\n`)
+    print(
+      mdTable(
+        ['model', ...plan.batches.map((b) => `batch ${b}`)],
+        models.map((m) => [m.id, ...modelResults.filter((r) => r.model === m.id).map((r) => `${r.imagesPerSec} (${r.msPerRun} ms; ${r.eventLoopMaxBlockMs})`)]),
+      ),
+    )
+    const bestBatch: RawResults['bestBatch'] = {}
+    for (const m of models) {
+      const best = modelResults.filter((r) => r.model === m.id).reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a))
+      bestBatch[m.id] = { batch: best.batch, imagesPerSec: best.imagesPerSec }
+    }
+    const stageBound = round(serialBound([decodePreprocess.photosPerSec, ...Object.values(bestBatch).map((b) => b.imagesPerSec)]))
+
+    const pipelines: RawResults['pipelines'] = []
+    for (const p of plan.pipelines) pipelines.push(await noted(() => measurePipeline(images, models, { ...p, warmupMs: plan.pipelineWarmupMs, ms: plan.pipelineMs })))
+    const limit = pipelines.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a))
+    print('\nEnd to end (decode → tensor written in place into the batch → both models), images/s:\n')
+    print(
+      mdTable(
+        ['batch', 'decodes in flight', 'models', 'images/s', 'inference busy', 'foreign cores'],
+        pipelines.map((p) => [p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
+      ),
+    )
+    print(`\nstage bound 1/(1/${decodePreprocess.photosPerSec} + ${Object.values(bestBatch).map((b) => `1/${b.imagesPerSec}`).join(' + ')}) = ${stageBound} images/s`)
+    print(`LIMIT (best end-to-end): ${limit.imagesPerSec} images/s at batch ${limit.batch}, ${limit.decodeConcurrency} decodes in flight, models ${limit.mode}`)
+    return { sessionOptions, micro, decode, decodePreprocess, models: modelResults, bestBatch, stageBound, pipelines, limit }
+  } finally {
+    await Promise.all(models.map((m) => m.session.dispose()))
+  }
+}
+
+interface StartupResult {
+  entry: string
+  runs: { listeningMs: number; readyMs: number }[]
+  medianReadyMs: number
+}
+
+async function measureStartups(entry: string, n: number): Promise<StartupResult> {
+  const runs: StartupResult['runs'] = []
+  for (let i = 0; i < n; i++) {
+    const s = await startService({ entry, modelsDir, env: serviceEnv, logFile: join(projectRoot, 'bench', 'results', `server-startup.log`) })
+    runs.push({ listeningMs: round(s.listeningMs), readyMs: round(s.readyMs) })
+    await s.stop()
+  }
+  const sorted = runs.map((r) => r.readyMs).sort((a, b) => a - b)
+  return { entry, runs, medianReadyMs: sorted[Math.floor(sorted.length / 2)]! }
+}
+
+function buildDist(): string | undefined {
+  const outDir = join(projectRoot, 'bench', 'results', 'build')
+  try {
+    execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: projectRoot, stdio: 'pipe' })
+    return join(outDir, 'main.js')
+  } catch (err) {
+    print(`(could not build src for the dist start-up measurement: ${String((err as { stdout?: Buffer }).stdout ?? err).slice(0, 300)})`)
+    return undefined
+  }
+}
+
+async function servicePhase(limit: number | undefined) {
+  section('2. The service over HTTP (child process; autocannon in another process)')
+  const startups: StartupResult[] = []
+  if (plan.startups > 0) {
+    startups.push(await measureStartups('tsx', plan.startups))
+    const dist = args['no-dist'] ? undefined : buildDist()
+    if (dist) startups.push(await measureStartups(dist, plan.startups))
+  }
+  const logFile = join(projectRoot, 'bench', 'results', 'server.log')
+  const svc: RunningService = await startService({ entry: 'tsx', modelsDir, env: serviceEnv, logFile })
+  startups.unshift({ entry: 'tsx (load server)', runs: [{ listeningMs: round(svc.listeningMs), readyMs: round(svc.readyMs) }], medianReadyMs: round(svc.readyMs) })
+  print('Start-up, spawn → listening → GET /readyz 200 (models loaded and warmed), ms:\n')
+  print(mdTable(['entry', 'runs (listening / ready)', 'median ready'], startups.map((s) => [s.entry.replace(projectRoot, ''), s.runs.map((r) => `${r.listeningMs} / ${r.readyMs}`).join(', '), s.medianReadyMs])))
+  const idle = svc.peakMemory()
+  print(`\nserver RSS when ready: ${round(idle.rssMb)} MB (VmHWM ${round(idle.hwmMb)} MB)`)
+
+  let single: SingleRequestBreakdown
+  const levels: LevelResult[] = []
+  try {
+    single = await singleRequestBreakdown(svc.baseUrl, images, plan.singleRounds)
+    print(`\nSingle request, sequential (${single.requests} requests), medians in ms:\n`)
+    print(
+      mdTable(
+        ['decode + preprocess', 'inference (both models)', 'server total', 'HTTP + client', 'client total', 'client p95', 'client p99'],
+        [[single.decodeMs, single.inferenceMs, single.serverTotalMs, single.httpMs, single.clientTotalMs, single.clientP95Ms, single.clientP99Ms]],
+      ),
+    )
+    const url = `${svc.baseUrl}/score`
+    for (const c of plan.concurrency) {
+      svc.resetPeak()
+      const cpu0 = svc.cpuSeconds()
+      const self0 = selfCpuSeconds()
+      const mark = markNoise(0)
+      const t0 = performance.now()
+      const r = await runLoad({ url, imagesDir: args.images, connections: c, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 })
+      const wall = (performance.now() - t0) / 1000
+      const drainMs = await waitIdle(svc.baseUrl)
+      const mem = svc.peakMemory()
+      // ours: the server, the load generator (its measured part only) and this driver.
+      const ours = svc.cpuSeconds() - cpu0 + r.loadGenCores * (plan.loadSec + plan.loadWarmupSec) + selfCpuSeconds() - self0
+      levels.push({
+        ...r,
+        noise: noiseSince(mark, ours),
+        drainMs: round(drainMs),
+        imagesPerSec: round(r.imagesPerSec),
+        loadGenCores: round(r.loadGenCores, 2),
+        latency: { ...r.latency, meanMs: round(r.latency.meanMs), p50Ms: round(r.latency.p50Ms), p95Ms: round(r.latency.p95Ms), p99Ms: round(r.latency.p99Ms), maxMs: round(r.latency.maxMs) },
+        serverCores: round((svc.cpuSeconds() - cpu0) / wall, 2),
+        peakRssMb: round(mem.rssMb),
+        hwmMb: round(mem.hwmMb),
+        ratioToLimit: limit ? round(r.imagesPerSec / limit, 2) : Number.NaN,
+      })
+      process.stderr.write(`  concurrency ${c}: ${round(r.imagesPerSec)} images/s, p99 ${round(r.latency.p99Ms)} ms\n`)
+    }
+  } finally {
+    await svc.stop()
+  }
+  print(`\nLoad: raw-body POST /score, ${plan.loadSec} s per level after ${plan.loadWarmupSec} s warm-up; limit = ${limit ?? 'not measured'} images/s:\n`)
+  print(
+    mdTable(
+      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'loadgen CPU', 'foreign cores', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
+      levels.map((l) => [
+        l.connections,
+        l.imagesPerSec,
+        l.latency.p50Ms,
+        l.latency.p95Ms,
+        l.latency.p99Ms,
+        l.errors + l.timeouts + Object.values(l.non2xx).reduce((s, n) => s + n, 0),
+        l.serverCores,
+        l.loadGenCores,
+        l.noise.foreignCores,
+        l.drainMs,
+        l.peakRssMb,
+        l.hwmMb,
+        l.ratioToLimit,
+      ]),
+    ),
+  )
+
+  const epLog = join(projectRoot, 'bench', 'results', 'server-webgpu.log')
+  let providers: ProviderReport | { error: string }
+  try {
+    const ep = await startService({ entry: 'tsx', modelsDir, env: { ...serviceEnv, EXECUTION_PROVIDERS: 'webgpu,cpu' }, logFile: epLog })
+    try {
+      providers = await providerReport(ep.baseUrl, 'webgpu,cpu', readFileSync(epLog, 'utf8'), images[0]!)
+    } finally {
+      await ep.stop()
+    }
+    section('3. Execution providers: EXECUTION_PROVIDERS=webgpu,cpu')
+    for (const m of providers.models) print(`GET /models: ${m.id} provider=${m.provider} fallbacks=${JSON.stringify(m.fallbacks)}`)
+    for (const l of providers.fallbackMetric) print(`GET /metrics: ${l}`)
+    for (const w of providers.warnings) print(`log: ${w}`)
+    print(`POST /score on the fallback: ${providers.scoreStatus}`)
+  } catch (err) {
+    providers = { error: err instanceof Error ? err.message : String(err) }
+    print(`provider check failed: ${providers.error}`)
+  }
+  return { startups, idleRssMb: round(idle.rssMb), single: single!, levels, providers }
+}
+
+async function main() {
+  const machine = machineInfo()
+  print(`# nima-serve bench${quick ? ' (--quick)' : ''} — ${new Date().toISOString()}`)
+  print(`\n${machine.uptimeBefore}`)
+  print(`node ${machine.node}, ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB; onnxruntime-node ${machine.onnxruntimeNode}, sharp ${machine.sharp}, autocannon ${machine.autocannon}`)
+  const desc = describeImages(images)
+  print(`${desc.count} sample JPEGs from ${args.images} (mean ${Math.round(desc.meanBytes / 1024)} KiB); service env: ${JSON.stringify(serviceEnv)}`)
+  if (!existsSync(modelsDir)) throw new Error(`models folder ${modelsDir} does not exist`)
+
+  const raw = args['skip-raw'] ? undefined : await rawPhase()
+  const service = args['skip-service'] ? undefined : await servicePhase(raw?.limit.imagesPerSec)
+
+  const targets: { target: string; value: string; pass: boolean | null }[] = []
+  if (service) {
+    const best = service.levels.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a))
+    const c8 = service.levels.find((l) => l.connections === 8)
+    const hwm = Math.max(...service.levels.map((l) => l.hwmMb))
+    const ready = Math.min(...service.startups.map((s) => s.medianReadyMs))
+    if (raw) targets.push({ target: 'service/limit ≥ 0.90 at best concurrency', value: `${best.imagesPerSec} / ${raw.limit.imagesPerSec} = ${best.ratioToLimit} (conc ${best.connections})`, pass: best.ratioToLimit >= 0.9 })
+    if (c8) targets.push({ target: 'p99 at conc 8 ≤ 3 × single-request latency', value: `${c8.latency.p99Ms} ms vs 3 × ${service.single.clientTotalMs} = ${round(3 * service.single.clientTotalMs)} ms`, pass: c8.latency.p99Ms <= 3 * service.single.clientTotalMs })
+    targets.push({ target: 'peak RSS ≤ 400 MB', value: `VmHWM ${round(hwm)} MB`, pass: hwm <= 400 })
+    targets.push({ target: 'start-up to ready < 2 s', value: service.startups.map((s) => `${s.entry.replace(projectRoot, '')}: ${s.medianReadyMs} ms`).join('; '), pass: ready < 2000 })
+    section('Targets')
+    print(mdTable(['target', 'measured', 'met'], targets.map((t) => [t.target, t.value, t.pass === null ? '–' : t.pass ? 'yes' : 'NO'])))
+  }
+  const uptimeAfter = uptime()
+  print(`\n${uptimeAfter}`)
+  writeJson(outFile, { kind: 'nima-serve-bench', quick, startedAt: stamp, machine: { ...machine, uptimeAfter }, plan, serviceEnv, modelsDir, images: desc, raw, service, targets })
+  print(`\nwrote ${outFile}`)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,214 @@
+/**
+ * npm run bench:tune [-- --quick] [--only raw,threads,uv,batch,worker] [--concurrency 8]
+ *                    [--add 'ORT_INTRA_OP_THREADS=2,BENCH_ORT_SPINNING=0'] [--repeat 2]
+ *
+ * Sweeps the serving levers one group at a time against the shipped defaults:
+ *  raw     in-process pipeline (no HTTP) under different ORT session settings;
+ *  threads ORT_INTRA_OP_THREADS / ORT_INTER_OP_THREADS / intra-op spinning;
+ *  uv      UV_THREADPOOL_SIZE and libvips threads per image (sharp.concurrency);
+ *  batch   BATCH_MAX_SIZE × BATCH_MAX_WAIT_MS;
+ *  worker  ONNX Runtime sessions in worker threads (both models truly concurrent).
+ * Service configs each get a fresh server and one autocannon level (default 8
+ * connections). Levers that src/ does not expose are BENCH_* variables applied by
+ * bench/lib/levers.ts. Writes bench/results/tune-<time>.json.
+ */
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { testModelsDir } from '../test/helpers/models.js'
+import { loadSampleJpegs } from './lib/images.js'
+import { applyLevers, leversFromEnv } from './lib/levers.js'
+import { runLoad } from './lib/load.js'
+import { markNoise, noiseSince, selfCpuSeconds, type Noise } from './lib/noise.js'
+import { waitIdle } from './lib/probes.js'
+import { loadModels, measurePipeline, type ModelMode } from './lib/raw.js'
+import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
+import { projectRoot, startService } from './lib/server.js'
+import { round } from './lib/stats.js'
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    concurrency: { type: 'string', default: '8' },
+    add: { type: 'string', multiple: true, default: [] },
+    repeat: { type: 'string', default: '1' },
+    images: { type: 'string', default: resolve(projectRoot, '../shared/images') },
+    'models-dir': { type: 'string' },
+    out: { type: 'string' },
+  },
+})
+
+type Env = Record<string, string>
+interface ServiceConfig {
+  group: string
+  label: string
+  env: Env
+}
+
+const parseEnv = (s: string): Env => Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
+
+const serviceConfigs: ServiceConfig[] = [
+  { group: 'threads', label: 'defaults (intra 0, inter 1, spinning on)', env: {} },
+  { group: 'threads', label: 'intra 1', env: { ORT_INTRA_OP_THREADS: '1' } },
+  { group: 'threads', label: 'intra 2', env: { ORT_INTRA_OP_THREADS: '2' } },
+  { group: 'threads', label: 'intra 0, spinning off', env: { BENCH_ORT_SPINNING: '0' } },
+  { group: 'threads', label: 'intra 2, spinning off', env: { ORT_INTRA_OP_THREADS: '2', BENCH_ORT_SPINNING: '0' } },
+  { group: 'threads', label: 'intra 0, inter 2 (parallel mode)', env: { ORT_INTER_OP_THREADS: '2' } },
+  { group: 'uv', label: 'UV_THREADPOOL_SIZE 2', env: { UV_THREADPOOL_SIZE: '2' } },
+  { group: 'uv', label: 'UV_THREADPOOL_SIZE 8', env: { UV_THREADPOOL_SIZE: '8' } },
+  { group: 'uv', label: 'sharp.concurrency 2', env: { BENCH_SHARP_CONCURRENCY: '2' } },
+  { group: 'uv', label: 'UV 2, spinning off', env: { UV_THREADPOOL_SIZE: '2', BENCH_ORT_SPINNING: '0' } },
+  { group: 'batch', label: 'batch 1', env: { BATCH_MAX_SIZE: '1', BATCH_MAX_WAIT_MS: '0' } },
+  { group: 'batch', label: 'batch 4, wait 2', env: { BATCH_MAX_SIZE: '4' } },
+  { group: 'batch', label: 'batch 8, wait 0', env: { BATCH_MAX_WAIT_MS: '0' } },
+  { group: 'batch', label: 'batch 8, wait 10', env: { BATCH_MAX_WAIT_MS: '10' } },
+  { group: 'batch', label: 'batch 16, wait 2', env: { BATCH_MAX_SIZE: '16' } },
+  { group: 'batch', label: 'batch 16, wait 10', env: { BATCH_MAX_SIZE: '16', BATCH_MAX_WAIT_MS: '10' } },
+  { group: 'worker', label: 'ORT in worker threads, intra 1', env: { BENCH_ORT_WORKER: '1', ORT_INTRA_OP_THREADS: '1' } },
+  { group: 'worker', label: 'ORT in worker threads, intra 0', env: { BENCH_ORT_WORKER: '1' } },
+  { group: 'worker', label: 'ORT in worker threads, intra 0, spinning off', env: { BENCH_ORT_WORKER: '1', BENCH_ORT_SPINNING: '0' } },
+  ...args.add.map((a) => ({ group: 'custom', label: a, env: parseEnv(a) })),
+]
+
+interface RawConfig {
+  label: string
+  intra: number
+  spinning?: boolean
+  worker?: boolean
+  mode: ModelMode
+}
+
+const rawConfigs: RawConfig[] = [
+  { label: 'intra 0 (defaults)', intra: 0, mode: 'serial' },
+  { label: 'intra 0, spinning off', intra: 0, spinning: false, mode: 'serial' },
+  { label: 'intra 1', intra: 1, mode: 'serial' },
+  { label: 'intra 2, spinning off', intra: 2, spinning: false, mode: 'serial' },
+  { label: 'worker threads, intra 1, models concurrent', intra: 1, worker: true, mode: 'concurrent' },
+  { label: 'worker threads, intra 0, models concurrent', intra: 0, worker: true, mode: 'concurrent' },
+  { label: 'worker threads, intra 0, spinning off, concurrent', intra: 0, worker: true, spinning: false, mode: 'concurrent' },
+  { label: 'worker threads, intra 0, spinning off, serial', intra: 0, worker: true, spinning: false, mode: 'serial' },
+]
+
+const quick = args.quick
+const only = args.only ? new Set(args.only.split(',')) : undefined
+const wanted = (group: string) => !only || only.has(group)
+const connections = args.concurrency.split(',').map(Number)
+const repeat = Number(args.repeat)
+const loadSec = quick ? 4 : 10
+const warmupSec = quick ? 1 : 2
+const modelsDir = resolve(args['models-dir'] ?? (await testModelsDir()))
+const images = loadSampleJpegs(args.images)
+const stamp = timestamp()
+
+interface ServiceRow {
+  group: string
+  label: string
+  env: Env
+  connections: number
+  imagesPerSec: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  serverCores: number
+  hwmMb: number
+  readyMs: number
+  noise: Noise
+}
+
+async function serviceSweep(): Promise<ServiceRow[]> {
+  const rows: ServiceRow[] = []
+  for (const cfg of serviceConfigs.filter((c) => wanted(c.group))) {
+    for (let k = 0; k < repeat; k++) {
+      const svc = await startService({ entry: 'tsx', modelsDir, env: cfg.env, logFile: join(projectRoot, 'bench', 'results', 'server-tune.log') })
+      try {
+        for (const c of connections) {
+          await waitIdle(svc.baseUrl)
+          const cpu0 = svc.cpuSeconds()
+          const self0 = selfCpuSeconds()
+          const mark = markNoise(0)
+          const t0 = performance.now()
+          const r = await runLoad({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: c, durationSec: loadSec, warmupSec, timeoutSec: 30 })
+          const wall = (performance.now() - t0) / 1000
+          const serverCpu = svc.cpuSeconds() - cpu0
+          const row: ServiceRow = {
+            group: cfg.group,
+            label: cfg.label,
+            env: cfg.env,
+            connections: c,
+            imagesPerSec: round(r.imagesPerSec),
+            p50Ms: round(r.latency.p50Ms),
+            p99Ms: round(r.latency.p99Ms),
+            errors: r.errors + r.timeouts + Object.values(r.non2xx).reduce((s, n) => s + n, 0),
+            serverCores: round(serverCpu / wall, 2),
+            hwmMb: round(svc.peakMemory().hwmMb),
+            readyMs: round(svc.readyMs),
+            noise: noiseSince(mark, serverCpu + r.loadGenCores * wall + selfCpuSeconds() - self0),
+          }
+          rows.push(row)
+          process.stderr.write(`  ${cfg.label} @${c}: ${row.imagesPerSec} images/s, p99 ${row.p99Ms} ms, server ${row.serverCores} cores, foreign ${row.noise.foreignCores}\n`)
+        }
+      } finally {
+        await svc.stop()
+      }
+    }
+  }
+  return rows
+}
+
+interface RawRow extends RawConfig {
+  imagesPerSec: number
+  inferenceBusy: number
+  noise: Noise
+}
+
+async function rawSweep(): Promise<RawRow[]> {
+  const rows: RawRow[] = []
+  const baseline = leversFromEnv()
+  for (const cfg of rawConfigs) {
+    for (let k = 0; k < repeat; k++) {
+      applyLevers({ ...baseline, ortSpinning: cfg.spinning, ortWorker: cfg.worker ?? false })
+      const models = await loadModels(modelsDir, ['aesthetic', 'technical'], { providers: ['cpu'], intraOpThreads: cfg.intra, interOpThreads: 1 })
+      try {
+        const mark = markNoise(selfCpuSeconds())
+        const r = await measurePipeline(images, models, { batch: 8, decodeConcurrency: 2, mode: cfg.mode, warmupMs: quick ? 500 : 1500, ms: quick ? 2500 : 6000 })
+        rows.push({ ...cfg, imagesPerSec: r.imagesPerSec, inferenceBusy: r.inferenceBusy, noise: noiseSince(mark, selfCpuSeconds()) })
+        process.stderr.write(`  raw ${cfg.label}: ${r.imagesPerSec} images/s\n`)
+      } finally {
+        await Promise.all(models.map((m) => m.session.dispose()))
+      }
+    }
+  }
+  applyLevers(baseline)
+  return rows
+}
+
+async function main() {
+  const machine = machineInfo()
+  print(`# nima-serve bench:tune${quick ? ' (--quick)' : ''} — ${new Date().toISOString()}\n\n${machine.uptimeBefore}`)
+  print(`service configs at ${connections.join(',')} connections, ${loadSec} s after ${warmupSec} s warm-up, ${repeat} run(s) each; models ${modelsDir}`)
+  const raw = wanted('raw') ? await rawSweep() : []
+  if (raw.length > 0) {
+    section('In-process pipeline (batch 8, 2 decodes in flight), images/s')
+    print(mdTable(['session settings', 'images/s', 'inference busy', 'foreign cores'], raw.map((r) => [r.label, r.imagesPerSec, `${Math.round(r.inferenceBusy * 100)}%`, r.noise.foreignCores])))
+  }
+  const service = await serviceSweep()
+  if (service.length > 0) {
+    section('Service over HTTP')
+    print(
+      mdTable(
+        ['group', 'config', 'conc', 'images/s', 'p50 ms', 'p99 ms', 'errors', 'server cores', 'VmHWM MB', 'ready ms', 'foreign cores'],
+        service.map((r) => [r.group, r.label, r.connections, r.imagesPerSec, r.p50Ms, r.p99Ms, r.errors, r.serverCores, r.hwmMb, r.readyMs, r.noise.foreignCores]),
+      ),
+    )
+  }
+  const uptimeAfter = uptime()
+  print(`\n${uptimeAfter}`)
+  const out = resolve(args.out ?? join(projectRoot, 'bench', 'results', `tune-${stamp}${quick ? '-quick' : ''}.json`))
+  writeJson(out, { kind: 'nima-serve-tune', quick, startedAt: stamp, machine: { ...machine, uptimeAfter }, loadSec, warmupSec, connections, raw, service })
+  print(`wrote ${out}`)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:tune failed: ${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exitCode = 1
+})

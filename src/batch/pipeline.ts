@@ -1,0 +1,322 @@
+/**
+ * The batch pipeline: input items → (shard filter, resume filter) → read or fetch the
+ * bytes (at most `concurrency` items in flight) → sha256 → cache lookup → decode and
+ * score through the Scorer (at most `scoreSlots` images decoded or in inference at once,
+ * enough to fill the models' micro-batches) → one JSON line per item, appended durably.
+ *
+ * Memory is bounded: the input is streamed, and what is held is about
+ * `concurrency` × compressed image + `scoreSlots` × decoded RGB image, plus the set of
+ * keys already in the output on resume (~60 bytes a key).
+ */
+import { open as openFile } from 'node:fs/promises'
+import { NimaError, type ErrorCode } from '../errors.js'
+import type { ImageFetcher } from '../fetching/fetch-image.js'
+import type { HostLimiter } from '../fetching/host-limiter.js'
+import { toNimaError } from '../http/error-handler.js'
+import { imageId } from '../imaging/decode.js'
+import { combine, resolveWeights, type CombinedScore, type Weights } from '../scoring/combined.js'
+import type { ScoreSummary } from '../scoring/distribution.js'
+import type { NimaModel } from '../scoring/nima-model.js'
+import type { Scorer } from '../scoring/scorer.js'
+import type { InputItem } from './input.js'
+import type { BatchProgress, ProgressSnapshot } from './progress.js'
+import { prepareOutput, ResultWriter, type ExistingResults, type OutputMode } from './result-log.js'
+import type { CachedImageInfo, ModelIdentity, ScoreCache } from './score-cache.js'
+import { Semaphore } from './semaphore.js'
+import { inShard, type Shard } from './shard.js'
+
+/** One line of the results file. Exactly one of `scores` (with `combined`, `models`) or `error` is present. */
+export interface ResultLine {
+  key: string
+  line: number
+  hotel_id?: string
+  image_id?: string
+  source?: string
+  sha256?: string
+  width?: number
+  height?: number
+  format?: string
+  bytes?: number
+  scores?: Record<string, ScoreSummary>
+  combined?: CombinedScore
+  models?: Record<string, { id: string; version: string; task: string; synthetic: boolean }>
+  /** True when no model ran for this line: scores came from the cache or from an identical image of this run. */
+  cached: boolean
+  error?: { code: ErrorCode; message: string }
+}
+
+export interface BatchRunOptions {
+  output: string
+  mode: OutputMode
+  /** Items read or fetched at once. */
+  concurrency: number
+  /** Images decoded or in inference at once (2 × batch size + 2 fills the batches). */
+  scoreSlots: number
+  shard?: Shard
+  /** Largest local file read, in bytes. */
+  maxFileBytes: number
+  flushLines?: number
+  flushMs?: number
+}
+
+export interface BatchRunDeps {
+  items: AsyncIterable<InputItem>
+  scorer: Scorer
+  models: readonly NimaModel[]
+  weights: Weights
+  fetcher: ImageFetcher
+  hosts: HostLimiter
+  cache?: ScoreCache
+  progress?: BatchProgress
+  /** Stops reading new items; those in flight finish and are written. */
+  signal?: AbortSignal
+  /** Diagnostics (stderr). */
+  log: (line: string) => void
+}
+
+export interface BatchSummary {
+  output: string
+  shard?: string
+  /** Records read from the input (every shard's, bad ones included). */
+  total: number
+  notInShard: number
+  skippedResume: number
+  /** Lines written by this run. */
+  written: number
+  scored: number
+  cached: number
+  failed: number
+  failuresByCode: Partial<Record<ErrorCode, number>>
+  /** Lines written per second of processing (model loading excluded). */
+  imagesPerSecond: number
+  wallSeconds: number
+  interrupted: boolean
+  resumed?: { linesKept: number; failedKept: number; failedDropped: number; tornBytes: number; unparsable: number }
+  cache?: { path: string; hits: number; misses: number; writeErrors: number }
+}
+
+interface Scored {
+  image: CachedImageInfo
+  scores: Record<string, ScoreSummary>
+}
+
+function identity(m: NimaModel): ModelIdentity {
+  return { id: m.info.id, version: m.info.version, sha256: m.manifest.sha256 }
+}
+
+async function readLocalFile(path: string, maxBytes: number): Promise<Buffer> {
+  let fh
+  try {
+    fh = await openFile(path, 'r')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new NimaError('NIMA_MISSING_IMAGE', `cannot open the file (${code})`, { cause: err })
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw new NimaError('NIMA_MISSING_IMAGE', 'not a regular file')
+    if (st.size > maxBytes) throw new NimaError('NIMA_PAYLOAD_TOO_LARGE', `the file has ${st.size} bytes; the limit is ${maxBytes} (BODY_LIMIT_BYTES)`)
+    return await fh.readFile()
+  } catch (err) {
+    if (err instanceof NimaError) throw err
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new NimaError('NIMA_MISSING_IMAGE', `cannot read the file (${code})`, { cause: err })
+  } finally {
+    await fh.close()
+  }
+}
+
+function hostOf(url: string): string | undefined {
+  try {
+    return new URL(url).host
+  } catch {
+    return undefined
+  }
+}
+
+/** The error of a failed line: the code, and for a bug the underlying message rather than a generic one. */
+function lineError(err: unknown): { code: ErrorCode; message: string } {
+  const e = toNimaError(err)
+  if (e.code === 'NIMA_INTERNAL') {
+    const cause = e.cause instanceof Error ? e.cause.message : String(e.cause)
+    return { code: e.code, message: `internal error: ${cause}` }
+  }
+  return { code: e.code, message: e.message }
+}
+
+/** Runs the batch and returns its summary. Fails only when the output cannot be written. */
+export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Promise<BatchSummary> {
+  const started = performance.now()
+  const { scorer, models, cache, log } = deps
+  const existing: ExistingResults = await prepareOutput(options.output, options.mode)
+  if (existing.tornBytes > 0) log(`batch: cut a torn last line (${existing.tornBytes} bytes) from ${options.output}`)
+  const writer = await ResultWriter.open(options.output, { flushLines: options.flushLines, flushMs: options.flushMs })
+
+  const identities = models.map(identity)
+  const weights = resolveWeights(models.map((m) => m.info), deps.weights)
+  const modelInfo = Object.fromEntries(models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic }]))
+  const scoreGate = new Semaphore(options.scoreSlots)
+  const inflightScores = new Map<string, Promise<Scored>>()
+
+  const summary: BatchSummary = {
+    output: options.output,
+    ...(options.shard ? { shard: `${options.shard.index}/${options.shard.count}` } : {}),
+    total: 0,
+    notInShard: 0,
+    skippedResume: 0,
+    written: 0,
+    scored: 0,
+    cached: 0,
+    failed: 0,
+    failuresByCode: {},
+    imagesPerSecond: 0,
+    wallSeconds: 0,
+    interrupted: false,
+    ...(options.mode !== 'new'
+      ? { resumed: { linesKept: existing.lines, failedKept: existing.failed, failedDropped: existing.dropped, tornBytes: existing.tornBytes, unparsable: existing.unparsable } }
+      : {}),
+  }
+  let inputBytes = 0
+  const snapshot = (): ProgressSnapshot => ({
+    done: summary.written,
+    scored: summary.scored,
+    cached: summary.cached,
+    failed: summary.failed,
+    skipped: summary.skippedResume,
+    inputBytes,
+    elapsedS: (performance.now() - started) / 1000,
+  })
+
+  /** Decodes and runs the models missing from `have`; stores the result in the cache. */
+  const compute = async (bytes: Buffer, sha: string, have: (ScoreSummary | undefined)[]): Promise<Scored> => {
+    const missing = models.filter((_, i) => have[i] === undefined)
+    const result = await scoreGate.run(async () => scorer.scoreDecoded(await scorer.decode(bytes), missing))
+    const scores: Record<string, ScoreSummary> = {}
+    models.forEach((m, i) => {
+      scores[m.info.id] = have[i] ?? result.scores[m.info.id]!
+    })
+    const image = { width: result.image.width, height: result.image.height, format: result.image.format }
+    cache?.put(sha, image, missing.map((m) => [identity(m), result.scores[m.info.id]!] as const))
+    return { image, scores }
+  }
+
+  /** Scores for these bytes, with `cached` when no model had to run for them. */
+  const scoresFor = async (bytes: Buffer, sha: string): Promise<Scored & { cached: boolean }> => {
+    if (!cache) return { ...(await compute(bytes, sha, models.map(() => undefined))), cached: false }
+    const have = cache.getScores(sha, identities)
+    const info = cache.getImage(sha)
+    if (info && have.every((s) => s !== undefined)) {
+      return { image: info, scores: Object.fromEntries(models.map((m, i) => [m.info.id, have[i]!])), cached: true }
+    }
+    const pending = inflightScores.get(sha)
+    if (pending) return { ...(await pending), cached: true }
+    const p = compute(bytes, sha, have)
+    inflightScores.set(sha, p)
+    try {
+      return { ...(await p), cached: false }
+    } finally {
+      inflightScores.delete(sha)
+    }
+  }
+
+  const processItem = async (item: InputItem): Promise<ResultLine> => {
+    const line: ResultLine = {
+      key: item.key,
+      line: item.line,
+      ...(item.hotelId !== undefined ? { hotel_id: item.hotelId } : {}),
+      ...(item.imageId !== undefined ? { image_id: item.imageId } : {}),
+      ...(item.source !== undefined ? { source: item.source } : {}),
+      cached: false,
+    }
+    if (item.error) return { ...line, error: item.error }
+    const source = item.source!
+    try {
+      let bytes: Buffer
+      if (item.isUrl) {
+        const host = hostOf(source)
+        // An unparsable URL has no host to queue on; the fetcher refuses it with NIMA_URL_INVALID.
+        bytes = (await (host === undefined ? deps.fetcher.fetch(source) : deps.hosts.run(host, () => deps.fetcher.fetch(source)))).bytes
+      } else {
+        bytes = await readLocalFile(source, options.maxFileBytes)
+      }
+      const sha = imageId(bytes)
+      line.sha256 = sha
+      line.bytes = bytes.length
+      try {
+        const r = await scoresFor(bytes, sha)
+        const means = Object.fromEntries(Object.entries(r.scores).map(([id, s]) => [id, s.mean]))
+        return {
+          ...line,
+          width: r.image.width,
+          height: r.image.height,
+          format: r.image.format,
+          scores: r.scores,
+          combined: combine(means, weights),
+          models: modelInfo,
+          cached: r.cached,
+        }
+      } catch (err) {
+        return { ...line, error: lineError(err) }
+      }
+    } catch (err) {
+      return { ...line, error: lineError(err) }
+    }
+  }
+
+  const record = (result: ResultLine): void => {
+    writer.append(result)
+    summary.written += 1
+    if (result.error) {
+      summary.failed += 1
+      summary.failuresByCode[result.error.code] = (summary.failuresByCode[result.error.code] ?? 0) + 1
+    } else if (result.cached) summary.cached += 1
+    else summary.scored += 1
+    deps.progress?.update(snapshot())
+  }
+
+  const inflight = new Set<Promise<void>>()
+  let writeFailure: unknown
+  try {
+    for await (const item of deps.items) {
+      if (deps.signal?.aborted) {
+        summary.interrupted = true
+        break
+      }
+      summary.total += 1
+      inputBytes = Math.max(inputBytes, item.bytesRead)
+      if (!inShard(item.key, options.shard)) {
+        summary.notInShard += 1
+        continue
+      }
+      if (existing.keys.size > 0 && existing.keys.has(item.key)) {
+        summary.skippedResume += 1
+        if (summary.skippedResume % 1000 === 0) deps.progress?.update(snapshot())
+        continue
+      }
+      const task: Promise<void> = processItem(item)
+        .then(record)
+        .catch((err: unknown) => {
+          writeFailure ??= err
+        })
+        .finally(() => inflight.delete(task))
+      inflight.add(task)
+      if (inflight.size >= options.concurrency) await Promise.race(inflight)
+      if (writer.pending >= 4 * (options.flushLines ?? 64)) await writer.flush()
+      if (writeFailure !== undefined) break
+    }
+  } finally {
+    await Promise.allSettled(inflight)
+    deps.progress?.stop(snapshot())
+    try {
+      await writer.close()
+    } catch (err) {
+      writeFailure ??= err
+    }
+  }
+  if (writeFailure !== undefined) throw writeFailure
+  const wall = (performance.now() - started) / 1000
+  summary.wallSeconds = Math.round(wall * 1000) / 1000
+  summary.imagesPerSecond = Math.round((summary.written / Math.max(wall, 1e-9)) * 100) / 100
+  if (cache) summary.cache = { path: cache.path, hits: cache.stats.hits, misses: cache.stats.misses, writeErrors: cache.stats.writeErrors }
+  return summary
+}

@@ -1,0 +1,209 @@
+/**
+ * The numerical core of fine-tuning, as pure functions over plain arrays (float64):
+ * softmax, CDF, the Earth Mover's Distance loss of NIMA (r = 2) with its analytic
+ * gradient with respect to the logits, and the evaluation metrics.
+ *
+ * NIMA's loss (Talebi & Milanfar 2018, eq. 1) with r = 2, as idealo implemented it:
+ *   EMD(p, q) = sqrt( mean_k (CDF_p[k] - CDF_q[k])^2 )   over the K bins, k = 1..K
+ * and the batch loss is the mean of the per-sample values.
+ */
+
+/** Numerically stable softmax (max subtracted first). */
+export function softmax(logits: ArrayLike<number>): Float64Array {
+  const n = logits.length
+  const out = new Float64Array(n)
+  let max = -Infinity
+  for (let i = 0; i < n; i++) if (logits[i]! > max) max = logits[i]!
+  let sum = 0
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp(logits[i]! - max)
+    out[i] = e
+    sum += e
+  }
+  for (let i = 0; i < n; i++) out[i]! /= sum
+  return out
+}
+
+/** Cumulative sums: CDF[k] = p[0] + … + p[k]. */
+export function cdf(p: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(p.length)
+  let acc = 0
+  for (let i = 0; i < p.length; i++) {
+    acc += p[i]!
+    out[i] = acc
+  }
+  return out
+}
+
+function checkSameLength(p: ArrayLike<number>, q: ArrayLike<number>): void {
+  if (p.length !== q.length || p.length === 0) throw new RangeError(`distributions must have the same non-zero length, got ${p.length} and ${q.length}`)
+}
+
+/** EMD with r = 2 between two distributions over the same ordered bins. */
+export function emd(p: ArrayLike<number>, q: ArrayLike<number>): number {
+  checkSameLength(p, q)
+  let cp = 0
+  let cq = 0
+  let s = 0
+  for (let k = 0; k < p.length; k++) {
+    cp += p[k]!
+    cq += q[k]!
+    s += (cp - cq) ** 2
+  }
+  return Math.sqrt(s / p.length)
+}
+
+/**
+ * Per-sample EMD of softmax(logits) against target q, and its gradient with respect to the
+ * logits. With d_k = CDF_p[k] - CDF_q[k], L = sqrt(Σ d_k² / K):
+ *   ∂L/∂p_j = Σ_{k ≥ j} d_k / (K·L)                       (p_j enters every CDF from j on)
+ *   ∂L/∂z_i = p_i · (g_i − Σ_j p_j g_j)   with g = ∂L/∂p   (softmax Jacobian)
+ * At L = 0 the square root is not differentiable; the gradient is taken as 0 there (the
+ * minimum).
+ */
+export function emdWithGradient(logits: ArrayLike<number>, q: ArrayLike<number>, gradOut?: Float64Array): { loss: number; p: Float64Array; grad: Float64Array } {
+  checkSameLength(logits, q)
+  const K = logits.length
+  const p = softmax(logits)
+  const d = new Float64Array(K)
+  let cp = 0
+  let cq = 0
+  let s = 0
+  for (let k = 0; k < K; k++) {
+    cp += p[k]!
+    cq += q[k]!
+    d[k] = cp - cq
+    s += d[k]! ** 2
+  }
+  const loss = Math.sqrt(s / K)
+  const grad = gradOut ?? new Float64Array(K)
+  if (loss === 0) {
+    grad.fill(0)
+    return { loss, p, grad }
+  }
+  // g_j = suffix sum of d from j, scaled; then the softmax Jacobian.
+  const scale = 1 / (K * loss)
+  let suffix = 0
+  for (let j = K - 1; j >= 0; j--) {
+    suffix += d[j]!
+    grad[j] = suffix * scale
+  }
+  let pg = 0
+  for (let j = 0; j < K; j++) pg += p[j]! * grad[j]!
+  for (let i = 0; i < K; i++) grad[i] = p[i]! * (grad[i]! - pg)
+  return { loss, p, grad }
+}
+
+/** Σ value_i · p_i: the score of a distribution (bins 1..K by default). */
+export function meanScore(p: ArrayLike<number>, values?: ArrayLike<number>): number {
+  let m = 0
+  for (let i = 0; i < p.length; i++) m += p[i]! * (values ? values[i]! : i + 1)
+  return m
+}
+
+export function mean(xs: ArrayLike<number>): number {
+  if (xs.length === 0) return NaN
+  let s = 0
+  for (let i = 0; i < xs.length; i++) s += xs[i]!
+  return s / xs.length
+}
+
+/** Population standard deviation (divides by n). */
+export function std(xs: ArrayLike<number>): number {
+  const m = mean(xs)
+  let v = 0
+  for (let i = 0; i < xs.length; i++) v += (xs[i]! - m) ** 2
+  return Math.sqrt(v / xs.length)
+}
+
+/** Pearson's linear correlation coefficient; NaN when either side is constant. */
+export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  checkSameLength(x, y)
+  const mx = mean(x)
+  const my = mean(y)
+  let sxy = 0
+  let sxx = 0
+  let syy = 0
+  for (let i = 0; i < x.length; i++) {
+    const dx = x[i]! - mx
+    const dy = y[i]! - my
+    sxy += dx * dy
+    sxx += dx * dx
+    syy += dy * dy
+  }
+  if (sxx === 0 || syy === 0) return NaN
+  return sxy / Math.sqrt(sxx * syy)
+}
+
+/** Ranks 1..n, tied values sharing the average of the ranks they span (fractional ranking). */
+export function rankWithTies(xs: ArrayLike<number>): Float64Array {
+  const n = xs.length
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => xs[a]! - xs[b]!)
+  const ranks = new Float64Array(n)
+  let i = 0
+  while (i < n) {
+    let j = i
+    while (j + 1 < n && xs[order[j + 1]!]! === xs[order[i]!]!) j++
+    const avg = (i + j) / 2 + 1
+    for (let k = i; k <= j; k++) ranks[order[k]!] = avg
+    i = j + 1
+  }
+  return ranks
+}
+
+/** Spearman's rank correlation: Pearson of the tie-averaged ranks (exact with ties). */
+export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  checkSameLength(x, y)
+  return pearson(rankWithTies(x), rankWithTies(y))
+}
+
+/** Fraction of samples on the same side of `threshold` (pred ≥ t exactly when label ≥ t). */
+export function thresholdAccuracy(pred: ArrayLike<number>, label: ArrayLike<number>, threshold = 5): number {
+  checkSameLength(pred, label)
+  let hits = 0
+  for (let i = 0; i < pred.length; i++) if (pred[i]! >= threshold === label[i]! >= threshold) hits++
+  return hits / pred.length
+}
+
+export interface Metrics {
+  /** Number of samples. */
+  n: number
+  /** Mean per-sample EMD (r = 2) between predicted and label distributions. */
+  emd: number
+  /** Pearson correlation of predicted and label means. */
+  lcc: number
+  /** Spearman correlation of predicted and label means (ties averaged). */
+  srcc: number
+  /** Binary accuracy of mean ≥ 5 (the AVA convention). */
+  accuracy: number
+  /** Standard deviation of the predicted means: how much of the 1..10 scale the model uses. */
+  predStd: number
+  /** Standard deviation of the label means, for comparison. */
+  labelStd: number
+  /** Mean absolute error of the means. */
+  mae: number
+}
+
+/** Every metric for predicted vs label distributions (rows of equal length). */
+export function evaluate(pred: readonly ArrayLike<number>[], label: readonly ArrayLike<number>[], threshold = 5): Metrics {
+  if (pred.length !== label.length) throw new RangeError(`${pred.length} predictions for ${label.length} labels`)
+  if (pred.length === 0) throw new RangeError('nothing to evaluate: 0 samples')
+  const pm = pred.map((p) => meanScore(p))
+  const lm = label.map((q) => meanScore(q))
+  let e = 0
+  let ae = 0
+  for (let i = 0; i < pred.length; i++) {
+    e += emd(pred[i]!, label[i]!)
+    ae += Math.abs(pm[i]! - lm[i]!)
+  }
+  return {
+    n: pred.length,
+    emd: e / pred.length,
+    lcc: pearson(pm, lm),
+    srcc: spearman(pm, lm),
+    accuracy: thresholdAccuracy(pm, lm, threshold),
+    predStd: std(pm),
+    labelStd: std(lm),
+    mae: ae / pred.length,
+  }
+}

@@ -1,0 +1,93 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import t from 'tap'
+import { loadConfig } from '../../src/config/load.js'
+import { ConfigSchema } from '../../src/config/schema.js'
+import { projectRoot } from '../helpers/paths.js'
+import { dockerfileStages, dockerignore, stageCopies, stageEnv, type Stage } from './dockerfile.js'
+import { repo } from './helpers.js'
+
+// The Dockerfile cannot be built here (no Docker engine), so its structure is checked: the
+// stages and targets, where each file comes from, what the build context lets through,
+// and the runtime contract (non-root, read-only friendly, health check, config).
+
+const stages = dockerfileStages()
+const stage = (name: string): Stage => {
+  const s = stages.find((x) => x.name === name)
+  if (!s) throw new Error(`no stage ${name}`)
+  return s
+}
+const args = (s: Stage, keyword: string): string[] => s.instructions.filter((i) => i.keyword === keyword).map((i) => i.args)
+
+t.test('stages: a CPU runtime (default target), a GPU target, models by build arg', async (t) => {
+  const names = stages.map((s) => s.name)
+  for (const wanted of ['deps', 'build', 'models', 'prod-deps', 'prod-deps-cuda', 'gpu', 'runtime']) t.ok(names.includes(wanted), `stage ${wanted}`)
+  t.equal(names.at(-1), 'runtime', 'runtime is the last stage, so a plain docker build makes the CPU image')
+  t.equal(stage('runtime').image, 'node:20-bookworm-slim', 'CPU image on node:20-bookworm-slim')
+  t.match(stage('gpu').image, /^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu22\.04$/, 'GPU image on a CUDA 12 cuDNN runtime base')
+  const models = stage('models')
+  t.ok(args(models, 'ARG').includes('NIMA_MODELS=ensure'), 'ARG NIMA_MODELS defaults to ensure (synthetic)')
+  const run = args(models, 'RUN').join(' ')
+  t.match(run, /ensure\|pull\) node dist\/cli\/main\.js models "\$NIMA_MODELS" --dir \/models/, 'ensure and pull go through the model tool')
+  t.match(run, /none\) mkdir -p \/models/, 'none leaves the models to a volume')
+  t.match(run, /exit 2/, 'any other value stops the build')
+})
+
+t.test('COPY: earlier stages only; context files exist and pass .dockerignore', async (t) => {
+  const ignored = dockerignore()
+  const walk = (path: string): string[] =>
+    statSync(path).isDirectory() ? readdirSync(path).flatMap((f) => walk(join(path, f))) : [relative(projectRoot, path)]
+  stages.forEach((s, index) => {
+    for (const copy of stageCopies(s)) {
+      if (copy.from !== undefined) {
+        const from = stages.findIndex((x) => x.name === copy.from)
+        t.ok(from >= 0 && from < index, `${s.name}: COPY --from=${copy.from} is an earlier stage`)
+        continue
+      }
+      for (const source of copy.sources) {
+        t.ok(existsSync(repo(source)), `${s.name}: COPY ${source} exists`)
+        if (!existsSync(repo(source))) continue
+        const excluded = walk(repo(source)).filter((f) => ignored(f))
+        t.same(excluded, [], `${s.name}: COPY ${source} is let through by .dockerignore`)
+      }
+    }
+  })
+  for (const kept of ['node_modules/typescript/package.json', 'dist/main.js', 'models/README.md', '.git/HEAD', 'test/smoke.test.ts', '.cache/x', 'Dockerfile']) {
+    t.ok(ignored(kept), `.dockerignore keeps ${kept} out of the context`)
+  }
+})
+
+t.test('dependencies: no lifecycle scripts on npm ci; the GPU image opts in to the CUDA EP', async (t) => {
+  t.match(args(stage('deps'), 'RUN').join(' '), /npm ci --ignore-scripts/, 'deps: npm ci without scripts (prepare needs src/)')
+  t.match(args(stage('build'), 'RUN').join(' '), /npm run build/, 'build: tsc')
+  t.match(args(stage('prod-deps'), 'RUN').join(' '), /npm ci --omit=dev --ignore-scripts/, 'CPU: production dependencies only')
+  const cuda = stage('prod-deps-cuda')
+  t.equal(stageEnv(cuda)['ONNXRUNTIME_NODE_INSTALL'], 'cuda12', 'GPU: ONNXRUNTIME_NODE_INSTALL=cuda12 (beats .npmrc)')
+  t.match(args(cuda, 'RUN').join(' '), /npm rebuild onnxruntime-node .*libonnxruntime_providers_cuda\.so/, 'GPU: runs onnxruntime-node install and checks the CUDA EP arrived')
+  const nodeModules = (s: Stage) => stageCopies(s).find((c) => c.sources.includes('/app/node_modules'))?.from
+  t.equal(nodeModules(stage('runtime')), 'prod-deps', 'runtime takes the CPU production dependencies')
+  t.equal(nodeModules(stage('gpu')), 'prod-deps-cuda', 'gpu takes the CUDA-enabled production dependencies')
+  t.match(JSON.parse(readFileSync(repo('package.json'), 'utf8')) as object, { scripts: { build: /tsc -p tsconfig\.build\.json/ } }, 'npm run build is the tsc build the stage expects')
+})
+
+for (const name of ['runtime', 'gpu']) {
+  t.test(`${name}: non-root, read-only friendly, health check, valid config`, async (t) => {
+    const s = stage(name)
+    const env = stageEnv(s)
+    const user = args(s, 'USER').at(-1) ?? ''
+    t.match(user, /^\d+(:\d+)?$/, 'USER is numeric (Kubernetes can verify runAsNonRoot)')
+    t.not(user.split(':')[0], '0', 'USER is not root')
+    t.ok(args(s, 'VOLUME').some((v) => v.includes('/tmp')), '/tmp is a volume (the only writable path)')
+    t.equal(env['TMPDIR'], '/tmp')
+    t.match(args(s, 'HEALTHCHECK').join(' '), /CMD .*\/healthz/, 'HEALTHCHECK calls /healthz')
+    t.ok(args(s, 'EXPOSE').includes(env['PORT'] ?? ''), `EXPOSE ${env['PORT']}`)
+    t.same(args(s, 'CMD').at(-1), '["node", "dist/main.js"]', 'starts node dist/main.js directly (Node gets SIGTERM)')
+    t.ok(existsSync(repo('src/main.ts')), 'dist/main.js is built from src/main.ts')
+    t.equal(env['MODELS_DIR'], '/app/models', 'MODELS_DIR is where the models are copied')
+    t.ok(stageCopies(s).some((c) => c.from === 'models' && c.dest === './models'), 'models come from the models stage')
+    t.equal(env['EXECUTION_PROVIDERS'], name === 'gpu' ? 'cuda,cpu' : 'cpu')
+    const known = Object.keys(ConfigSchema.properties)
+    const config = Object.fromEntries(Object.entries(env).filter(([k]) => known.includes(k)))
+    t.doesNotThrow(() => loadConfig(config), 'the image ENV passes the service config validation')
+  })
+}
