@@ -47,9 +47,14 @@ RUN case "$NIMA_MODELS" in \
  && node dist/cli/main.js models list --dir /models
 
 # ---- production dependencies (CPU) ---------------------------------------------------
+# onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
+# platform's stay (about 45 MB).
 FROM base AS prod-deps
 COPY package.json package-lock.json .npmrc ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
+ && keep="linux/$(node -p process.arch)" \
+ && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */"$keep") ;; *) rm -rf "$d" ;; esac; done \
+ && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep"
 
 # ---- production dependencies with onnxruntime-node's CUDA 12 execution provider ------
 # The environment variable beats .npmrc's onnxruntime-node-install=skip; the install
@@ -59,7 +64,8 @@ ENV ONNXRUNTIME_NODE_INSTALL=cuda12
 COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
  && npm rebuild onnxruntime-node \
- && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
+ && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so \
+ && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */linux/x64) ;; *) rm -rf "$d" ;; esac; done
 
 # ---- gpu: CUDA 12 + cuDNN runtime, Node 20 copied from the official image -----------
 FROM ${CUDA_IMAGE} AS gpu

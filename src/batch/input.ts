@@ -165,11 +165,17 @@ async function* readCsv(stream: Readable, maxRecordBytes: number): AsyncGenerato
   let lastBytes = 0
   try {
     for await (const row of parser as AsyncIterable<CsvRow>) {
-      while (skipped.length > 0) yield { ...skipped.shift()!, bytesRead: lastBytes }
+      // The parser runs ahead of us: report skipped records in line order.
+      while (skipped.length > 0 && skipped[0]!.line < row.info.lines) yield { ...skipped.shift()!, bytesRead: lastBytes }
       lastBytes = row.info.bytes
       if (row.info.invalid_field_length > invalidSoFar) {
         invalidSoFar = row.info.invalid_field_length
-        yield invalid({ line: row.info.lines, bytesRead: row.info.bytes }, `line ${row.info.lines}: expected ${header?.length ?? '?'} fields like the header (quote fields that contain commas)`)
+        const ids: Omit<InputItem, 'key' | 'error'> = { line: row.info.lines, bytesRead: row.info.bytes }
+        const hotelId = row.record['hotel_id']
+        const imageId = row.record['image_id']
+        if (hotelId) ids.hotelId = hotelId
+        if (imageId) ids.imageId = imageId
+        yield invalid(ids, `line ${row.info.lines}: expected ${header?.length ?? '?'} fields like the header (quote fields that contain commas)`)
         continue
       }
       yield itemFromFields(row.record, row.info.lines, row.info.bytes)

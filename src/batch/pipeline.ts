@@ -100,6 +100,9 @@ interface Scored {
   scores: Record<string, ScoreSummary>
 }
 
+/** Results kept in memory (by content hash) in front of the on-disk cache. */
+const RECENT_RESULTS = 4096
+
 function identity(m: NimaModel): ModelIdentity {
   return { id: m.info.id, version: m.info.version, sha256: m.manifest.sha256 }
 }
@@ -157,6 +160,13 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   const modelInfo = Object.fromEntries(models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic }]))
   const scoreGate = new Semaphore(options.scoreSlots)
   const inflightScores = new Map<string, Promise<Scored>>()
+  // The last few thousand results by content hash: lmdb makes a write visible only once
+  // committed, so a duplicate arriving right after its twin would otherwise miss.
+  const recent = new Map<string, Scored>()
+  const remember = (sha: string, scored: Scored): void => {
+    recent.set(sha, scored)
+    if (recent.size > RECENT_RESULTS) recent.delete(recent.keys().next().value!)
+  }
 
   const summary: BatchSummary = {
     output: options.output,
@@ -203,6 +213,8 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   /** Scores for these bytes, with `cached` when no model had to run for them. */
   const scoresFor = async (bytes: Buffer, sha: string): Promise<Scored & { cached: boolean }> => {
     if (!cache) return { ...(await compute(bytes, sha, models.map(() => undefined))), cached: false }
+    const hot = recent.get(sha)
+    if (hot) return { ...hot, cached: true }
     const have = cache.getScores(sha, identities)
     const info = cache.getImage(sha)
     if (info && have.every((s) => s !== undefined)) {
@@ -213,23 +225,25 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     const p = compute(bytes, sha, have)
     inflightScores.set(sha, p)
     try {
-      return { ...(await p), cached: false }
+      const scored = await p
+      remember(sha, scored)
+      return { ...scored, cached: false }
     } finally {
       inflightScores.delete(sha)
     }
   }
 
   const processItem = async (item: InputItem): Promise<ResultLine> => {
-    const line: ResultLine = {
+    const ids = {
       key: item.key,
       line: item.line,
       ...(item.hotelId !== undefined ? { hotel_id: item.hotelId } : {}),
       ...(item.imageId !== undefined ? { image_id: item.imageId } : {}),
       ...(item.source !== undefined ? { source: item.source } : {}),
-      cached: false,
     }
-    if (item.error) return { ...line, error: item.error }
+    if (item.error) return { ...ids, cached: false, error: item.error }
     const source = item.source!
+    let content: { sha256: string; bytes: number } | undefined
     try {
       let bytes: Buffer
       if (item.isUrl) {
@@ -240,26 +254,22 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         bytes = await readLocalFile(source, options.maxFileBytes)
       }
       const sha = imageId(bytes)
-      line.sha256 = sha
-      line.bytes = bytes.length
-      try {
-        const r = await scoresFor(bytes, sha)
-        const means = Object.fromEntries(Object.entries(r.scores).map(([id, s]) => [id, s.mean]))
-        return {
-          ...line,
-          width: r.image.width,
-          height: r.image.height,
-          format: r.image.format,
-          scores: r.scores,
-          combined: combine(means, weights),
-          models: modelInfo,
-          cached: r.cached,
-        }
-      } catch (err) {
-        return { ...line, error: lineError(err) }
+      content = { sha256: sha, bytes: bytes.length }
+      const r = await scoresFor(bytes, sha)
+      const means = Object.fromEntries(Object.entries(r.scores).map(([id, s]) => [id, s.mean]))
+      return {
+        ...ids,
+        ...content,
+        width: r.image.width,
+        height: r.image.height,
+        format: r.image.format,
+        scores: r.scores,
+        combined: combine(means, weights),
+        models: modelInfo,
+        cached: r.cached,
       }
     } catch (err) {
-      return { ...line, error: lineError(err) }
+      return { ...ids, ...content, cached: false, error: lineError(err) }
     }
   }
 

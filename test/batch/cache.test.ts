@@ -1,0 +1,69 @@
+import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import type { ResultLine } from '../../src/batch/pipeline.js'
+import { ScoreCache } from '../../src/batch/score-cache.js'
+import { testModelsDir } from '../helpers/models.js'
+import { loadTestScorer, readResults, runInProcess, smallPhotos } from './helpers.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'nima-cache-test-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+
+// 3 distinct photos, each listed for two hotels: byte-identical images must be scored once.
+const photos = smallPhotos(3)
+const input = join(dir, 'input.jsonl')
+writeFileSync(input, [0, 1, 2, 0, 1, 2].map((p, i) => JSON.stringify({ hotel_id: `h${i < 3 ? 1 : 2}`, image_id: `i${i}`, path: photos[p] })).join('\n') + '\n')
+const cacheDir = join(dir, 'cache')
+
+const byKey = (rows: ResultLine[]) => new Map(rows.map((r) => [r.key, r]))
+const content = (r: ResultLine) => ({ sha256: r.sha256, width: r.width, height: r.height, format: r.format, bytes: r.bytes, scores: r.scores, combined: r.combined })
+
+t.test('first run scores each distinct image once; a second run (cache reopened from disk) is all cached, with identical scores', async (t) => {
+  const scorer = await loadTestScorer()
+  t.teardown(() => scorer.dispose())
+
+  const cache1 = await ScoreCache.open(cacheDir)
+  const first = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run1.jsonl') }, { cache: cache1 })
+  await cache1.close()
+  t.match(first, { written: 6, scored: 3, cached: 3, failed: 0 })
+  const run1 = readResults(join(dir, 'run1.jsonl'))
+  t.equal(run1.filter((r) => r.cached).length, 3)
+
+  const cache2 = await ScoreCache.open(cacheDir)
+  const second = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run2.jsonl') }, { cache: cache2 })
+  await cache2.close()
+  t.match(second, { written: 6, scored: 0, cached: 6, failed: 0, cache: { hits: 6 * 2, misses: 0 } })
+  const run2 = byKey(readResults(join(dir, 'run2.jsonl')))
+  for (const r of run1) {
+    t.ok(run2.get(r.key)!.cached, `${r.key} cached`)
+    t.same(content(run2.get(r.key)!), content(r), `${r.key}: same bytes, same scores, bit for bit`)
+  }
+
+  const nocache = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run3.jsonl') })
+  t.match(nocache, { scored: 6, cached: 0 }, 'without a cache every line is scored')
+  const run3 = byKey(readResults(join(dir, 'run3.jsonl')))
+  for (const r of run1) t.same(run3.get(r.key)!.scores, r.scores, `${r.key}: cached scores equal freshly computed ones`)
+})
+
+t.test('a new model version misses the cache; the unchanged model still hits', async (t) => {
+  // A models folder where aesthetic has another version label (same weights file).
+  const models = join(dir, 'models-v2')
+  cpSync(await testModelsDir(), models, { recursive: true })
+  const [oldVersion] = readdirSync(join(models, 'aesthetic'))
+  const newVersion = `${oldVersion}-retrained`
+  renameSync(join(models, 'aesthetic', oldVersion!), join(models, 'aesthetic', newVersion))
+  const manifestPath = join(models, 'aesthetic', newVersion, 'manifest.json')
+  writeFileSync(manifestPath, JSON.stringify({ ...JSON.parse(readFileSync(manifestPath, 'utf8')), version: newVersion }))
+
+  const scorer = await loadTestScorer({ MODELS_DIR: models })
+  t.teardown(() => scorer.dispose())
+  const cache = await ScoreCache.open(cacheDir)
+  const s = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run-v2.jsonl') }, { cache })
+  await cache.close()
+  t.match(s, { written: 6, scored: 3, cached: 3 }, 'distinct images recomputed once more, duplicates reused within the run')
+  t.equal(s.cache!.misses, 3, 'the 3 distinct images miss for the new aesthetic version only')
+  t.equal(s.cache!.hits, 3, 'technical still hits for them')
+  const rows = readResults(join(dir, 'run-v2.jsonl'))
+  t.ok(rows.every((r) => r.models!['aesthetic']!.version === newVersion))
+})
