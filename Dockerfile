@@ -70,8 +70,8 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
 # ---- gpu: CUDA 12 + cuDNN runtime, Node 20 copied from the official image -----------
 FROM ${CUDA_IMAGE} AS gpu
 COPY --from=base /usr/local/bin/node /usr/local/bin/node
-RUN groupadd --system --gid 1000 nima \
- && useradd --system --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin nima
+RUN groupadd --gid 1000 nima \
+ && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin nima
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \

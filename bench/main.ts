@@ -14,8 +14,7 @@
  * --env KEY=VALUE (repeatable; service and in-process sessions), --concurrency 1,2,4,
  * --duration SEC (per load level), --skip-raw, --skip-service, --no-dist.
  */
-import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../src/config/load.js'
@@ -38,8 +37,9 @@ import {
   type PipelineResult,
 } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
-import { projectRoot, startService, type RunningService } from './lib/server.js'
+import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
 import { markNoise, noiseSince, selfCpuSeconds, type Noise } from './lib/noise.js'
+import { summarizeCpuProfile, threadCpu, threadShare, type ThreadShare } from './lib/profile.js'
 import { round, serialBound } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -54,6 +54,8 @@ const { values: args } = parseArgs({
     'skip-raw': { type: 'boolean', default: false },
     'skip-service': { type: 'boolean', default: false },
     'no-dist': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    server: { type: 'string' },
   },
 })
 
@@ -83,6 +85,8 @@ const plan = {
   loadSec: args.duration ? Number(args.duration) : quick ? 4 : 20,
   singleRounds: quick ? 2 : 6,
   startups: quick ? 0 : 3,
+  /** What the load server runs: the compiled src (as production) or src through tsx. */
+  server: (args.server ?? (quick ? 'tsx' : 'dist')) as 'tsx' | 'dist',
 }
 
 const serviceEnv: Record<string, string> = {}
@@ -112,6 +116,8 @@ interface RawResults {
 
 interface LevelResult extends LoadResult {
   noise: Noise
+  /** Server CPU split: the event-loop thread against all the others. */
+  threads: ThreadShare
   /** How long the server kept working after the load generator left (abandoned requests). */
   drainMs: number
   serverCores: number
@@ -206,28 +212,19 @@ async function measureStartups(entry: string, n: number): Promise<StartupResult>
   return { entry, runs, medianReadyMs: sorted[Math.floor(sorted.length / 2)]! }
 }
 
-function buildDist(): string | undefined {
-  const outDir = join(projectRoot, 'bench', 'results', 'build')
-  try {
-    execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: projectRoot, stdio: 'pipe' })
-    return join(outDir, 'main.js')
-  } catch (err) {
-    print(`(could not build src for the dist start-up measurement: ${String((err as { stdout?: Buffer }).stdout ?? err).slice(0, 300)})`)
-    return undefined
-  }
-}
-
 async function servicePhase(limit: number | undefined) {
   section('2. The service over HTTP (child process; autocannon in another process)')
   const startups: StartupResult[] = []
+  const dist = args['no-dist'] || (plan.server === 'tsx' && plan.startups === 0) ? undefined : buildDist((m) => print(m))
   if (plan.startups > 0) {
     startups.push(await measureStartups('tsx', plan.startups))
-    const dist = args['no-dist'] ? undefined : buildDist()
     if (dist) startups.push(await measureStartups(dist, plan.startups))
   }
   const logFile = join(projectRoot, 'bench', 'results', 'server.log')
-  const svc: RunningService = await startService({ entry: 'tsx', modelsDir, env: serviceEnv, logFile })
-  startups.unshift({ entry: 'tsx (load server)', runs: [{ listeningMs: round(svc.listeningMs), readyMs: round(svc.readyMs) }], medianReadyMs: round(svc.readyMs) })
+  const entry = plan.server === 'dist' && dist ? dist : 'tsx'
+  const svc: RunningService = await startService({ entry, modelsDir, env: serviceEnv, logFile })
+  startups.unshift({ entry: `${entry === 'tsx' ? 'tsx' : 'dist'} (load server)`, runs: [{ listeningMs: round(svc.listeningMs), readyMs: round(svc.readyMs) }], medianReadyMs: round(svc.readyMs) })
+  print(`load server: ${entry === 'tsx' ? 'node --import tsx src/main.ts' : `node ${entry.replace(projectRoot, '')} (src compiled by tsc)`}, pid ${svc.pid}\n`)
   print('Start-up, spawn → listening → GET /readyz 200 (models loaded and warmed), ms:\n')
   print(mdTable(['entry', 'runs (listening / ready)', 'median ready'], startups.map((s) => [s.entry.replace(projectRoot, ''), s.runs.map((r) => `${r.listeningMs} / ${r.readyMs}`).join(', '), s.medianReadyMs])))
   const idle = svc.peakMemory()
@@ -249,10 +246,12 @@ async function servicePhase(limit: number | undefined) {
       svc.resetPeak()
       const cpu0 = svc.cpuSeconds()
       const self0 = selfCpuSeconds()
+      const threads0 = threadCpu(svc.pid)
       const mark = markNoise(0)
       const t0 = performance.now()
       const r = await runLoad({ url, imagesDir: args.images, connections: c, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 })
       const wall = (performance.now() - t0) / 1000
+      const threads = threadShare(svc.pid, threads0, threadCpu(svc.pid), wall)
       const drainMs = await waitIdle(svc.baseUrl)
       const mem = svc.peakMemory()
       // ours: the server, the load generator (its measured part only) and this driver.
@@ -260,6 +259,7 @@ async function servicePhase(limit: number | undefined) {
       levels.push({
         ...r,
         noise: noiseSince(mark, ours),
+        threads,
         drainMs: round(drainMs),
         imagesPerSec: round(r.imagesPerSec),
         loadGenCores: round(r.loadGenCores, 2),
@@ -277,7 +277,7 @@ async function servicePhase(limit: number | undefined) {
   print(`\nLoad: raw-body POST /score, ${plan.loadSec} s per level after ${plan.loadWarmupSec} s warm-up; limit = ${limit ?? 'not measured'} images/s:\n`)
   print(
     mdTable(
-      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'loadgen CPU', 'foreign cores', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
+      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'of which main thread', 'loadgen CPU', 'foreign cores', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
       levels.map((l) => [
         l.connections,
         l.imagesPerSec,
@@ -286,6 +286,7 @@ async function servicePhase(limit: number | undefined) {
         l.latency.p99Ms,
         l.errors + l.timeouts + Object.values(l.non2xx).reduce((s, n) => s + n, 0),
         l.serverCores,
+        l.threads.mainCores,
         l.loadGenCores,
         l.noise.foreignCores,
         l.drainMs,
@@ -295,6 +296,8 @@ async function servicePhase(limit: number | undefined) {
       ]),
     ),
   )
+
+  const profile = args.profile ? await profilePhase(entry) : undefined
 
   const epLog = join(projectRoot, 'bench', 'results', 'server-webgpu.log')
   let providers: ProviderReport | { error: string }
@@ -314,7 +317,31 @@ async function servicePhase(limit: number | undefined) {
     providers = { error: err instanceof Error ? err.message : String(err) }
     print(`provider check failed: ${providers.error}`)
   }
-  return { startups, idleRssMb: round(idle.rssMb), single: single!, levels, providers }
+  return { entry: entry.replace(projectRoot, ''), startups, idleRssMb: round(idle.rssMb), single: single!, levels, profile, providers }
+}
+
+/** A fresh server under `node --cpu-prof`, loaded at 8 connections: where the main thread's time goes. */
+async function profilePhase(entry: string) {
+  const dir = join(projectRoot, 'bench', 'results', `prof-${stamp}`)
+  const svc = await startService({ entry, modelsDir, env: serviceEnv, logFile: join(projectRoot, 'bench', 'results', 'server-prof.log'), nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] })
+  let threads: ThreadShare
+  let load: LoadResult
+  try {
+    const before = threadCpu(svc.pid)
+    const t0 = performance.now()
+    load = await runLoad({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: 8, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 })
+    threads = threadShare(svc.pid, before, threadCpu(svc.pid), (performance.now() - t0) / 1000)
+    await waitIdle(svc.baseUrl)
+  } finally {
+    await svc.stop()
+  }
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
+  if (!file) throw new Error(`no .cpuprofile written in ${dir}`)
+  const summary = summarizeCpuProfile(join(dir, file))
+  section('Profile: main thread of the server under 8 connections (node --cpu-prof, self time)')
+  print(`${round(load.imagesPerSec)} images/s while profiled; server threads: main ${threads.mainCores} cores, others ${threads.otherCores} (busiest: ${threads.topOthers.join(', ')}); profile covers ${summary.totalMs} ms (start-up included)\n`)
+  print(mdTable(['function', 'self ms', 'share'], summary.entries.map((e) => [e.label.replace(/\|/g, '/'), e.selfMs, `${e.share}%`])))
+  return { file: join(dir, file), imagesPerSec: round(load.imagesPerSec), threads, ...summary }
 }
 
 async function main() {

@@ -7,7 +7,8 @@
  *  threads ORT_INTRA_OP_THREADS / ORT_INTER_OP_THREADS / intra-op spinning;
  *  uv      UV_THREADPOOL_SIZE and libvips threads per image (sharp.concurrency);
  *  batch   BATCH_MAX_SIZE × BATCH_MAX_WAIT_MS;
- *  worker  ONNX Runtime sessions in worker threads (both models truly concurrent).
+ *  worker  ONNX Runtime sessions in worker threads (both models truly concurrent);
+ *  memory  glibc malloc arenas, ORT's CPU memory arena.
  * Service configs each get a fresh server and one autocannon level (default 8
  * connections). Levers that src/ does not expose are BENCH_* variables applied by
  * bench/lib/levers.ts. Writes bench/results/tune-<time>.json.
@@ -22,7 +23,7 @@ import { markNoise, noiseSince, selfCpuSeconds, type Noise } from './lib/noise.j
 import { waitIdle } from './lib/probes.js'
 import { loadModels, measurePipeline, type ModelMode } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
-import { projectRoot, startService } from './lib/server.js'
+import { buildDist, projectRoot, startService } from './lib/server.js'
 import { round } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -35,6 +36,7 @@ const { values: args } = parseArgs({
     images: { type: 'string', default: resolve(projectRoot, '../shared/images') },
     'models-dir': { type: 'string' },
     out: { type: 'string' },
+    server: { type: 'string', default: 'dist' },
   },
 })
 
@@ -67,6 +69,9 @@ const serviceConfigs: ServiceConfig[] = [
   { group: 'worker', label: 'ORT in worker threads, intra 1', env: { BENCH_ORT_WORKER: '1', ORT_INTRA_OP_THREADS: '1' } },
   { group: 'worker', label: 'ORT in worker threads, intra 0', env: { BENCH_ORT_WORKER: '1' } },
   { group: 'worker', label: 'ORT in worker threads, intra 0, spinning off', env: { BENCH_ORT_WORKER: '1', BENCH_ORT_SPINNING: '0' } },
+  { group: 'memory', label: 'MALLOC_ARENA_MAX 2', env: { MALLOC_ARENA_MAX: '2' } },
+  { group: 'memory', label: 'ORT CPU arena off', env: { BENCH_ORT_ARENA: '0' } },
+  { group: 'memory', label: 'ORT CPU arena off, MALLOC_ARENA_MAX 2', env: { BENCH_ORT_ARENA: '0', MALLOC_ARENA_MAX: '2' } },
   ...args.add.map((a) => ({ group: 'custom', label: a, env: parseEnv(a) })),
 ]
 
@@ -110,6 +115,7 @@ interface ServiceRow {
   p99Ms: number
   errors: number
   serverCores: number
+  idleRssMb: number
   hwmMb: number
   readyMs: number
   noise: Noise
@@ -117,9 +123,14 @@ interface ServiceRow {
 
 async function serviceSweep(): Promise<ServiceRow[]> {
   const rows: ServiceRow[] = []
-  for (const cfg of serviceConfigs.filter((c) => wanted(c.group))) {
+  const configs = serviceConfigs.filter((c) => wanted(c.group))
+  if (configs.length === 0) return rows
+  const entry = (args.server === 'dist' ? buildDist((m) => print(m)) : undefined) ?? 'tsx'
+  print(`service: ${entry === 'tsx' ? 'node --import tsx src/main.ts' : `node ${entry.replace(projectRoot, '')}`}`)
+  for (const cfg of configs) {
     for (let k = 0; k < repeat; k++) {
-      const svc = await startService({ entry: 'tsx', modelsDir, env: cfg.env, logFile: join(projectRoot, 'bench', 'results', 'server-tune.log') })
+      const svc = await startService({ entry, modelsDir, env: cfg.env, logFile: join(projectRoot, 'bench', 'results', 'server-tune.log') })
+      const idleRssMb = round(svc.peakMemory().rssMb)
       try {
         for (const c of connections) {
           await waitIdle(svc.baseUrl)
@@ -140,6 +151,7 @@ async function serviceSweep(): Promise<ServiceRow[]> {
             p99Ms: round(r.latency.p99Ms),
             errors: r.errors + r.timeouts + Object.values(r.non2xx).reduce((s, n) => s + n, 0),
             serverCores: round(serverCpu / wall, 2),
+            idleRssMb,
             hwmMb: round(svc.peakMemory().hwmMb),
             readyMs: round(svc.readyMs),
             noise: noiseSince(mark, serverCpu + r.loadGenCores * wall + selfCpuSeconds() - self0),
@@ -196,8 +208,8 @@ async function main() {
     section('Service over HTTP')
     print(
       mdTable(
-        ['group', 'config', 'conc', 'images/s', 'p50 ms', 'p99 ms', 'errors', 'server cores', 'VmHWM MB', 'ready ms', 'foreign cores'],
-        service.map((r) => [r.group, r.label, r.connections, r.imagesPerSec, r.p50Ms, r.p99Ms, r.errors, r.serverCores, r.hwmMb, r.readyMs, r.noise.foreignCores]),
+        ['group', 'config', 'conc', 'images/s', 'p50 ms', 'p99 ms', 'errors', 'server cores', 'RSS ready MB', 'VmHWM MB', 'ready ms', 'foreign cores'],
+        service.map((r) => [r.group, r.label, r.connections, r.imagesPerSec, r.p50Ms, r.p99Ms, r.errors, r.serverCores, r.idleRssMb, r.hwmMb, r.readyMs, r.noise.foreignCores]),
       ),
     )
   }

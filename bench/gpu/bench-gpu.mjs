@@ -156,7 +156,7 @@ async function main() {
   const seconds = Number(args.seconds)
   const models = findModels(resolve(args.models))
   const info = {
-    node: process.version,
+    node: `${process.version} (${process.execPath})`,
     onnxruntime: ort.env.versions,
     platform: `${os.platform()} ${os.arch()} ${os.release()}`,
     cpus: `${os.cpus().length} × ${os.cpus()[0]?.model}`,

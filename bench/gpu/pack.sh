@@ -48,6 +48,21 @@ for dir in "$ort/$arch_dir" "${ORT_CUDA_EP_DIR:-}"; do
   done
 done
 
+# WebGPU EP (Dawn) dlopens the Vulkan loader; GPU hosts often have the NVIDIA ICD but no
+# libvulkan.so.1. Pack Debian's loader (libvulkan1) when it is installed or downloadable.
+mkdir -p "$pkg/lib"
+vulkan=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ { print $NF; exit }')
+if [ -z "$vulkan" ] && command -v apt-get >/dev/null; then
+  deb_dir=$root/.cache/apt && mkdir -p "$deb_dir"
+  (cd "$deb_dir" && { ls libvulkan1_*.deb >/dev/null 2>&1 || apt-get download libvulkan1 >/dev/null 2>&1; }) || true
+  deb=$(ls "$deb_dir"/libvulkan1_*.deb 2>/dev/null | head -1)
+  if [ -n "$deb" ]; then
+    dpkg-deb -x "$deb" "$stage/vulkan"
+    vulkan=$(ls "$stage"/vulkan/usr/lib/x86_64-linux-gnu/libvulkan.so.1.* | head -1)
+  fi
+fi
+if [ -n "$vulkan" ]; then cp -L "$vulkan" "$pkg/lib/libvulkan.so.1"; vulkan_note="libvulkan.so.1 from $(basename "$vulkan")"; else vulkan_note="no libvulkan.so.1 (webgpu needs the host's)"; fi
+
 for m in "$models"/*/*/; do
   rel=${m#"$models"/}
   mkdir -p "$pkg/models/$rel"
@@ -60,6 +75,7 @@ chmod +x "$pkg/run.sh" "$pkg/bin/node"
   echo "node $("$node_bin" --version) ($(ldd --version | head -1))"
   echo "onnxruntime-node $ort_version, onnxruntime-common $common_version"
   echo "CUDA EP libraries: ${cuda_libs:-none (cuda will fail; see pack.sh)}"
+  echo "Vulkan loader: $vulkan_note"
 } > "$pkg/PACKED.txt"
 
 mkdir -p "$(dirname "$out")"

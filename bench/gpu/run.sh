@@ -5,9 +5,10 @@
 # visible to the dynamic loader, reports the CUDA EP's unresolved libraries, then runs
 # bench-gpu.mjs (providers cuda, then webgpu, then cpu).
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
+case "$0" in */*) dir=${0%/*} ;; *) dir=. ;; esac
+here=$(cd "$dir" && pwd)
 ortlib=$here/node_modules/onnxruntime-node/bin/napi-v6/linux/x64
-libs=$ortlib
+libs=$ortlib:$here/lib
 # pip wheels (nvidia-cudnn-cu12, nvidia-cublas-cu12, ...) and the usual toolkit folders.
 for d in /usr/local/lib/python3*/dist-packages/nvidia/*/lib /usr/lib/python3*/dist-packages/nvidia/*/lib \
          /usr/local/cuda/lib64 /usr/local/cuda-12*/lib64 /usr/lib/x86_64-linux-gnu; do
@@ -15,7 +16,7 @@ for d in /usr/local/lib/python3*/dist-packages/nvidia/*/lib /usr/lib/python3*/di
 done
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-echo "== $(cat "$here/PACKED.txt" 2>/dev/null | tr '\n' ';')"
+[ -f "$here/PACKED.txt" ] && sed "s/^/== /" "$here/PACKED.txt"
 command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "== nvidia-smi not found"
 if [ -f "$ortlib/libonnxruntime_providers_cuda.so" ]; then
   missing=$(ldd "$ortlib/libonnxruntime_providers_cuda.so" 2>/dev/null | grep "not found" || true)

@@ -8,6 +8,7 @@
  *   BENCH_ORT_SPINNING=0|1     session.intra_op.allow_spinning / inter_op.allow_spinning
  *   BENCH_ORT_WORKER=1         runs every ONNX Runtime session in its own worker thread
  *                              (prototype of taking inference off the event loop)
+ *   BENCH_ORT_ARENA=0          enableCpuMemArena: false (ORT's CPU arena keeps peak buffers)
  *
  * They patch library objects (sharp.concurrency, ort.InferenceSession.create) rather than
  * src/, so what they show is the effect a src/ change would have, never a shipped path.
@@ -20,6 +21,7 @@ export interface LeverSettings {
   sharpConcurrency?: number
   ortSpinning?: boolean
   ortWorker?: boolean
+  ortArena?: boolean
 }
 
 export function leversFromEnv(env: NodeJS.ProcessEnv = process.env): LeverSettings {
@@ -27,6 +29,7 @@ export function leversFromEnv(env: NodeJS.ProcessEnv = process.env): LeverSettin
   if (env.BENCH_SHARP_CONCURRENCY) out.sharpConcurrency = Number(env.BENCH_SHARP_CONCURRENCY)
   if (env.BENCH_ORT_SPINNING) out.ortSpinning = env.BENCH_ORT_SPINNING === '1'
   if (env.BENCH_ORT_WORKER === '1') out.ortWorker = true
+  if (env.BENCH_ORT_ARENA) out.ortArena = env.BENCH_ORT_ARENA === '1'
   return out
 }
 
@@ -35,6 +38,7 @@ export function leversToEnv(levers: LeverSettings): Record<string, string> {
   if (levers.sharpConcurrency !== undefined) env.BENCH_SHARP_CONCURRENCY = String(levers.sharpConcurrency)
   if (levers.ortSpinning !== undefined) env.BENCH_ORT_SPINNING = levers.ortSpinning ? '1' : '0'
   if (levers.ortWorker) env.BENCH_ORT_WORKER = '1'
+  if (levers.ortArena !== undefined) env.BENCH_ORT_ARENA = levers.ortArena ? '1' : '0'
   return env
 }
 
@@ -51,13 +55,14 @@ export function applyLevers(levers: LeverSettings): void {
     // decode.ts calls sharp.concurrency(1) when it is first imported: keep our value.
     sharp.concurrency = (() => realConcurrency()) as typeof sharp.concurrency
   }
-  if (levers.ortSpinning !== undefined || levers.ortWorker) {
+  if (levers.ortSpinning !== undefined || levers.ortWorker || levers.ortArena !== undefined) {
     ort.InferenceSession.create = (async (pathOrBuffer: unknown, maybeOptions?: unknown) => {
       const opts = { ...((maybeOptions ?? {}) as ort.InferenceSession.SessionOptions) }
       if (applied.ortSpinning !== undefined) {
         const v = applied.ortSpinning ? '1' : '0'
         opts.extra = { ...(opts.extra ?? {}), session: { intra_op: { allow_spinning: v }, inter_op: { allow_spinning: v } } }
       }
+      if (applied.ortArena !== undefined) opts.enableCpuMemArena = applied.ortArena
       if (applied.ortWorker && typeof pathOrBuffer === 'string') return createWorkerSession(pathOrBuffer, opts)
       return (originalCreate as (p: unknown, o: unknown) => Promise<ort.InferenceSession>)(pathOrBuffer, opts)
     }) as Create

@@ -3,9 +3,9 @@
  * (spawn → first GET /readyz 200), memory (VmRSS samples and VmHWM from /proc) and CPU
  * time (utime + stime from /proc/<pid>/stat).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
@@ -21,6 +21,8 @@ export interface ServiceOptions {
   /** Where the service's stdout/stderr go (pino JSON lines). */
   logFile: string
   readyTimeoutMs?: number
+  /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
+  nodeArgs?: string[]
 }
 
 export interface MemorySample {
@@ -79,7 +81,10 @@ async function findPort(logFile: string, child: ChildProcess, deadline: number):
 
 export async function startService(o: ServiceOptions): Promise<RunningService> {
   const levers = Object.keys(o.env ?? {}).some((k) => k.startsWith('BENCH_'))
-  const args = o.entry === 'tsx' ? ['--import', 'tsx', ...(levers ? ['--import', leversModule] : []), 'src/main.ts'] : [...(levers ? ['--import', 'tsx', '--import', leversModule] : []), o.entry]
+  const args = [
+    ...(o.nodeArgs ?? []),
+    ...(o.entry === 'tsx' ? ['--import', 'tsx', ...(levers ? ['--import', leversModule] : []), 'src/main.ts'] : [...(levers ? ['--import', 'tsx', '--import', leversModule] : []), o.entry]),
+  ]
   mkdirSync(dirname(o.logFile), { recursive: true })
   const out = openSync(o.logFile, 'w')
   const started = performance.now()
@@ -148,5 +153,21 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   } catch (err) {
     await kill()
     throw err
+  }
+}
+
+/**
+ * Compiles src/ with tsc into bench/results/build (never touching the shared dist/), so
+ * the service can be measured as production runs it. Returns the main.js path, or
+ * undefined (with a note) when src does not compile right now.
+ */
+export function buildDist(note: (msg: string) => void): string | undefined {
+  const outDir = join(projectRoot, 'bench', 'results', 'build')
+  try {
+    execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: projectRoot, stdio: 'pipe' })
+    return join(outDir, 'main.js')
+  } catch (err) {
+    note(`(could not compile src for the dist server: ${String((err as { stdout?: Buffer }).stdout ?? err).slice(0, 300)})`)
+    return undefined
   }
 }

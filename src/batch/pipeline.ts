@@ -215,13 +215,15 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     if (!cache) return { ...(await compute(bytes, sha, models.map(() => undefined))), cached: false }
     const hot = recent.get(sha)
     if (hot) return { ...hot, cached: true }
+    const pending = inflightScores.get(sha)
+    if (pending) return { ...(await pending), cached: true }
     const have = cache.getScores(sha, identities)
     const info = cache.getImage(sha)
     if (info && have.every((s) => s !== undefined)) {
-      return { image: info, scores: Object.fromEntries(models.map((m, i) => [m.info.id, have[i]!])), cached: true }
+      const scored = { image: info, scores: Object.fromEntries(models.map((m, i) => [m.info.id, have[i]!])) }
+      remember(sha, scored)
+      return { ...scored, cached: true }
     }
-    const pending = inflightScores.get(sha)
-    if (pending) return { ...(await pending), cached: true }
     const p = compute(bytes, sha, have)
     inflightScores.set(sha, p)
     try {

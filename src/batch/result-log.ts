@@ -92,6 +92,17 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Fails fast (before models load) when `mode` is `new` and `path` already has content. */
+export async function checkOutputAvailable(path: string, mode: OutputMode): Promise<void> {
+  if (mode !== 'new') return
+  const size = await fileSize(path)
+  if (size !== undefined && size > 0) throw existsError(path, size)
+}
+
+function existsError(path: string, size: number): OutputError {
+  return new OutputError(`${path} already exists (${size} bytes): add --resume to continue it, --retry-failed to also redo its failures, or remove it`)
+}
+
 /** Results lines can be long (distributions, long URLs); a line beyond this is treated as corrupt. */
 const MAX_RESULT_LINE_BYTES = 16 * 1024 * 1024
 
@@ -108,7 +119,7 @@ export async function prepareOutput(path: string, mode: OutputMode): Promise<Exi
   const size = await fileSize(path)
   if (size === undefined || size === 0) return result
   if (mode === 'new') {
-    throw new OutputError(`${path} already exists (${size} bytes): add --resume to continue it, --retry-failed to also redo its failures, or remove it`)
+    throw existsError(path, size)
   }
 
   let validEnd = 0

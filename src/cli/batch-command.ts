@@ -7,7 +7,7 @@ import { INPUT_FORMATS, InputError, formatFromPath, readInput, type InputFormat 
 import { runBatch, type BatchSummary } from '../batch/pipeline.js'
 import { createBatchProgress, formatDuration } from '../batch/progress.js'
 import { rankHotels, type RankHotelsSummary } from '../batch/rank-hotels.js'
-import { OutputError, type OutputMode } from '../batch/result-log.js'
+import { OutputError, checkOutputAvailable, type OutputMode } from '../batch/result-log.js'
 import { ScoreCache } from '../batch/score-cache.js'
 import { parseShard, type Shard } from '../batch/shard.js'
 import { ConfigError, loadConfig, type Config } from '../config/load.js'
@@ -243,6 +243,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
       throw new InputError(`cannot read --input ${a.input} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
   }
+  await checkOutputAvailable(a.output, a.mode)
   let config: Config
   try {
     config = loadConfig(io.env ?? {}, a.overrides)

@@ -19,6 +19,8 @@ type Db = InstanceType<typeof Database>
 type Row = Record<string, unknown>
 
 export const SCHEMA_VERSION = 1
+/** How long a statement waits for another process's lock before failing as LOCKED. */
+export const BUSY_TIMEOUT_MS = 1000
 export const RATING_MIN = 1
 export const RATING_MAX = 10
 export const HISTOGRAM_BINS = 10
@@ -190,13 +192,16 @@ export class LabelStore {
       store.#migrate(Boolean(options.readOnly))
     } catch (err) {
       db.close()
-      throw err
+      if (err instanceof LabelStoreError) throw err
+      throw new LabelStoreError('SCHEMA', `${path} is not a label database: ${(err as Error).message}`, { cause: err })
     }
     return store
   }
 
   #migrate(readOnly: boolean): void {
     this.#guard(() => {
+      // Wait (blocking, briefly) for another process's lock instead of failing at once.
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
       this.#db.exec('PRAGMA foreign_keys = ON')
       const version = Number((this.#db.get('PRAGMA user_version') as Row)['user_version'])
       if (version > SCHEMA_VERSION) throw new LabelStoreError('SCHEMA', `${this.path} has schema version ${version}; this nima-serve knows up to ${SCHEMA_VERSION}`)

@@ -7,8 +7,9 @@ import { Type, type Static } from '@sinclair/typebox'
  */
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'sha256 of the image bytes' })
 const Name = Type.String({ minLength: 1, maxLength: 64, pattern: '^[\\p{L}\\p{N}._@+ -]+$', description: '1-64 letters, digits, spaces or . _ @ + -' })
-const Cursor = Type.Integer({ minimum: 0, description: 'The previous page’s `next`' })
-const Limit = Type.Integer({ minimum: 1, maximum: 1000, default: 100 })
+// Query strings are not type-coerced by this service's validator: numbers arrive as digits.
+const Cursor = Type.String({ pattern: '^[0-9]{1,15}$', description: 'The previous page’s `next`' })
+const Limit = Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: 'Page size, 1 to 1000 (default 100)' })
 
 export const LabelImage = Type.Object({
   id: Sha256,
@@ -88,7 +89,7 @@ export const RatingResponse = Type.Object({
   created: Type.Boolean({ description: 'false when it replaced this rater’s earlier rating of the image' }),
 })
 
-export const RatingIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) })
+export const RatingIdParams = Type.Object({ id: Type.String({ pattern: '^[1-9][0-9]{0,14}$', description: 'Rating id' }) })
 export type RatingIdParams = Static<typeof RatingIdParams>
 
 export const ListRatingsQuery = Type.Object(

@@ -149,7 +149,8 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     '/labels/images',
     { schema: { tags, summary: 'List stored images', querystring: ListImagesQuery, response: { 200: ListImagesResponse, ...errors } } },
     async (request) => {
-      const page = run(() => store.listImages({ limit: request.query.limit ?? 100, ...(request.query.after !== undefined ? { after: request.query.after } : {}) }))
+      const { after, limit } = request.query
+      const page = run(() => store.listImages({ limit: Number(limit ?? 100), ...(after !== undefined ? { after: Number(after) } : {}) }))
       return { images: page.items, next: page.next }
     },
   )
@@ -223,7 +224,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     async (request) => {
       const { after, limit, rater, imageId } = request.query
       const page = run(() =>
-        store.listRatings({ limit: limit ?? 100, ...(after !== undefined ? { after } : {}), ...(rater !== undefined ? { rater } : {}), ...(imageId !== undefined ? { imageId } : {}) }),
+        store.listRatings({ limit: Number(limit ?? 100), ...(after !== undefined ? { after: Number(after) } : {}), ...(rater !== undefined ? { rater } : {}), ...(imageId !== undefined ? { imageId } : {}) }),
       )
       return { ratings: page.items, next: page.next }
     },
@@ -233,7 +234,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     '/labels/ratings/:id',
     { schema: { tags, summary: 'Delete a rating', params: RatingIdParams, response: { ...errors } } },
     async (request, reply) => {
-      if (!run(() => store.deleteRating(request.params.id))) throw new NimaError('NIMA_NOT_FOUND', `no rating ${request.params.id}`)
+      if (!run(() => store.deleteRating(Number(request.params.id)))) throw new NimaError('NIMA_NOT_FOUND', `no rating ${request.params.id}`)
       return reply.code(204).send(undefined as never)
     },
   )

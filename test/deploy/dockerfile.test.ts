@@ -61,6 +61,9 @@ t.test('dependencies: no lifecycle scripts on npm ci; the GPU image opts in to t
   t.match(args(stage('deps'), 'RUN').join(' '), /npm ci --ignore-scripts/, 'deps: npm ci without scripts (prepare needs src/)')
   t.match(args(stage('build'), 'RUN').join(' '), /npm run build/, 'build: tsc')
   t.match(args(stage('prod-deps'), 'RUN').join(' '), /npm ci --omit=dev --ignore-scripts/, 'CPU: production dependencies only')
+  for (const name of ['prod-deps', 'prod-deps-cuda']) {
+    t.match(args(stage(name), 'RUN').join(' '), /for d in node_modules\/onnxruntime-node\/bin\/napi-v6\/\*\/\*; do .*rm -rf/, `${name}: other platforms' onnxruntime binaries are dropped`)
+  }
   const cuda = stage('prod-deps-cuda')
   t.equal(stageEnv(cuda)['ONNXRUNTIME_NODE_INSTALL'], 'cuda12', 'GPU: ONNXRUNTIME_NODE_INSTALL=cuda12 (beats .npmrc)')
   t.match(args(cuda, 'RUN').join(' '), /npm rebuild onnxruntime-node .*libonnxruntime_providers_cuda\.so/, 'GPU: runs onnxruntime-node install and checks the CUDA EP arrived')

@@ -1,0 +1,120 @@
+/**
+ * Batch throughput: the CLI on local files vs the in-process pipeline limit.
+ *
+ *   npx tsx test/batch/measure-throughput.ts [--n 500] [--sweep-n 200] [--batch-sizes 4,8,16] [--repeat 1]
+ *
+ * 1. Limit sweep: for each batch size B, `--sweep-n` images (the sample photos repeated)
+ *    already in memory go through Scorer.scoreBytes (decode + both models, micro-batched)
+ *    with 2B+2 in flight: no file, hash, cache or output work. The best B wins.
+ * 2. At the best B, `--repeat` times, alternately (the machine is shared, so the two are
+ *    interleaved to see the same noise): the limit again on `--n` images, then the real
+ *    CLI as a child process (`batch --no-cache`) on a `--n`-line list of the same files.
+ *    The CLI's rate is its summary's imagesPerSecond (processing, model loading excluded);
+ *    its end-to-end rate (process start to exit) is printed too.
+ * Models: the synthetic ones from test/helpers/models.ts (the real architecture, so
+ * inference costs what it costs with idealo's weights).
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { BatchSummary } from '../../src/batch/pipeline.js'
+import { mapPool } from '../../src/util/map-pool.js'
+import { testModelsDir } from '../helpers/models.js'
+import { projectRoot, samplePhotos } from '../helpers/paths.js'
+import { loadTestScorer } from './helpers.js'
+
+const { values } = parseArgs({
+  options: {
+    n: { type: 'string', default: '500' },
+    'sweep-n': { type: 'string', default: '200' },
+    'batch-sizes': { type: 'string', default: '4,8,16' },
+    repeat: { type: 'string', default: '1' },
+  },
+})
+const n = Number(values.n)
+const sweepN = Number(values['sweep-n'])
+const batchSizes = values['batch-sizes'].split(',').map(Number)
+const repeat = Number(values.repeat)
+
+const photos = samplePhotos()
+if (photos.length === 0) throw new Error('no sample photos under ../shared/images')
+const list = (count: number) => Array.from({ length: count }, (_, i) => photos[i % photos.length]!)
+const modelsDir = await testModelsDir()
+
+async function limit(batchSize: number, count: number): Promise<number> {
+  const scorer = await loadTestScorer({ BATCH_MAX_SIZE: batchSize, QUEUE_MAX: 1024 })
+  try {
+    const models = scorer.resolveModels()
+    const bytes = list(count).map((p) => readFileSync(p))
+    const started = performance.now()
+    await mapPool(bytes, 2 * batchSize + 2, (b) => scorer.scoreBytes(b, models))
+    return count / ((performance.now() - started) / 1000)
+  } finally {
+    await scorer.dispose()
+  }
+}
+
+async function cli(batchSize: number, count: number): Promise<{ rate: number; endToEnd: number; summary: BatchSummary }> {
+  const dir = mkdtempSync(join(tmpdir(), 'nima-throughput-'))
+  try {
+    const input = join(dir, 'list.txt')
+    writeFileSync(input, list(count).join('\n') + '\n')
+    const started = performance.now()
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/batch/cli-entry.ts', 'batch', '--input', input, '--output', join(dir, 'out.jsonl'), '--no-cache', '--batch-size', String(batchSize)],
+      { cwd: projectRoot, env: { ...process.env, MODELS_DIR: modelsDir }, stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    let stdout = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    if (code !== 0) throw new Error(`CLI exited with ${code}`)
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!) as BatchSummary
+    if (summary.scored !== count) throw new Error(`CLI scored ${summary.scored} of ${count}`)
+    return { rate: summary.imagesPerSecond, endToEnd: count / ((performance.now() - started) / 1000), summary }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const f = (x: number) => x.toFixed(2)
+
+console.log(`cores: ${availableParallelism()}, load average: ${loadavg().map((x) => x.toFixed(2)).join(' ')}, photos: ${photos.length} distinct`)
+const sweep: Record<number, number> = {}
+for (const b of batchSizes) {
+  sweep[b] = await limit(b, sweepN)
+  console.log(`limit sweep: batch size ${b}: ${f(sweep[b])} img/s (${sweepN} images in memory)`)
+}
+const best = Number(Object.entries(sweep).sort((a, b) => b[1] - a[1])[0]![0])
+console.log(`best batch size: ${best}`)
+
+const limits: number[] = []
+const clis: number[] = []
+const ends: number[] = []
+for (let r = 0; r < repeat; r++) {
+  const l = await limit(best, n)
+  limits.push(l)
+  console.log(`round ${r + 1}: limit ${f(l)} img/s (${n} images in memory, batch size ${best})`)
+  const c = await cli(best, n)
+  clis.push(c.rate)
+  ends.push(c.endToEnd)
+  console.log(`round ${r + 1}: CLI   ${f(c.rate)} img/s processing, ${f(c.endToEnd)} img/s end to end (${n} files, --no-cache, batch size ${best}, concurrency default)`)
+}
+const L = median(limits)
+const C = median(clis)
+const result = {
+  cores: availableParallelism(),
+  batchSize: best,
+  images: n,
+  limitImagesPerSecond: Number(f(L)),
+  cliImagesPerSecond: Number(f(C)),
+  cliEndToEndImagesPerSecond: Number(f(median(ends))),
+  cliShareOfLimit: Number((C / L).toFixed(3)),
+  perCoreImagesPerSecond: Number(f(C / availableParallelism())),
+  sweep,
+}
+console.log(`CLI / limit = ${(100 * result.cliShareOfLimit).toFixed(1)} % (target ≥ 90 %)`)
+console.log(JSON.stringify(result))
