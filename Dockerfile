@@ -57,13 +57,15 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
  && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep"
 
 # ---- production dependencies with onnxruntime-node's CUDA 12 execution provider ------
-# The environment variable beats .npmrc's onnxruntime-node-install=skip; the install
-# script downloads the CUDA EP libraries from NuGet (network needed at build time).
+# package.json denies onnxruntime-node's install script (allowScripts) and .npmrc sets
+# onnxruntime-node-install=skip, so CPU installs never reach for NuGet. Here the script is
+# run explicitly with the cuda12 flag: it downloads the CUDA EP libraries from NuGet
+# (network needed at build time).
 FROM base AS prod-deps-cuda
 ENV ONNXRUNTIME_NODE_INSTALL=cuda12
 COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
- && npm rebuild onnxruntime-node \
+ && node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12 \
  && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so \
  && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */linux/x64) ;; *) rm -rf "$d" ;; esac; done
 

@@ -38,7 +38,7 @@ import {
 } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
 import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
-import { markNoise, noiseSince, selfCpuSeconds, type Noise } from './lib/noise.js'
+import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
 import { summarizeCpuProfile, threadCpu, threadShare, type ThreadShare } from './lib/profile.js'
 import { round, serialBound } from './lib/stats.js'
 
@@ -48,6 +48,7 @@ const { values: args } = parseArgs({
     images: { type: 'string', default: resolve(projectRoot, '../shared/images') },
     'models-dir': { type: 'string' },
     out: { type: 'string' },
+    'wait-quiet': { type: 'string' },
     env: { type: 'string', multiple: true, default: [] },
     concurrency: { type: 'string' },
     duration: { type: 'string' },
@@ -345,6 +346,10 @@ async function profilePhase(entry: string) {
 }
 
 async function main() {
+  if (args['wait-quiet']) {
+    const q = await waitQuiet(Number(args['wait-quiet']) * 60_000)
+    print(`waited ${round(q.waitedMs / 1000)} s for a quiet machine: ${q.quiet ? 'quiet' : 'still busy'} (${q.busyCores} cores busy over the last 5 s)`)
+  }
   const machine = machineInfo()
   print(`# nima-serve bench${quick ? ' (--quick)' : ''} — ${new Date().toISOString()}`)
   print(`\n${machine.uptimeBefore}`)

@@ -19,7 +19,7 @@ import { testModelsDir } from '../test/helpers/models.js'
 import { loadSampleJpegs } from './lib/images.js'
 import { applyLevers, leversFromEnv } from './lib/levers.js'
 import { runLoad } from './lib/load.js'
-import { markNoise, noiseSince, selfCpuSeconds, type Noise } from './lib/noise.js'
+import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
 import { waitIdle } from './lib/probes.js'
 import { loadModels, measurePipeline, type ModelMode } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     images: { type: 'string', default: resolve(projectRoot, '../shared/images') },
     'models-dir': { type: 'string' },
     out: { type: 'string' },
+    'wait-quiet': { type: 'string' },
     server: { type: 'string', default: 'dist' },
   },
 })
@@ -195,6 +196,10 @@ async function rawSweep(): Promise<RawRow[]> {
 }
 
 async function main() {
+  if (args['wait-quiet']) {
+    const q = await waitQuiet(Number(args['wait-quiet']) * 60_000)
+    print(`waited ${round(q.waitedMs / 1000)} s for a quiet machine: ${q.quiet ? 'quiet' : 'still busy'} (${q.busyCores} cores busy over the last 5 s)`)
+  }
   const machine = machineInfo()
   print(`# nima-serve bench:tune${quick ? ' (--quick)' : ''} — ${new Date().toISOString()}\n\n${machine.uptimeBefore}`)
   print(`service configs at ${connections.join(',')} connections, ${loadSec} s after ${warmupSec} s warm-up, ${repeat} run(s) each; models ${modelsDir}`)

@@ -63,3 +63,20 @@ export function selfCpuSeconds(): number {
   const u = process.cpuUsage()
   return (u.user + u.system) / 1e6
 }
+
+/**
+ * Waits (up to maxMs) for a window of `windowMs` in which the machine's busy cores,
+ * ours included, stay under `maxBusyCores`. Returns what the last window measured.
+ */
+export async function waitQuiet(maxMs: number, maxBusyCores = 0.3, windowMs = 5000): Promise<{ waitedMs: number; busyCores: number; quiet: boolean }> {
+  const started = performance.now()
+  for (;;) {
+    const j0 = busyJiffies()
+    const t0 = performance.now()
+    await new Promise((r) => setTimeout(r, windowMs))
+    const busy = (busyJiffies() - j0) / CLK_TCK / ((performance.now() - t0) / 1000)
+    const waitedMs = performance.now() - started
+    if (busy < maxBusyCores) return { waitedMs, busyCores: Math.round(busy * 100) / 100, quiet: true }
+    if (waitedMs >= maxMs) return { waitedMs, busyCores: Math.round(busy * 100) / 100, quiet: false }
+  }
+}

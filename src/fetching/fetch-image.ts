@@ -117,6 +117,7 @@ export const MAX_URL_LENGTH = 8 * 1024
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
 
 /** Errors that mean nothing was sent, so the next checked address may be tried. */
+const STALE_SOCKET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'])
 const CONNECT_ERROR_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'EADDRNOTAVAIL'])
 
 interface ResolvedConfig {
@@ -336,6 +337,7 @@ async function sendHop(
 ): Promise<{ response: Dispatcher.ResponseData; remoteAddress: string }> {
   const { config, agent } = state
   const candidates = connectionCandidates(target.addresses)
+  let staleRetried = false
   for (let i = 0; ; i++) {
     const address = candidates[i]!
     try {
@@ -359,6 +361,13 @@ async function sendHop(
       return { response, remoteAddress: address }
     } catch (err) {
       const code = errorCode(err)
+      // A pooled keep-alive socket the upstream closed just as we reused it fails before
+      // any response arrives. The request is a GET, so one retry on a fresh socket is safe.
+      if (!staleRetried && !signal?.aborted && code !== undefined && STALE_SOCKET_CODES.has(code)) {
+        staleRetried = true
+        i--
+        continue
+      }
       const isLast = i === candidates.length - 1
       if (isLast || signal?.aborted || code === undefined || !CONNECT_ERROR_CODES.has(code)) throw err
     }

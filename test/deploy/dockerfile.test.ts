@@ -66,7 +66,7 @@ t.test('dependencies: no lifecycle scripts on npm ci; the GPU image opts in to t
   }
   const cuda = stage('prod-deps-cuda')
   t.equal(stageEnv(cuda)['ONNXRUNTIME_NODE_INSTALL'], 'cuda12', 'GPU: ONNXRUNTIME_NODE_INSTALL=cuda12 (beats .npmrc)')
-  t.match(args(cuda, 'RUN').join(' '), /npm rebuild onnxruntime-node .*libonnxruntime_providers_cuda\.so/, 'GPU: runs onnxruntime-node install and checks the CUDA EP arrived')
+  t.match(args(cuda, 'RUN').join(' '), /node node_modules\/onnxruntime-node\/script\/install --onnxruntime-node-install=cuda12 .*libonnxruntime_providers_cuda\.so/, 'GPU: runs onnxruntime-node install and checks the CUDA EP arrived')
   const nodeModules = (s: Stage) => stageCopies(s).find((c) => c.sources.includes('/app/node_modules'))?.from
   t.equal(nodeModules(stage('runtime')), 'prod-deps', 'runtime takes the CPU production dependencies')
   t.equal(nodeModules(stage('gpu')), 'prod-deps-cuda', 'gpu takes the CUDA-enabled production dependencies')
