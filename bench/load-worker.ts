@@ -24,6 +24,8 @@ export interface LoadResult {
   connections: number
   durationSec: number
   ok: number
+  /** 2xx responses during the unmeasured warm-up (for CPU-per-image accounting). */
+  warmupOk: number
   non2xx: Record<string, number>
   errors: number
   timeouts: number
@@ -65,7 +67,11 @@ async function run(spec: LoadSpec, durationSec: number, record: boolean) {
 
 async function main() {
   const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec
-  if (spec.warmupSec > 0) await run(spec, spec.warmupSec, false)
+  let warmupOk = 0
+  if (spec.warmupSec > 0) {
+    const w = await run(spec, spec.warmupSec, true)
+    for (const [code, n] of w.statuses) if (code >= 200 && code < 300) warmupOk += n
+  }
   const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   const { result, latencies, statuses } = await run(spec, spec.durationSec, true)
@@ -81,6 +87,7 @@ async function main() {
     connections: spec.connections,
     durationSec: spec.durationSec,
     ok,
+    warmupOk,
     non2xx,
     errors: result.errors,
     timeouts: result.timeouts,

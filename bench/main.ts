@@ -117,6 +117,8 @@ interface RawResults {
 
 interface LevelResult extends LoadResult {
   noise: Noise
+  /** Server CPU per scored image, ms: robust to other tenants, unlike images/s. */
+  cpuMsPerImage: number
   /** Server CPU split: the event-loop thread against all the others. */
   threads: ThreadShare
   /** How long the server kept working after the load generator left (abandoned requests). */
@@ -184,8 +186,8 @@ async function rawPhase(): Promise<RawResults> {
     print('\nEnd to end (decode → tensor written in place into the batch → both models), images/s:\n')
     print(
       mdTable(
-        ['batch', 'decodes in flight', 'models', 'images/s', 'inference busy', 'foreign cores'],
-        pipelines.map((p) => [p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
+        ['batch', 'decodes in flight', 'models', 'images/s', 'CPU ms/image', 'inference busy', 'foreign cores'],
+        pipelines.map((p) => [p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, p.cpuMsPerImage, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
       ),
     )
     print(`\nstage bound 1/(1/${decodePreprocess.photosPerSec} + ${Object.values(bestBatch).map((b) => `1/${b.imagesPerSec}`).join(' + ')}) = ${stageBound} images/s`)
@@ -266,6 +268,7 @@ async function servicePhase(limit: number | undefined) {
         loadGenCores: round(r.loadGenCores, 2),
         latency: { ...r.latency, meanMs: round(r.latency.meanMs), p50Ms: round(r.latency.p50Ms), p95Ms: round(r.latency.p95Ms), p99Ms: round(r.latency.p99Ms), maxMs: round(r.latency.maxMs) },
         serverCores: round((svc.cpuSeconds() - cpu0) / wall, 2),
+        cpuMsPerImage: round(((svc.cpuSeconds() - cpu0) * 1000) / Math.max(1, r.ok + r.warmupOk), 1),
         peakRssMb: round(mem.rssMb),
         hwmMb: round(mem.hwmMb),
         ratioToLimit: limit ? round(r.imagesPerSec / limit, 2) : Number.NaN,
@@ -278,7 +281,7 @@ async function servicePhase(limit: number | undefined) {
   print(`\nLoad: raw-body POST /score, ${plan.loadSec} s per level after ${plan.loadWarmupSec} s warm-up; limit = ${limit ?? 'not measured'} images/s:\n`)
   print(
     mdTable(
-      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'of which main thread', 'loadgen CPU', 'foreign cores', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
+      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'of which main thread', 'CPU ms/image', 'loadgen CPU', 'foreign cores', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
       levels.map((l) => [
         l.connections,
         l.imagesPerSec,
@@ -288,6 +291,7 @@ async function servicePhase(limit: number | undefined) {
         l.errors + l.timeouts + Object.values(l.non2xx).reduce((s, n) => s + n, 0),
         l.serverCores,
         l.threads.mainCores,
+        l.cpuMsPerImage,
         l.loadGenCores,
         l.noise.foreignCores,
         l.drainMs,

@@ -9,6 +9,7 @@ import { NimaError } from './errors.js'
 import metricsPlugin from './metrics/metrics-plugin.js'
 import type { Metrics } from './metrics/metrics.js'
 import healthRoutes from './routes/health.js'
+import labelRoutes from './routes/labels.js'
 import modelsRoute from './routes/models.js'
 import rankRoute from './routes/rank.js'
 import scoreRoute from './routes/score.js'
@@ -16,6 +17,13 @@ import { sharedSchemas } from './routes/schemas.js'
 import type { FetchImage, RouteContext } from './routes/context.js'
 import type { ServiceState } from './service-state.js'
 import { addUploadBodies, openapiInfo } from './openapi-info.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** "METHOD /path" of every documented route. */
+    apiRoutes: readonly string[]
+  }
+}
 
 export interface AppDependencies {
   config: Config
@@ -55,6 +63,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     if (state.draining) reply.header('connection', 'close')
   })
   for (const schema of sharedSchemas) app.addSchema(schema)
+  // The API surface as registered (hidden routes such as page assets left out): the
+  // OpenAPI test compares it with openapi.yaml.
+  const apiRoutes: string[] = []
+  app.addHook('onRoute', (route) => {
+    if (route.schema?.hide) return
+    for (const method of [route.method].flat()) if (method !== 'HEAD') apiRoutes.push(`${method} ${route.url}`)
+  })
+  app.decorate('apiRoutes', apiRoutes)
 
   await app.register(swagger, {
     openapi: openapiInfo,
@@ -73,6 +89,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
   await app.register(apiKeys, { keys: config.apiKeys })
+  // Labelling is opt-in: a writable API is only exposed when a database is configured.
+  if (config.LABELS_DB !== '') await app.register(labelRoutes, { ...ctx, dbPath: config.LABELS_DB })
   // Scoring routes share one encapsulated context so the optional rate limit covers
   // exactly them, never the probes or /metrics.
   await app.register(async function scoring(scope) {

@@ -121,6 +121,7 @@ export interface ModelStageResult {
   msPerRun: number
   /** Longest event-loop stall seen while runs were in flight (session.run is synchronous in onnxruntime-node). */
   eventLoopMaxBlockMs: number
+  cpuMsPerImage: number
 }
 
 /** One model alone at one batch size, on real preprocessed photos. */
@@ -132,6 +133,7 @@ export async function measureModel(m: LoadedModel, tensors: readonly Float32Arra
   const runs: number[] = []
   const h = monitorEventLoopDelay({ resolution: 5 })
   h.enable()
+  const cpu0 = process.cpuUsage()
   const started = performance.now()
   while (performance.now() - started < ms || runs.length < 3) {
     const t0 = performance.now()
@@ -139,6 +141,7 @@ export async function measureModel(m: LoadedModel, tensors: readonly Float32Arra
     runs.push(performance.now() - t0)
   }
   const elapsed = performance.now() - started
+  const cpu = process.cpuUsage(cpu0)
   h.disable()
   return {
     model: m.id,
@@ -146,6 +149,7 @@ export async function measureModel(m: LoadedModel, tensors: readonly Float32Arra
     imagesPerSec: round((runs.length * batch * 1000) / elapsed),
     msPerRun: round(median(runs), 2),
     eventLoopMaxBlockMs: round(h.max / 1e6, 1),
+    cpuMsPerImage: round((cpu.user + cpu.system) / 1000 / (runs.length * batch), 2),
   }
 }
 
@@ -163,6 +167,8 @@ export interface PipelineOptions {
 
 export interface PipelineResult extends Omit<PipelineOptions, 'warmupMs' | 'ms'> {
   imagesPerSec: number
+  /** CPU this process spent per image (all threads), ms: robust to other tenants, unlike images/s. */
+  cpuMsPerImage: number
   /** Share of wall time the inference loop was running a model. */
   inferenceBusy: number
 }
@@ -204,6 +210,7 @@ export async function measurePipeline(images: readonly SampleImage[], models: re
   let measuredFrom = 0
   let doneAtStart = 0
   let busyAtStart = 0
+  let cpuAtStart = process.cpuUsage()
   const consumer = async () => {
     const started = performance.now()
     const end = started + o.warmupMs + o.ms
@@ -214,6 +221,7 @@ export async function measurePipeline(images: readonly SampleImage[], models: re
         measuredFrom = performance.now()
         doneAtStart = done
         busyAtStart = busyMs
+        cpuAtStart = process.cpuUsage()
       }
       if (ready.length === 0) {
         await new Promise<void>((r) => (wakeConsumer = r))
@@ -235,11 +243,13 @@ export async function measurePipeline(images: readonly SampleImage[], models: re
   }
   await Promise.all([consumer(), ...Array.from({ length: o.decodeConcurrency }, producer)])
   const elapsed = performance.now() - measuredFrom
+  const cpu = process.cpuUsage(cpuAtStart)
   return {
     batch: o.batch,
     decodeConcurrency: o.decodeConcurrency,
     mode: o.mode,
     imagesPerSec: round(((done - doneAtStart) * 1000) / elapsed),
+    cpuMsPerImage: round((cpu.user + cpu.system) / 1000 / Math.max(1, done - doneAtStart), 2),
     inferenceBusy: round((busyMs - busyAtStart) / elapsed, 2),
   }
 }

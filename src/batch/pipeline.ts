@@ -90,6 +90,8 @@ export interface BatchSummary {
   /** Lines written per second of processing (model loading excluded). */
   imagesPerSecond: number
   wallSeconds: number
+  /** CPU time of the whole process (all threads: ONNX Runtime, libvips) during processing. */
+  cpuSeconds: number
   interrupted: boolean
   resumed?: { linesKept: number; failedKept: number; failedDropped: number; tornBytes: number; unparsable: number }
   cache?: { path: string; hits: number; misses: number; writeErrors: number }
@@ -150,6 +152,7 @@ function lineError(err: unknown): { code: ErrorCode; message: string } {
 /** Runs the batch and returns its summary. Fails only when the output cannot be written. */
 export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Promise<BatchSummary> {
   const started = performance.now()
+  const cpuAtStart = process.cpuUsage()
   const { scorer, models, cache, log } = deps
   const existing: ExistingResults = await prepareOutput(options.output, options.mode)
   if (existing.tornBytes > 0) log(`batch: cut a torn last line (${existing.tornBytes} bytes) from ${options.output}`)
@@ -181,6 +184,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     failuresByCode: {},
     imagesPerSecond: 0,
     wallSeconds: 0,
+    cpuSeconds: 0,
     interrupted: false,
     ...(options.mode !== 'new'
       ? { resumed: { linesKept: existing.lines, failedKept: existing.failed, failedDropped: existing.dropped, tornBytes: existing.tornBytes, unparsable: existing.unparsable } }
@@ -329,6 +333,8 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   const wall = (performance.now() - started) / 1000
   summary.wallSeconds = Math.round(wall * 1000) / 1000
   summary.imagesPerSecond = Math.round((summary.written / Math.max(wall, 1e-9)) * 100) / 100
+  const cpu = process.cpuUsage(cpuAtStart)
+  summary.cpuSeconds = Math.round((cpu.user + cpu.system) / 1000) / 1000
   if (cache) summary.cache = { path: cache.path, hits: cache.stats.hits, misses: cache.stats.misses, writeErrors: cache.stats.writeErrors }
   return summary
 }

@@ -140,7 +140,11 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
     }
     io.out(`installed ${installed.manifest.id}/${installed.manifest.version}${installed.manifest.synthetic ? ' (SYNTHETIC backbone: scores carry no meaning)' : ''} at ${installed.modelPath}`)
     io.out(`evaluation written to ${result.reportPath}`)
-    io.out(`serve it: MODELS=aesthetic,technical,${installed.manifest.id} MODELS_DIR=${values['out'] ?? modelsDir} npm start, then POST /score?models=${installed.manifest.id}`)
+    const outDir = values['out'] ?? modelsDir
+    io.out(
+      `serve it: MODELS=aesthetic,technical,${installed.manifest.id} MODELS_DIR=${outDir} npm start, then POST /score?models=${installed.manifest.id}` +
+        (outDir === modelsDir ? '' : ` (MODELS_DIR must hold every model MODELS names: install the others into ${outDir} too)`),
+    )
     io.out(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
     return 0
   })

@@ -1,10 +1,16 @@
 import { isModelError } from '../models/model-error.js'
+import { runBatchCommand, runRankHotelsCommand } from './batch-command.js'
+import { runFinetuneCommand, runLabelsCommand } from './finetune-command.js'
 import { runModelsCommand, type CliIo, type ModelsCommandDeps } from './models-command.js'
 
 export const USAGE = `usage: nima-serve <command>
 
 commands:
-  models <ensure|synth|pull|list>   manage the NIMA models (see: nima-serve models help)`
+  models <ensure|synth|pull|list>   manage the NIMA models (see: nima-serve models help)
+  batch --input F --output R.jsonl  score many images offline: resumable, sharded, cached
+  rank-hotels --input R.jsonl ...   each hotel's images in rank order, best first
+  labels <export|import|...>        manage the labelling database
+  finetune --base ID --labels F     train a new head on your labels (Earth Mover's loss)`
 
 /**
  * Dispatches argv and turns failures into an exit code. Expected failures (ModelError:
@@ -15,6 +21,10 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCom
   const [command, ...rest] = argv
   try {
     if (command === 'models') return await runModelsCommand(rest, io, deps)
+    if (command === 'batch') return await runBatchCommand(rest, io)
+    if (command === 'rank-hotels') return await runRankHotelsCommand(rest, io)
+    if (command === 'finetune') return await runFinetuneCommand(rest, io)
+    if (command === 'labels') return await runLabelsCommand(rest, io)
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       io.out(USAGE)
       return command === undefined ? 2 : 0

@@ -48,6 +48,7 @@ export const ConfigSchema = Type.Object({
   API_KEYS: Type.String({ default: '', description: 'Comma-separated bearer tokens; when set, /score, /rank and /models need `Authorization: Bearer <key>` (probes and /metrics stay open)' }),
   RATE_LIMIT_MAX: Type.Integer({ default: 0, minimum: 0, description: 'Requests per client IP (or API key) per window on /score and /rank; 0 turns rate limiting off' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate-limit window' }),
+  LABELS_DB: Type.String({ default: '', description: 'SQLite file of the labelling API and page (/labels/*, /label); empty turns them off; :memory: keeps labels in memory only' }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0, description: 'On SIGTERM, how long in-flight requests may finish' }),
 })
 

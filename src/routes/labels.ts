@@ -285,6 +285,8 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   app.get('/label/app.css', { config: { public: true }, schema: { hide: true } }, page('app.css'))
 }
 
+export { labelRoutes }
+
 async function readMultipart(request: FastifyRequest): Promise<{ bytes: Buffer; group?: string }> {
   let bytes: Buffer | undefined
   let group: string | undefined

@@ -128,7 +128,7 @@ t.test('training lowers the EMD, spreads the predictions and is reproducible', a
 t.test('early stopping keeps the best validation epoch and restores its weights', async (t) => {
   const train = toyData(60, 1)
   // validation labels that contradict training: the longer it trains, the worse val gets
-  const val = toyData(30, 2).map((s) => ({ ...s, target: [...s.target].reverse() }))
+  const val = toyData(30, 2).map((s) => ({ ...s, target: Array.from(s.target).reverse() }))
   const start = zeroHead()
   const r = trainHead(start, train, val, { epochs: 200, learningRate: 0.01, weightDecay: 0, batchSize: 16, patience: 5, seed: 1 })
   t.ok(r.stoppedEarly)

@@ -6,7 +6,7 @@ import { ServiceState } from '../../src/service-state.js'
 /** The OpenAPI document as the code describes it, without models or network. */
 export async function openapiYaml(): Promise<string> {
   const app = await buildApp({
-    config: loadConfig({}, { LOG_LEVEL: 'silent' }),
+    config: loadConfig({}, { LOG_LEVEL: 'silent', LABELS_DB: ':memory:' }),
     state: new ServiceState(),
     metrics: createMetrics(),
     fetchImage: () => Promise.reject(new Error('not used')),

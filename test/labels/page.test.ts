@@ -12,10 +12,7 @@ import { sharedImages } from '../helpers/paths.js'
 import { startLabellingService } from './app.js'
 
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium'
-if (!existsSync(CHROMIUM)) {
-  t.fail(`headless Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`)
-  process.exit(1)
-}
+if (!existsSync(CHROMIUM)) throw new Error(`headless Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`)
 
 const dbPath = join(t.testdir(), 'labels.sqlite')
 const svc = await startLabellingService(dbPath)
@@ -55,7 +52,7 @@ t.test('rate by keys and clicks, skip, undo; ratings reach the database and the 
   await page.press('#rater', 'Enter')
   const first = await ready()
   t.equal(first, ids[0], 'the oldest unrated image comes first')
-  t.ok(await page.$eval('#photo', (img) => (img as HTMLImageElement).naturalWidth > 0), 'the photo is shown')
+  t.ok(await page.$eval('#photo', (img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0), 'the photo is shown')
   t.match(await page.textContent('#remaining'), /4 to rate/)
   await page.click('body') // focus off the name field, so keys rate
 

@@ -24,7 +24,7 @@ t.teardown(upstream.close)
 
 async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const init: RequestInit = { method, headers: { ...headers } }
-  if (body instanceof Uint8Array || body instanceof FormData) init.body = body as BodyInit
+  if (body instanceof Uint8Array || body instanceof FormData) init.body = body as NonNullable<RequestInit['body']>
   else if (body !== undefined) {
     init.body = JSON.stringify(body)
     ;(init.headers as Record<string, string>)['content-type'] = 'application/json'
