@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from '../src/config/load.js'
 import { testModelsDir } from '../test/helpers/models.js'
 import { describeImages, loadSampleJpegs } from './lib/images.js'
+import { applyLevers, leversFromEnv } from './lib/levers.js'
 import { runLoad, type LoadResult } from './lib/load.js'
 import { providerReport, singleRequestBreakdown, waitIdle, type ProviderReport, type SingleRequestBreakdown } from './lib/probes.js'
 import {
@@ -62,28 +63,33 @@ const { values: args } = parseArgs({
 
 const quick = args.quick
 const plan = {
-  stageMs: quick ? 1200 : 3000,
-  decodeConcurrency: quick ? [1, 2, 4] : [1, 2, 4, 8],
+  stageMs: quick ? 1000 : 3000,
+  decodeConcurrency: quick ? [2, 4] : [1, 2, 4, 8],
   batches: [1, 2, 4, 8, 16, 32],
+  /** 'configured': the sessions as the service opens them; 'spinning off': the same with intra-op spinning disabled (lever). */
   pipelines: (quick
     ? [
-        { batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { batch: 8, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning off', batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning off', batch: 8, decodeConcurrency: 4, mode: 'serial' },
       ]
     : [
-        { batch: 4, decodeConcurrency: 2, mode: 'serial' },
-        { batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { batch: 8, decodeConcurrency: 4, mode: 'serial' },
-        { batch: 8, decodeConcurrency: 2, mode: 'concurrent' },
-        { batch: 16, decodeConcurrency: 2, mode: 'serial' },
-        { batch: 16, decodeConcurrency: 4, mode: 'serial' },
-        { batch: 32, decodeConcurrency: 4, mode: 'serial' },
-      ]) as Omit<PipelineOptions, 'warmupMs' | 'ms'>[],
-  pipelineWarmupMs: quick ? 600 : 1500,
-  pipelineMs: quick ? 2500 : 6000,
+        { sessions: 'configured', batch: 4, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'configured', batch: 8, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'concurrent' },
+        { sessions: 'configured', batch: 16, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning off', batch: 4, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning off', batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning off', batch: 8, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'spinning off', batch: 16, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'spinning off', batch: 32, decodeConcurrency: 4, mode: 'serial' },
+      ]) as (Omit<PipelineOptions, 'warmupMs' | 'ms'> & { sessions: 'configured' | 'spinning off' })[],
+  pipelineWarmupMs: quick ? 500 : 1500,
+  pipelineMs: quick ? 2000 : 6000,
   concurrency: args.concurrency ? args.concurrency.split(',').map(Number) : [1, 2, 4, 8, 16, 32],
   loadWarmupSec: quick ? 1 : 3,
-  loadSec: args.duration ? Number(args.duration) : quick ? 4 : 20,
+  loadSec: args.duration ? Number(args.duration) : quick ? 3 : 20,
   singleRounds: quick ? 2 : 6,
   startups: quick ? 0 : 3,
   /** What the load server runs: the compiled src (as production) or src through tsx. */
@@ -97,6 +103,8 @@ for (const kv of args.env) {
   serviceEnv[kv.slice(0, i)] = kv.slice(i + 1)
 }
 const config = loadConfig({ ...process.env, ...serviceEnv })
+// BENCH_* levers given with --env apply to the in-process sessions too (the service child gets them by preload).
+applyLevers(leversFromEnv({ ...process.env, ...serviceEnv }))
 const modelsDir = resolve(args['models-dir'] ?? (await testModelsDir()))
 const images = loadSampleJpegs(args.images)
 const stamp = timestamp()
@@ -111,8 +119,8 @@ interface RawResults {
   bestBatch: Record<string, { batch: number; imagesPerSec: number }>
   /** 1 / (1/prep + 1/modelA + 1/modelB): every stage uses the whole machine in turn. */
   stageBound: number
-  pipelines: (PipelineResult & { noise: Noise })[]
-  limit: PipelineResult & { noise: Noise }
+  pipelines: (PipelineResult & { noise: Noise; sessions: string })[]
+  limit: PipelineResult & { noise: Noise; sessions: string }
 }
 
 interface LevelResult extends LoadResult {
@@ -181,17 +189,31 @@ async function rawPhase(): Promise<RawResults> {
     const stageBound = round(serialBound([decodePreprocess.photosPerSec, ...Object.values(bestBatch).map((b) => b.imagesPerSec)]))
 
     const pipelines: RawResults['pipelines'] = []
-    for (const p of plan.pipelines) pipelines.push(await noted(() => measurePipeline(images, models, { ...p, warmupMs: plan.pipelineWarmupMs, ms: plan.pipelineMs })))
+    const runPipelines = async (sessions: 'configured' | 'spinning off', ms: typeof models) => {
+      for (const p of plan.pipelines.filter((x) => x.sessions === sessions)) {
+        pipelines.push({ ...(await noted(() => measurePipeline(images, ms, { ...p, warmupMs: plan.pipelineWarmupMs, ms: plan.pipelineMs }))), sessions })
+      }
+    }
+    await runPipelines('configured', models)
+    const levers = leversFromEnv({ ...process.env, ...serviceEnv })
+    applyLevers({ ...levers, ortSpinning: false })
+    const unspun = await loadModels(modelsDir, config.models.slice(0, 2), sessionOptions)
+    try {
+      await runPipelines('spinning off', unspun)
+    } finally {
+      await Promise.all(unspun.map((m) => m.session.dispose()))
+      applyLevers(levers)
+    }
     const limit = pipelines.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a))
     print('\nEnd to end (decode → tensor written in place into the batch → both models), images/s:\n')
     print(
       mdTable(
-        ['batch', 'decodes in flight', 'models', 'images/s', 'CPU ms/image', 'inference busy', 'foreign cores'],
-        pipelines.map((p) => [p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, p.cpuMsPerImage, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
+        ['ORT sessions', 'batch', 'decodes in flight', 'models', 'images/s', 'CPU ms/image', 'inference busy', 'foreign cores'],
+        pipelines.map((p) => [p.sessions, p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, p.cpuMsPerImage, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
       ),
     )
     print(`\nstage bound 1/(1/${decodePreprocess.photosPerSec} + ${Object.values(bestBatch).map((b) => `1/${b.imagesPerSec}`).join(' + ')}) = ${stageBound} images/s`)
-    print(`LIMIT (best end-to-end): ${limit.imagesPerSec} images/s at batch ${limit.batch}, ${limit.decodeConcurrency} decodes in flight, models ${limit.mode}`)
+    print(`LIMIT (best end-to-end): ${limit.imagesPerSec} images/s (${limit.sessions} sessions, batch ${limit.batch}, ${limit.decodeConcurrency} decodes in flight, models ${limit.mode})`)
     return { sessionOptions, micro, decode, decodePreprocess, models: modelResults, bestBatch, stageBound, pipelines, limit }
   } finally {
     await Promise.all(models.map((m) => m.session.dispose()))

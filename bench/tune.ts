@@ -48,7 +48,8 @@ interface ServiceConfig {
   env: Env
 }
 
-const parseEnv = (s: string): Env => Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]))
+/** 'K=V,K=V'; 'defaults' is the empty set. */
+const parseEnv = (s: string): Env => (s === 'defaults' ? {} : Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string])))
 
 const serviceConfigs: ServiceConfig[] = [
   { group: 'threads', label: 'defaults (intra 0, inter 1, spinning on)', env: {} },
@@ -70,9 +71,13 @@ const serviceConfigs: ServiceConfig[] = [
   { group: 'worker', label: 'ORT in worker threads, intra 1', env: { BENCH_ORT_WORKER: '1', ORT_INTRA_OP_THREADS: '1' } },
   { group: 'worker', label: 'ORT in worker threads, intra 0', env: { BENCH_ORT_WORKER: '1' } },
   { group: 'worker', label: 'ORT in worker threads, intra 0, spinning off', env: { BENCH_ORT_WORKER: '1', BENCH_ORT_SPINNING: '0' } },
+  { group: 'memory', label: 'defaults', env: {} },
+  { group: 'memory', label: 'defaults + BENCH_* preload (tsx hooks; baseline for lever rows)', env: { BENCH_ORT_SPINNING: '1' } },
   { group: 'memory', label: 'MALLOC_ARENA_MAX 2', env: { MALLOC_ARENA_MAX: '2' } },
   { group: 'memory', label: 'ORT CPU arena off', env: { BENCH_ORT_ARENA: '0' } },
   { group: 'memory', label: 'ORT CPU arena off, MALLOC_ARENA_MAX 2', env: { BENCH_ORT_ARENA: '0', MALLOC_ARENA_MAX: '2' } },
+  { group: 'memory', label: 'ORT memory pattern off', env: { BENCH_ORT_MEMPATTERN: '0' } },
+  { group: 'memory', label: 'batch 4, MALLOC_ARENA_MAX 2', env: { BATCH_MAX_SIZE: '4', MALLOC_ARENA_MAX: '2' } },
   ...args.add.map((a) => ({ group: 'custom', label: a, env: parseEnv(a) })),
 ]
 

@@ -9,6 +9,7 @@
  *   BENCH_ORT_WORKER=1         runs every ONNX Runtime session in its own worker thread
  *                              (prototype of taking inference off the event loop)
  *   BENCH_ORT_ARENA=0          enableCpuMemArena: false (ORT's CPU arena keeps peak buffers)
+ *   BENCH_ORT_MEMPATTERN=0     enableMemPattern: false (no pre-planned block per input shape)
  *
  * They patch library objects (sharp.concurrency, ort.InferenceSession.create) rather than
  * src/, so what they show is the effect a src/ change would have, never a shipped path.
@@ -22,6 +23,7 @@ export interface LeverSettings {
   ortSpinning?: boolean
   ortWorker?: boolean
   ortArena?: boolean
+  ortMemPattern?: boolean
 }
 
 export function leversFromEnv(env: NodeJS.ProcessEnv = process.env): LeverSettings {
@@ -30,6 +32,7 @@ export function leversFromEnv(env: NodeJS.ProcessEnv = process.env): LeverSettin
   if (env.BENCH_ORT_SPINNING) out.ortSpinning = env.BENCH_ORT_SPINNING === '1'
   if (env.BENCH_ORT_WORKER === '1') out.ortWorker = true
   if (env.BENCH_ORT_ARENA) out.ortArena = env.BENCH_ORT_ARENA === '1'
+  if (env.BENCH_ORT_MEMPATTERN) out.ortMemPattern = env.BENCH_ORT_MEMPATTERN === '1'
   return out
 }
 
@@ -39,6 +42,7 @@ export function leversToEnv(levers: LeverSettings): Record<string, string> {
   if (levers.ortSpinning !== undefined) env.BENCH_ORT_SPINNING = levers.ortSpinning ? '1' : '0'
   if (levers.ortWorker) env.BENCH_ORT_WORKER = '1'
   if (levers.ortArena !== undefined) env.BENCH_ORT_ARENA = levers.ortArena ? '1' : '0'
+  if (levers.ortMemPattern !== undefined) env.BENCH_ORT_MEMPATTERN = levers.ortMemPattern ? '1' : '0'
   return env
 }
 
@@ -55,7 +59,7 @@ export function applyLevers(levers: LeverSettings): void {
     // decode.ts calls sharp.concurrency(1) when it is first imported: keep our value.
     sharp.concurrency = (() => realConcurrency()) as typeof sharp.concurrency
   }
-  if (levers.ortSpinning !== undefined || levers.ortWorker || levers.ortArena !== undefined) {
+  if (levers.ortSpinning !== undefined || levers.ortWorker || levers.ortArena !== undefined || levers.ortMemPattern !== undefined) {
     ort.InferenceSession.create = (async (pathOrBuffer: unknown, maybeOptions?: unknown) => {
       const opts = { ...((maybeOptions ?? {}) as ort.InferenceSession.SessionOptions) }
       if (applied.ortSpinning !== undefined) {
@@ -63,6 +67,7 @@ export function applyLevers(levers: LeverSettings): void {
         opts.extra = { ...(opts.extra ?? {}), session: { intra_op: { allow_spinning: v }, inter_op: { allow_spinning: v } } }
       }
       if (applied.ortArena !== undefined) opts.enableCpuMemArena = applied.ortArena
+      if (applied.ortMemPattern !== undefined) opts.enableMemPattern = applied.ortMemPattern
       if (applied.ortWorker && typeof pathOrBuffer === 'string') return createWorkerSession(pathOrBuffer, opts)
       return (originalCreate as (p: unknown, o: unknown) => Promise<ort.InferenceSession>)(pathOrBuffer, opts)
     }) as Create

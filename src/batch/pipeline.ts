@@ -50,7 +50,7 @@ export interface BatchRunOptions {
   mode: OutputMode
   /** Items read or fetched at once. */
   concurrency: number
-  /** Images decoded or in inference at once (2 × batch size + 2 fills the batches). */
+  /** Images decoded or in inference at once (4 × batch size + 2 fills the batches). */
   scoreSlots: number
   shard?: Shard
   /** Largest local file read, in bytes. */
