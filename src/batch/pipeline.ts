@@ -190,14 +190,21 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       ? { resumed: { linesKept: existing.lines, failedKept: existing.failed, failedDropped: existing.dropped, tornBytes: existing.tornBytes, unparsable: existing.unparsable } }
       : {}),
   }
+  // Progress in input bytes: the bytes read, scaled by the share of the records read that
+  // are finished (read-ahead alone would show a small input as done long before it is;
+  // items finish out of order, so no byte offset marks "everything before is done").
   let inputBytes = 0
+  const bytesDone = (): number => {
+    const finished = summary.written + summary.skippedResume + summary.notInShard
+    return summary.total === 0 ? 0 : Math.round((inputBytes * finished) / summary.total)
+  }
   const snapshot = (): ProgressSnapshot => ({
     done: summary.written,
     scored: summary.scored,
     cached: summary.cached,
     failed: summary.failed,
     skipped: summary.skippedResume,
-    inputBytes,
+    inputBytes: bytesDone(),
     elapsedS: (performance.now() - started) / 1000,
   })
 

@@ -22,6 +22,12 @@ export interface ImageScore {
   timings: { decodeMs: number; inferenceMs: number }
 }
 
+export interface Prepared {
+  summary: ImageSummary
+  tensors: Map<string, Float32Array>
+  prepMs: number
+}
+
 export interface ScorerOptions {
   defaultModels: readonly string[]
   defaultWeights: Weights
@@ -60,7 +66,12 @@ export class Scorer {
     return decoded
   }
 
-  async scoreDecoded(image: DecodedImage, models: readonly NimaModel[], weights?: Weights): Promise<ImageScore> {
+  /**
+   * Synchronous half of scoring: the tensors each requested model needs (one per
+   * distinct input spec) and the image summary. After this the full-resolution pixels
+   * are no longer needed, so callers that drop their reference free them before inference.
+   */
+  prepare(image: DecodedImage, models: readonly NimaModel[]): Prepared {
     const started = performance.now()
     const tensors = new Map<string, Float32Array>()
     for (const m of models) {
@@ -69,9 +80,13 @@ export class Scorer {
       writeTensor(image, m.tensorSpec, t)
       tensors.set(m.inputKey, t)
     }
-    const prepMs = performance.now() - started
+    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes }
+    return { summary, tensors, prepMs: performance.now() - started }
+  }
+
+  async infer(prepared: Prepared, models: readonly NimaModel[], weights?: Weights): Promise<ImageScore> {
     const t0 = performance.now()
-    const dists = await Promise.all(models.map((m) => m.predict(tensors.get(m.inputKey)!)))
+    const dists = await Promise.all(models.map((m) => m.predict(prepared.tensors.get(m.inputKey)!)))
     const inferenceMs = performance.now() - t0
     const scores: Record<string, ScoreSummary> = {}
     const means: Record<string, number> = {}
@@ -84,20 +99,25 @@ export class Scorer {
     })
     const w = resolveWeights(models.map((m) => m.info), this.#options.defaultWeights, weights)
     return {
-      image: { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes },
+      image: prepared.summary,
       scores,
       combined: combine(means, w),
       models: info,
-      timings: { decodeMs: prepMs, inferenceMs },
+      timings: { decodeMs: prepared.prepMs, inferenceMs },
     }
+  }
+
+  scoreDecoded(image: DecodedImage, models: readonly NimaModel[], weights?: Weights): Promise<ImageScore> {
+    return this.infer(this.prepare(image, models), models, weights)
   }
 
   async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights): Promise<ImageScore> {
     const t0 = performance.now()
-    const decoded = await this.decode(bytes)
+    // No local holds the decoded image across the inference await.
+    const prepared = this.prepare(await this.decode(bytes), models)
     const decodeMs = performance.now() - t0
-    const result = await this.scoreDecoded(decoded, models, weights)
-    result.timings.decodeMs += decodeMs
+    const result = await this.infer(prepared, models, weights)
+    result.timings.decodeMs = decodeMs
     return result
   }
 
