@@ -80,6 +80,7 @@ ENV NODE_ENV=production \
     MODELS_DIR=/app/models \
     EXECUTION_PROVIDERS=cuda,cpu \
     CUDA_CACHE_PATH=/tmp/cuda-cache \
+    MALLOC_ARENA_MAX=2 \
     TMPDIR=/tmp
 WORKDIR /app
 COPY package.json ./
@@ -101,6 +102,7 @@ ENV NODE_ENV=production \
     PORT=8080 \
     MODELS_DIR=/app/models \
     EXECUTION_PROVIDERS=cpu \
+    MALLOC_ARENA_MAX=2 \
     TMPDIR=/tmp
 WORKDIR /app
 COPY package.json ./

@@ -25,7 +25,11 @@ export const ConfigSchema = Type.Object({
   }),
   ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator (0: ONNX Runtime picks one per core)' }),
   ORT_INTER_OP_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'Threads across operators' }),
-  BATCH_MAX_SIZE: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
+  ORT_ALLOW_SPINNING: Type.Boolean({
+    default: false,
+    description: 'Let ONNX Runtime pool threads spin between operators; off halves CPU per image when decoding and two sessions share the cores (bench/RESULTS.md)',
+  }),
+  BATCH_MAX_SIZE: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
   BATCH_MAX_WAIT_MS: Type.Number({ default: 2, minimum: 0, maximum: 1000, description: 'Longest a lone image waits for company' }),
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),

@@ -9,6 +9,8 @@ export interface SessionOptions {
   providers: readonly ExecutionProviderName[]
   intraOpThreads: number
   interOpThreads: number
+  /** Spin-wait between operators (ORT's default). Off by default here: see ORT_ALLOW_SPINNING. */
+  allowSpinning?: boolean
 }
 
 export interface ProviderFailure {
@@ -36,6 +38,8 @@ export async function openSession(modelPath: string, inputName: string, options:
         interOpNumThreads: options.interOpThreads,
         graphOptimizationLevel: 'all',
         executionMode: options.interOpThreads > 1 ? 'parallel' : 'sequential',
+        // Spinning threads burn the cores that libvips and the other model's session need.
+        extra: spinning(options.allowSpinning ?? false),
       })
       return wrap(session, inputName, provider, fallbacks)
     } catch (err) {
@@ -44,6 +48,11 @@ export async function openSession(modelPath: string, inputName: string, options:
   }
   const tried = fallbacks.map((f) => `${f.provider}: ${f.error}`).join('; ')
   throw new Error(`no execution provider could load ${modelPath} (${tried})`)
+}
+
+function spinning(allow: boolean) {
+  const v = allow ? '1' : '0'
+  return { session: { intra_op: { allow_spinning: v }, inter_op: { allow_spinning: v } } }
 }
 
 function wrap(

@@ -24,7 +24,12 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
       }
       const model = await NimaModel.load(
         entry,
-        { providers: config.executionProviders, intraOpThreads: config.ORT_INTRA_OP_THREADS, interOpThreads: config.ORT_INTER_OP_THREADS },
+        {
+          providers: config.executionProviders,
+          intraOpThreads: config.ORT_INTRA_OP_THREADS,
+          interOpThreads: config.ORT_INTER_OP_THREADS,
+          allowSpinning: config.ORT_ALLOW_SPINNING,
+        },
         { maxBatchSize: config.BATCH_MAX_SIZE, maxWaitMs: config.BATCH_MAX_WAIT_MS, maxQueue: config.QUEUE_MAX },
         metrics,
       )
