@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import type { Config } from './config/load.js'
-import { createAddressPolicy } from './fetching/address-policy.js'
-import { createImageFetcher, type ImageFetcher } from './fetching/fetch-image.js'
+import type { ImageFetcher } from './fetching/fetch-image.js'
+import { imageFetcherFromConfig } from './fetching/from-config.js'
 import { createHostLimiter } from './fetching/host-limiter.js'
 import { loggerOptions } from './http/logger.js'
 import { createMetrics, type Metrics } from './metrics/metrics.js'
@@ -26,14 +26,7 @@ export interface Server {
 export async function startServer(config: Config): Promise<Server> {
   const metrics = createMetrics()
   const state = new ServiceState((ready) => metrics.ready.set(ready ? 1 : 0))
-  const fetcher: ImageFetcher = createImageFetcher({
-    policy: createAddressPolicy({ allow: [...config.urlAllowlist] }),
-    maxBytes: config.URL_MAX_BYTES,
-    maxRedirects: config.URL_MAX_REDIRECTS,
-    connectTimeoutMs: config.URL_CONNECT_TIMEOUT_MS,
-    headersTimeoutMs: config.URL_HEADERS_TIMEOUT_MS,
-    bodyTimeoutMs: config.URL_BODY_TIMEOUT_MS,
-  })
+  const fetcher: ImageFetcher = imageFetcherFromConfig(config)
   const hosts = createHostLimiter(config.RANK_PER_HOST_CONCURRENCY)
   const app = await buildApp({
     config,

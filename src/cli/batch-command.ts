@@ -14,7 +14,7 @@ import { ConfigError, loadConfig, type Config } from '../config/load.js'
 import type { RawConfig } from '../config/schema.js'
 import { isNimaError } from '../errors.js'
 import { createAddressPolicy } from '../fetching/address-policy.js'
-import { createImageFetcher } from '../fetching/fetch-image.js'
+import { imageFetcherFromConfig } from '../fetching/from-config.js'
 import { createHostLimiter } from '../fetching/host-limiter.js'
 import { createMetrics } from '../metrics/metrics.js'
 import { loadScorer } from '../scoring/load-scorer.js'
@@ -294,14 +294,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   } catch (err) {
     throw new FatalError(`cannot load the models: ${(err as Error).message}`, { cause: err })
   }
-  const fetcher = createImageFetcher({
-    policy,
-    maxBytes: config.URL_MAX_BYTES,
-    maxRedirects: config.URL_MAX_REDIRECTS,
-    connectTimeoutMs: config.URL_CONNECT_TIMEOUT_MS,
-    headersTimeoutMs: config.URL_HEADERS_TIMEOUT_MS,
-    bodyTimeoutMs: config.URL_BODY_TIMEOUT_MS,
-  })
+  const fetcher = imageFetcherFromConfig(config, policy)
   let cache: ScoreCache | undefined
   const signals = deps.signal ? undefined : signalsController(io)
   try {

@@ -2,8 +2,7 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { loadConfig } from '../../src/config/load.js'
 import { ConfigSchema, type RawConfig } from '../../src/config/schema.js'
-import { createAddressPolicy } from '../../src/fetching/address-policy.js'
-import { createImageFetcher } from '../../src/fetching/fetch-image.js'
+import { imageFetcherFromConfig } from '../../src/fetching/from-config.js'
 import apiKeys from '../../src/http/auth.js'
 import errorHandler from '../../src/http/error-handler.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
@@ -26,14 +25,7 @@ export interface LabelApp {
 export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig> = {}): Promise<LabelApp> {
   const config = loadConfig({}, { LOG_LEVEL: 'silent', URL_ALLOWLIST: '127.0.0.1', ...overrides })
   const metrics = createMetrics()
-  const fetcher = createImageFetcher({
-    policy: createAddressPolicy({ allow: [...config.urlAllowlist] }),
-    maxBytes: config.URL_MAX_BYTES,
-    maxRedirects: config.URL_MAX_REDIRECTS,
-    connectTimeoutMs: config.URL_CONNECT_TIMEOUT_MS,
-    headersTimeoutMs: config.URL_HEADERS_TIMEOUT_MS,
-    bodyTimeoutMs: config.URL_BODY_TIMEOUT_MS,
-  })
+  const fetcher = imageFetcherFromConfig(config)
   const app = Fastify({ bodyLimit: config.BODY_LIMIT_BYTES, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } } })
   for (const schema of sharedSchemas) app.addSchema(schema)
   await app.register(errorHandler, { metrics })
