@@ -66,25 +66,25 @@ const plan = {
   stageMs: quick ? 1000 : 3000,
   decodeConcurrency: quick ? [2, 4] : [1, 2, 4, 8],
   batches: [1, 2, 4, 8, 16, 32],
-  /** 'configured': the sessions as the service opens them; 'spinning off': the same with intra-op spinning disabled (lever). */
+  /** 'configured': the sessions as the service opens them; 'spinning flipped': the same with ORT_ALLOW_SPINNING inverted. */
   pipelines: (quick
     ? [
+        { sessions: 'configured', batch: 4, decodeConcurrency: 2, mode: 'serial' },
         { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'spinning off', batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'spinning off', batch: 8, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'spinning flipped', batch: 4, decodeConcurrency: 2, mode: 'serial' },
       ]
     : [
         { sessions: 'configured', batch: 4, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'configured', batch: 4, decodeConcurrency: 4, mode: 'serial' },
         { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'configured', batch: 8, decodeConcurrency: 4, mode: 'serial' },
         { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'concurrent' },
-        { sessions: 'configured', batch: 16, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'spinning off', batch: 4, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'spinning off', batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'spinning off', batch: 8, decodeConcurrency: 4, mode: 'serial' },
-        { sessions: 'spinning off', batch: 16, decodeConcurrency: 4, mode: 'serial' },
-        { sessions: 'spinning off', batch: 32, decodeConcurrency: 4, mode: 'serial' },
-      ]) as (Omit<PipelineOptions, 'warmupMs' | 'ms'> & { sessions: 'configured' | 'spinning off' })[],
+        { sessions: 'configured', batch: 8, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'configured', batch: 16, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'configured', batch: 32, decodeConcurrency: 4, mode: 'serial' },
+        { sessions: 'spinning flipped', batch: 4, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning flipped', batch: 8, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'spinning flipped', batch: 8, decodeConcurrency: 4, mode: 'serial' },
+      ]) as (Omit<PipelineOptions, 'warmupMs' | 'ms'> & { sessions: 'configured' | 'spinning flipped' })[],
   pipelineWarmupMs: quick ? 500 : 1500,
   pipelineMs: quick ? 2000 : 6000,
   concurrency: args.concurrency ? args.concurrency.split(',').map(Number) : [1, 2, 4, 8, 16, 32],
@@ -148,8 +148,15 @@ const foreign = (rs: readonly { noise?: Noise }[]) => Math.max(...rs.map((r) => 
 
 async function rawPhase(): Promise<RawResults> {
   section('1. Raw in-process pipeline (no HTTP)')
-  const sessionOptions = { providers: config.executionProviders, intraOpThreads: config.ORT_INTRA_OP_THREADS, interOpThreads: config.ORT_INTER_OP_THREADS }
-  print(`models: ${modelsDir} (${config.models.slice(0, 2).join(', ')}); ORT intra=${sessionOptions.intraOpThreads} inter=${sessionOptions.interOpThreads}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`)
+  const sessionOptions = {
+    providers: config.executionProviders,
+    intraOpThreads: config.ORT_INTRA_OP_THREADS,
+    interOpThreads: config.ORT_INTER_OP_THREADS,
+    allowSpinning: config.ORT_ALLOW_SPINNING,
+  }
+  print(
+    `models: ${modelsDir} (${config.models.slice(0, 2).join(', ')}); ORT intra=${sessionOptions.intraOpThreads} inter=${sessionOptions.interOpThreads} spinning=${sessionOptions.allowSpinning ? 'on' : 'off'}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+  )
   const models = await loadModels(modelsDir, config.models.slice(0, 2), sessionOptions)
   try {
     const spec = models[0]!.spec
@@ -189,31 +196,28 @@ async function rawPhase(): Promise<RawResults> {
     const stageBound = round(serialBound([decodePreprocess.photosPerSec, ...Object.values(bestBatch).map((b) => b.imagesPerSec)]))
 
     const pipelines: RawResults['pipelines'] = []
-    const runPipelines = async (sessions: 'configured' | 'spinning off', ms: typeof models) => {
+    const runPipelines = async (sessions: 'configured' | 'spinning flipped', ms: typeof models) => {
       for (const p of plan.pipelines.filter((x) => x.sessions === sessions)) {
         pipelines.push({ ...(await noted(() => measurePipeline(images, ms, { ...p, warmupMs: plan.pipelineWarmupMs, ms: plan.pipelineMs }))), sessions })
       }
     }
     await runPipelines('configured', models)
-    const levers = leversFromEnv({ ...process.env, ...serviceEnv })
-    applyLevers({ ...levers, ortSpinning: false })
-    const unspun = await loadModels(modelsDir, config.models.slice(0, 2), sessionOptions)
+    const flipped = await loadModels(modelsDir, config.models.slice(0, 2), { ...sessionOptions, allowSpinning: !sessionOptions.allowSpinning })
     try {
-      await runPipelines('spinning off', unspun)
+      await runPipelines('spinning flipped', flipped)
     } finally {
-      await Promise.all(unspun.map((m) => m.session.dispose()))
-      applyLevers(levers)
+      await Promise.all(flipped.map((m) => m.session.dispose()))
     }
     const limit = pipelines.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a))
     print('\nEnd to end (decode → tensor written in place into the batch → both models), images/s:\n')
     print(
       mdTable(
         ['ORT sessions', 'batch', 'decodes in flight', 'models', 'images/s', 'CPU ms/image', 'inference busy', 'foreign cores'],
-        pipelines.map((p) => [p.sessions, p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, p.cpuMsPerImage, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
+        pipelines.map((p) => [p.sessions === 'configured' ? p.sessions : `spinning ${sessionOptions.allowSpinning ? 'off' : 'on'}`, p.batch, p.decodeConcurrency, p.mode, p.imagesPerSec, p.cpuMsPerImage, `${Math.round(p.inferenceBusy * 100)}%`, p.noise.foreignCores]),
       ),
     )
     print(`\nstage bound 1/(1/${decodePreprocess.photosPerSec} + ${Object.values(bestBatch).map((b) => `1/${b.imagesPerSec}`).join(' + ')}) = ${stageBound} images/s`)
-    print(`LIMIT (best end-to-end): ${limit.imagesPerSec} images/s (${limit.sessions} sessions, batch ${limit.batch}, ${limit.decodeConcurrency} decodes in flight, models ${limit.mode})`)
+    print(`LIMIT (best end-to-end): ${limit.imagesPerSec} images/s (${limit.sessions === 'configured' ? 'configured' : `spinning ${sessionOptions.allowSpinning ? 'off' : 'on'}`} sessions, batch ${limit.batch}, ${limit.decodeConcurrency} decodes in flight, models ${limit.mode})`)
     return { sessionOptions, micro, decode, decodePreprocess, models: modelResults, bestBatch, stageBound, pipelines, limit }
   } finally {
     await Promise.all(models.map((m) => m.session.dispose()))

@@ -1,14 +1,14 @@
 /**
  * npm run bench:tune [-- --quick] [--only raw,threads,uv,batch,worker] [--concurrency 8]
- *                    [--add 'ORT_INTRA_OP_THREADS=2,BENCH_ORT_SPINNING=0'] [--repeat 2]
+ *                    [--add 'ORT_INTRA_OP_THREADS=2,BATCH_MAX_SIZE=8'] [--add defaults] [--repeat 2]
  *
  * Sweeps the serving levers one group at a time against the shipped defaults:
  *  raw     in-process pipeline (no HTTP) under different ORT session settings;
- *  threads ORT_INTRA_OP_THREADS / ORT_INTER_OP_THREADS / intra-op spinning;
+ *  threads ORT_INTRA_OP_THREADS / ORT_INTER_OP_THREADS / ORT_ALLOW_SPINNING;
  *  uv      UV_THREADPOOL_SIZE and libvips threads per image (sharp.concurrency);
  *  batch   BATCH_MAX_SIZE × BATCH_MAX_WAIT_MS;
  *  worker  ONNX Runtime sessions in worker threads (both models truly concurrent);
- *  memory  glibc malloc arenas, ORT's CPU memory arena.
+ *  memory  glibc malloc arenas, ORT's CPU memory arena and memory patterns.
  * Service configs each get a fresh server and one autocannon level (default 8
  * connections). Levers that src/ does not expose are BENCH_* variables applied by
  * bench/lib/levers.ts. Writes bench/results/tune-<time>.json.
@@ -51,39 +51,35 @@ interface ServiceConfig {
 /** 'K=V,K=V'; 'defaults' is the empty set. */
 const parseEnv = (s: string): Env => (s === 'defaults' ? {} : Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string])))
 
+// Shipped defaults (d632164): intra 0, inter 1, spinning off, batch 4 / wait 2, UV 4, sharp 1, MALLOC_ARENA_MAX 2.
 const serviceConfigs: ServiceConfig[] = [
-  { group: 'threads', label: 'defaults (intra 0, inter 1, spinning on)', env: {} },
+  { group: 'threads', label: 'defaults (intra 0, inter 1, spinning off, batch 4)', env: {} },
+  { group: 'threads', label: 'spinning on (the old default)', env: { ORT_ALLOW_SPINNING: 'true' } },
+  { group: 'threads', label: 'spinning on, batch 8 (the old defaults)', env: { ORT_ALLOW_SPINNING: 'true', BATCH_MAX_SIZE: '8' } },
   { group: 'threads', label: 'intra 1', env: { ORT_INTRA_OP_THREADS: '1' } },
   { group: 'threads', label: 'intra 2', env: { ORT_INTRA_OP_THREADS: '2' } },
-  { group: 'threads', label: 'intra 0, spinning off', env: { BENCH_ORT_SPINNING: '0' } },
-  { group: 'threads', label: 'intra 2, spinning off', env: { ORT_INTRA_OP_THREADS: '2', BENCH_ORT_SPINNING: '0' } },
   { group: 'threads', label: 'intra 0, inter 2 (parallel mode)', env: { ORT_INTER_OP_THREADS: '2' } },
   { group: 'uv', label: 'UV_THREADPOOL_SIZE 2', env: { UV_THREADPOOL_SIZE: '2' } },
   { group: 'uv', label: 'UV_THREADPOOL_SIZE 8', env: { UV_THREADPOOL_SIZE: '8' } },
   { group: 'uv', label: 'sharp.concurrency 2', env: { BENCH_SHARP_CONCURRENCY: '2' } },
-  { group: 'uv', label: 'UV 2, spinning off', env: { UV_THREADPOOL_SIZE: '2', BENCH_ORT_SPINNING: '0' } },
   { group: 'batch', label: 'batch 1', env: { BATCH_MAX_SIZE: '1', BATCH_MAX_WAIT_MS: '0' } },
-  { group: 'batch', label: 'batch 4, wait 2', env: { BATCH_MAX_SIZE: '4' } },
-  { group: 'batch', label: 'batch 8, wait 0', env: { BATCH_MAX_WAIT_MS: '0' } },
-  { group: 'batch', label: 'batch 8, wait 10', env: { BATCH_MAX_WAIT_MS: '10' } },
+  { group: 'batch', label: 'batch 4, wait 0', env: { BATCH_MAX_WAIT_MS: '0' } },
+  { group: 'batch', label: 'batch 4, wait 10', env: { BATCH_MAX_WAIT_MS: '10' } },
+  { group: 'batch', label: 'batch 8, wait 2', env: { BATCH_MAX_SIZE: '8' } },
   { group: 'batch', label: 'batch 16, wait 2', env: { BATCH_MAX_SIZE: '16' } },
-  { group: 'batch', label: 'batch 16, wait 10', env: { BATCH_MAX_SIZE: '16', BATCH_MAX_WAIT_MS: '10' } },
   { group: 'worker', label: 'ORT in worker threads, intra 1', env: { BENCH_ORT_WORKER: '1', ORT_INTRA_OP_THREADS: '1' } },
   { group: 'worker', label: 'ORT in worker threads, intra 0', env: { BENCH_ORT_WORKER: '1' } },
-  { group: 'worker', label: 'ORT in worker threads, intra 0, spinning off', env: { BENCH_ORT_WORKER: '1', BENCH_ORT_SPINNING: '0' } },
-  { group: 'memory', label: 'defaults', env: {} },
-  { group: 'memory', label: 'defaults + BENCH_* preload (tsx hooks; baseline for lever rows)', env: { BENCH_ORT_SPINNING: '1' } },
-  { group: 'memory', label: 'MALLOC_ARENA_MAX 2', env: { MALLOC_ARENA_MAX: '2' } },
+  { group: 'memory', label: 'defaults + BENCH_* preload (tsx hooks; baseline for lever rows)', env: { BENCH_ORT_ARENA: '1' } },
+  { group: 'memory', label: 'MALLOC_ARENA_MAX unset (glibc default)', env: { MALLOC_ARENA_MAX: '' } },
   { group: 'memory', label: 'ORT CPU arena off', env: { BENCH_ORT_ARENA: '0' } },
-  { group: 'memory', label: 'ORT CPU arena off, MALLOC_ARENA_MAX 2', env: { BENCH_ORT_ARENA: '0', MALLOC_ARENA_MAX: '2' } },
   { group: 'memory', label: 'ORT memory pattern off', env: { BENCH_ORT_MEMPATTERN: '0' } },
-  { group: 'memory', label: 'batch 4, MALLOC_ARENA_MAX 2', env: { BATCH_MAX_SIZE: '4', MALLOC_ARENA_MAX: '2' } },
   ...args.add.map((a) => ({ group: 'custom', label: a, env: parseEnv(a) })),
 ]
 
 interface RawConfig {
   label: string
   intra: number
+  /** ORT_ALLOW_SPINNING for the sessions (default: off, as shipped). */
   spinning?: boolean
   worker?: boolean
   mode: ModelMode
@@ -92,19 +88,17 @@ interface RawConfig {
 }
 
 const rawConfigs: RawConfig[] = [
-  { label: 'intra 0 (defaults)', intra: 0, mode: 'serial' },
-  { label: 'intra 0, spinning off', intra: 0, spinning: false, mode: 'serial' },
-  { label: 'intra 0, spinning off, models Promise.all', intra: 0, spinning: false, mode: 'concurrent' },
-  { label: 'intra 0, spinning off, batch 4', intra: 0, spinning: false, mode: 'serial', batch: 4 },
-  { label: 'intra 0, spinning off, batch 16', intra: 0, spinning: false, mode: 'serial', batch: 16 },
-  { label: 'intra 0, spinning off, 1 decode in flight', intra: 0, spinning: false, mode: 'serial', decodes: 1 },
-  { label: 'intra 0, spinning off, 4 decodes in flight', intra: 0, spinning: false, mode: 'serial', decodes: 4 },
+  { label: 'intra 0, spinning off (defaults)', intra: 0, mode: 'serial' },
+  { label: 'intra 0, spinning on', intra: 0, spinning: true, mode: 'serial' },
+  { label: 'intra 0, models Promise.all', intra: 0, mode: 'concurrent' },
+  { label: 'intra 0, batch 8', intra: 0, mode: 'serial', batch: 8 },
+  { label: 'intra 0, batch 16', intra: 0, mode: 'serial', batch: 16 },
+  { label: 'intra 0, 1 decode in flight', intra: 0, mode: 'serial', decodes: 1 },
+  { label: 'intra 0, 4 decodes in flight', intra: 0, mode: 'serial', decodes: 4 },
   { label: 'intra 1', intra: 1, mode: 'serial' },
-  { label: 'intra 2, spinning off', intra: 2, spinning: false, mode: 'serial' },
   { label: 'worker threads, intra 1, models concurrent', intra: 1, worker: true, mode: 'concurrent' },
   { label: 'worker threads, intra 0, models concurrent', intra: 0, worker: true, mode: 'concurrent' },
-  { label: 'worker threads, intra 0, spinning off, concurrent', intra: 0, worker: true, spinning: false, mode: 'concurrent' },
-  { label: 'worker threads, intra 0, spinning off, serial', intra: 0, worker: true, spinning: false, mode: 'serial' },
+  { label: 'worker threads, intra 0, models serial', intra: 0, worker: true, mode: 'serial' },
 ]
 
 const quick = args.quick
@@ -195,11 +189,11 @@ async function rawSweep(): Promise<RawRow[]> {
   const baseline = leversFromEnv()
   for (let k = 0; k < repeat; k++) {
     for (const cfg of rawConfigs) {
-      applyLevers({ ...baseline, ortSpinning: cfg.spinning, ortWorker: cfg.worker ?? false })
-      const models = await loadModels(modelsDir, ['aesthetic', 'technical'], { providers: ['cpu'], intraOpThreads: cfg.intra, interOpThreads: 1 })
+      applyLevers({ ...baseline, ortWorker: cfg.worker ?? false })
+      const models = await loadModels(modelsDir, ['aesthetic', 'technical'], { providers: ['cpu'], intraOpThreads: cfg.intra, interOpThreads: 1, allowSpinning: cfg.spinning ?? false })
       try {
         const mark = markNoise(selfCpuSeconds())
-        const r = await measurePipeline(images, models, { batch: cfg.batch ?? 8, decodeConcurrency: cfg.decodes ?? 2, mode: cfg.mode, warmupMs: quick ? 500 : 1500, ms: quick ? 2500 : 6000 })
+        const r = await measurePipeline(images, models, { batch: cfg.batch ?? 4, decodeConcurrency: cfg.decodes ?? 2, mode: cfg.mode, warmupMs: quick ? 500 : 1500, ms: quick ? 2500 : 6000 })
         rows.push({ ...cfg, imagesPerSec: r.imagesPerSec, cpuMsPerImage: r.cpuMsPerImage, inferenceBusy: r.inferenceBusy, noise: noiseSince(mark, selfCpuSeconds()) })
         process.stderr.write(`  raw ${cfg.label}: ${r.imagesPerSec} images/s\n`)
       } finally {
@@ -231,7 +225,7 @@ async function main() {
   print(`service configs at ${connections.join(',')} connections, ${loadSec} s after ${warmupSec} s warm-up, ${repeat} run(s) each; models ${modelsDir}`)
   const raw = wanted('raw') ? await rawSweep() : []
   if (raw.length > 0) {
-    section('In-process pipeline (batch 8 and 2 decodes in flight unless named), images/s')
+    section('In-process pipeline (batch 4 and 2 decodes in flight unless named), images/s')
     print(
       mdTable(
         ['session settings', 'best images/s', 'runs', 'CPU ms/image (min)', 'inference busy (best)', 'foreign cores (best)'],

@@ -86,11 +86,15 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     ...(o.entry === 'tsx' ? ['--import', 'tsx', ...(levers ? ['--import', leversModule] : []), 'src/main.ts'] : [...(levers ? ['--import', 'tsx', '--import', leversModule] : []), o.entry]),
   ]
   mkdirSync(dirname(o.logFile), { recursive: true })
+  // MALLOC_ARENA_MAX=2 as `npm start` and the Dockerfile set it, unless the caller says otherwise;
+  // an empty value in o.env removes the variable.
+  const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: o.modelsDir, LOG_LEVEL: 'info', ...o.env }
+  for (const [k, v] of Object.entries(env)) if (v === '') delete env[k]
   const out = openSync(o.logFile, 'w')
   const started = performance.now()
   const child = spawn(process.execPath, args, {
     cwd: projectRoot,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: o.modelsDir, LOG_LEVEL: 'info', ...o.env },
+    env,
     stdio: ['ignore', out, out],
   })
   closeSync(out)
