@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { accessSync, constants, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
 import { parser } from '@prometheus-io/lezer-promql'
 import { parse as parseYaml, parseAllDocuments } from 'yaml'
@@ -328,3 +329,13 @@ export async function sendTraffic(baseUrl: string): Promise<TrafficResult> {
 
 /** The statuses sendTraffic must see from a healthy service. */
 export const EXPECTED_TRAFFIC = { upload: 200, url: 200, rank: 200, bad: 415, healthz: 200, readyz: 200 }
+
+/** A TCP port that was free a moment ago on 127.0.0.1, for processes that need a fixed one. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
+}

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -20,6 +19,7 @@ import {
   repo,
   sendTraffic,
   substituteGrafanaVariables,
+  freePort,
 } from './helpers.js'
 
 // A real Prometheus (Debian package `prometheus`) scrapes the real service with the repo's
@@ -33,14 +33,6 @@ const RATE_WINDOW = '30s'
 /** Panels whose queries must show a positive value after the traffic, not just series. */
 const MUST_BE_POSITIVE = ['API requests / s', 'Request rate by route', 'Latency by route (p50 / p95 / p99)', 'Inference latency by model (p50 / p95 / p99)', 'Images scored by model', 'Fetch latency by outcome (p50 / p95)', 'Fetched bytes', 'Memory']
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
 
 interface QueryResult {
   status: string

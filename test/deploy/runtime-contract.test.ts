@@ -1,12 +1,11 @@
 import { execFile, spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { testModelsDir } from '../helpers/models.js'
 import { dockerfileStages, stageEnv } from './dockerfile.js'
-import { findExecutable, repo, SAMPLE_JPEG } from './helpers.js'
+import { findExecutable, repo, SAMPLE_JPEG, freePort } from './helpers.js'
 
 // The image's runtime contract, exercised without a Docker engine: the built service runs
 // with the runtime stage's ENV as uid 1000, in a mount namespace whose root filesystem is
@@ -26,14 +25,6 @@ function unavailable(): string | undefined {
   return undefined
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
 
 const why = unavailable()
 
