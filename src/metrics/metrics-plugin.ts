@@ -19,6 +19,7 @@ export default fp(
     app.get('/metrics', { config: { public: true }, schema: { summary: 'Prometheus metrics (text exposition format)', hide: false } }, async (_request, reply) => {
       for (const [model, depth] of Object.entries(queueDepths())) metrics.queueDepth.set({ model }, depth)
       metrics.ready.set(state.ready ? 1 : 0)
+      metrics.inflightRequests.set(state.inflight)
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
     })
   },

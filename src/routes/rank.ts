@@ -31,7 +31,6 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
     },
     async (request, reply) => {
       const leave = state.enter()
-      metrics.inflightRequests.inc()
       try {
         const started = performance.now()
         const scorer = state.requireScorer()
@@ -100,7 +99,6 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           timings: { totalMs: performance.now() - started },
         })
       } finally {
-        metrics.inflightRequests.dec()
         leave()
       }
     },

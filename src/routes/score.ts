@@ -40,7 +40,6 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
     },
     async (request, reply) => {
       const leave = state.enter()
-      ctx.metrics.inflightRequests.inc()
       try {
         const started = performance.now()
         const scorer = state.requireScorer()
@@ -54,7 +53,6 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
           timings: { ...(fetchMs !== undefined ? { fetchMs } : {}), ...result.timings, totalMs: performance.now() - started },
         })
       } finally {
-        ctx.metrics.inflightRequests.dec()
         leave()
       }
     },
