@@ -57,7 +57,7 @@ function findModels(dir) {
       const manifestPath = join(idDir, version, 'manifest.json')
       if (!existsSync(manifestPath)) continue
       const m = JSON.parse(readFileSync(manifestPath, 'utf8'))
-      out.push({ id, version, path: join(idDir, version, m.file), input: m.input, output: m.output })
+      out.push({ id, version, precision: m.precision ?? 'float32', path: join(idDir, version, m.file), input: m.input, output: m.output })
     }
   }
   if (out.length === 0) throw new Error(`no models under ${dir}`)
@@ -123,7 +123,7 @@ async function benchProvider(provider, sessions, batches, seconds) {
       break
     }
     const tensor = new ort.Tensor('float32', input, [b, height, width, 3])
-    const row = { provider, batch: b }
+    const row = { provider, precision: sessions[0].model.precision, batch: b }
     try {
       for (const s of sessions) {
         const fetches = [s.model.output.scores.name]
@@ -163,8 +163,11 @@ async function main() {
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     gpu: gpuInfo(),
     ldLibraryPath: process.env.LD_LIBRARY_PATH ?? '',
-    models: models.map((m) => `${m.id}/${m.version}`),
+    models: models.map((m) => `${m.id}/${m.version} (${m.precision})`),
   }
+  // One measurement per precision: float32 always, float16 when `models fp16` made variants.
+  const groups = new Map()
+  for (const m of models) groups.set(m.precision, [...(groups.get(m.precision) ?? []), m])
   log(`# NIMA raw inference on ${info.gpu}`)
   log(`node ${info.node}, onnxruntime-node ${info.onnxruntime?.node ?? '?'}, ${info.platform}, ${info.cpus}, ${info.memoryGiB} GiB`)
   log(`models: ${info.models.join(', ')}; batches ${batches.join(',')}; ${seconds} s per measurement`)
@@ -172,26 +175,30 @@ async function main() {
   const attempts = []
   const results = []
   for (const provider of args.providers.split(',')) {
-    let sessions
-    try {
-      sessions = await openAll(models, provider)
-    } catch (err) {
-      const error = String(err.message ?? err).split('\n')[0]
-      attempts.push({ provider, ok: false, error })
-      log(`\nprovider ${provider}: FAILED — ${error}`)
-      continue
+    let ok = false
+    for (const [precision, group] of groups) {
+      let sessions
+      try {
+        sessions = await openAll(group, provider)
+      } catch (err) {
+        const error = String(err.message ?? err).split('\n')[0]
+        attempts.push({ provider, precision, ok: false, error })
+        log(`\nprovider ${provider} (${precision}): FAILED — ${error}`)
+        continue
+      }
+      ok = true
+      attempts.push({ provider, precision, ok: true, loadMs: sessions.map((s) => round(s.loadMs)) })
+      log(`\nprovider ${provider} (${precision}): OK (session load ${sessions.map((s) => `${s.model.id} ${round(s.loadMs)} ms`).join(', ')})`)
+      try {
+        results.push(...(await benchProvider(provider, sessions, batches, seconds)))
+      } finally {
+        await Promise.all(sessions.map((s) => s.session.release()))
+      }
     }
-    attempts.push({ provider, ok: true, loadMs: sessions.map((s) => round(s.loadMs)) })
-    log(`\nprovider ${provider}: OK (session load ${sessions.map((s) => `${s.model.id} ${round(s.loadMs)} ms`).join(', ')})`)
-    try {
-      results.push(...(await benchProvider(provider, sessions, batches, seconds)))
-    } finally {
-      await Promise.all(sessions.map((s) => s.session.release()))
-    }
-    if (!args['all-providers']) break
+    if (ok && !args['all-providers']) break
   }
-  const worked = attempts.filter((a) => a.ok).map((a) => a.provider)
-  log(`\nproviders that worked: ${worked.join(', ') || 'none'}; failed: ${attempts.filter((a) => !a.ok).map((a) => a.provider).join(', ') || 'none'}`)
+  const worked = [...new Set(attempts.filter((a) => a.ok).map((a) => a.provider))]
+  log(`\nproviders that worked: ${worked.join(', ') || 'none'}; failed: ${attempts.filter((a) => !a.ok).map((a) => `${a.provider} (${a.precision})`).join(', ') || 'none'}`)
   const out = args.out ?? join(here, `results-gpu-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   writeFileSync(out, `${JSON.stringify({ kind: 'nima-serve-bench-gpu', info, attempts, results }, null, 2)}\n`)
   log(`wrote ${out}`)

@@ -26,6 +26,10 @@ commands:
   synth  [--dir DIR] [--seed N] [--task T] (re)generate SYNTHETIC models (seed N for aesthetic, N+1 for technical)
   pull   [--dir DIR] [--from DIR | --base-url URL]
                                           download idealo's real weights (pinned commit, integrity-checked), convert, install
+  fp16   [--dir DIR] [--id ID] [--check PHOTOS] [--tolerance T]
+                                          make float16 variants (<version>-fp16) of the float32 models, for GPUs;
+                                          --check scores the photos in folder PHOTOS with both and refuses a
+                                          variant whose max |mean difference| exceeds T (default 0.02)
   list   [--dir DIR]                      list installed models
 
 DIR defaults to $MODELS_DIR or ./models.`
@@ -95,6 +99,61 @@ async function pull(dir: string, values: Record<string, string | undefined>, io:
   return 0
 }
 
+function parseTolerance(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_FLOAT16_TOLERANCE
+  const value = Number(text)
+  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) throw usage(`--tolerance: expected a positive number, got ${JSON.stringify(text)}`)
+  return value
+}
+
+/** The largest |Δmean| a float16 variant may show before `fp16 --check` refuses it. */
+export const DEFAULT_FLOAT16_TOLERANCE = 0.02
+
+async function fp16(dir: string, values: Record<string, string | undefined>, io: CliIo): Promise<number> {
+  const { scanModels, selectModel, modelRef } = await import('../models/catalog.js')
+  const { float16Model, installFloat16Variant, readVerifiedModel } = await import('../models/float16-variant.js')
+  const { comparePrecision, imageFiles } = await import('../models/precision-check.js')
+  const tolerance = parseTolerance(values['tolerance'])
+  let photos: string[] | undefined
+  if (values['check'] !== undefined) {
+    try {
+      photos = await imageFiles(values['check'])
+    } catch (err) {
+      throw usage(`--check: cannot read folder ${values['check']}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+    }
+    if (photos.length === 0) throw usage(`--check: no images in ${values['check']}`)
+  }
+  const { entries, problems } = await scanModels(dir)
+  for (const p of problems) io.err(`unreadable manifest ${p.path}: ${p.error}`)
+  const ids = values['id'] !== undefined ? [values['id']] : [...new Set(entries.map((e) => e.manifest.id))]
+  const bases = ids.map((id) => selectModel(entries, id) ?? id)
+  const missing = bases.filter((b) => typeof b === 'string')
+  if (ids.length === 0 || missing.length > 0) throw usage(`fp16: no float32 model ${missing.length > 0 ? `for ${missing.join(', ')} ` : ''}in ${dir}; run \`nima-serve models ensure\` or \`pull\` first`)
+  for (const base of bases) {
+    if (typeof base === 'string') continue
+    const ref = modelRef(base.manifest)
+    const converted = float16Model(await readVerifiedModel(base), ref)
+    let check: Awaited<ReturnType<typeof comparePrecision>> | undefined
+    if (photos) {
+      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos)
+      const figures = `${check.images} photos, |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} mean ${check.meanAbsDeltaMean.toExponential(2)}, |Δp| max ${check.maxAbsDeltaP.toExponential(2)} (${check.provider})`
+      if (check.maxAbsDeltaMean > tolerance) {
+        throw new ModelError('MODEL_PRECISION_CHECK_FAILED', `${ref}: float16 variant not installed: ${figures}; worst ${check.worst} is above the tolerance ${tolerance}`)
+      }
+      for (const { photo, reason } of check.skipped) io.err(`${ref}: skipped ${photo}: ${reason}`)
+      io.out(`${ref}: float16 check passed: ${figures}, tolerance ${tolerance}`)
+    }
+    const { installed, stats } = await installFloat16Variant(dir, base, { ...converted, check })
+    const kind = base.manifest.synthetic ? 'SYNTHETIC ' : ''
+    io.out(
+      `${ref}: installed ${kind}float16 variant ${installed.manifest.version} at ${installed.modelPath} ` +
+        `(${stats.values} weights, max rounding error ${stats.maxAbsRoundingError.toExponential(2)}, ${stats.flushedToZero} flushed to zero)`,
+    )
+  }
+  io.out('Serve them with MODEL_PRECISION=float16 (meant for EXECUTION_PROVIDERS=cuda or webgpu; on the CPU provider they are slower, not faster).')
+  return 0
+}
+
 async function list(dir: string, io: CliIo): Promise<number> {
   const { scanModels } = await import('../models/catalog.js')
   const { entries, problems } = await scanModels(dir)
@@ -103,8 +162,9 @@ async function list(dir: string, io: CliIo): Promise<number> {
     io.out(`no models installed in ${dir}; run: nima-serve models ensure`)
     return problems.length === 0 ? 0 : 1
   }
-  io.out(['id', 'version', 'synthetic', 'sha256'].join('\t'))
-  for (const { manifest: m } of entries) io.out([m.id, m.version, m.synthetic ? 'SYNTHETIC' : 'no', m.sha256].join('\t'))
+  const { manifestPrecision } = await import('../models/manifest.js')
+  io.out(['id', 'version', 'synthetic', 'precision', 'sha256'].join('\t'))
+  for (const { manifest: m } of entries) io.out([m.id, m.version, m.synthetic ? 'SYNTHETIC' : 'no', manifestPrecision(m), m.sha256].join('\t'))
   return problems.length === 0 ? 0 : 1
 }
 
@@ -122,6 +182,10 @@ export async function runModelsCommand(args: readonly string[], io: CliIo, deps:
     case 'pull': {
       const values = parse(rest, { from: { type: 'string' }, 'base-url': { type: 'string' } })
       return pull(values['dir'] ?? defaultDir, values, io, deps)
+    }
+    case 'fp16': {
+      const values = parse(rest, { id: { type: 'string' }, check: { type: 'string' }, tolerance: { type: 'string' } })
+      return fp16(values['dir'] ?? defaultDir, values, io)
     }
     case 'list':
       return list(parse(rest, {})['dir'] ?? defaultDir, io)

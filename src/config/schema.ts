@@ -29,6 +29,17 @@ export const ConfigSchema = Type.Object({
     default: false,
     description: 'Let ONNX Runtime pool threads spin between operators; off halves CPU per image when decoding and two sessions share the cores (bench/RESULTS.md)',
   }),
+  MODEL_PRECISION: Type.Union([Type.Literal('float32'), Type.Literal('float16')], {
+    default: 'float32',
+    description:
+      'float16 serves the <version>-fp16 variant made from each float32 model by `nima-serve models fp16` (for cuda/webgpu); a model without one serves float32 with a warning',
+  }),
+  DECODE_CONCURRENCY: Type.Integer({
+    default: 0,
+    minimum: 0,
+    maximum: 256,
+    description: 'Images decoded and preprocessed at once, the others wait in arrival order (0: one per core)',
+  }),
   BATCH_MAX_SIZE: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
   BATCH_MAX_WAIT_MS: Type.Number({ default: 2, minimum: 0, maximum: 1000, description: 'Longest a lone image waits for company' }),
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),

@@ -1,4 +1,4 @@
-import { floatInitializer, onnx, type NodeProto, type TensorProto } from '../models/onnx-proto.js'
+import { float32Values, floatInitializer, onnx, type NodeProto, type TensorProto } from '../models/onnx-proto.js'
 import { GRAPH_NAMES } from '../models/onnx-graph.js'
 import { softmax } from './math.js'
 
@@ -60,20 +60,13 @@ function initializer(model: onnx.IModelProto, name: string): TensorProto {
   return t
 }
 
-/** A float32 initializer's values, from raw_data (little-endian) or float_data. */
+/** A float32 initializer's values; any problem is reported as a HeadError. */
 export function initializerValues(t: TensorProto): Float32Array {
-  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) throw new HeadError(`initializer ${t.name} is not float32 (data type ${t.dataType})`)
-  const count = (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1)
-  let values: Float32Array
-  if (t.rawData && t.rawData.length > 0) {
-    const view = new DataView(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength)
-    values = new Float32Array(t.rawData.byteLength / 4)
-    for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(i * 4, true)
-  } else {
-    values = Float32Array.from(t.floatData ?? [])
+  try {
+    return float32Values(t)
+  } catch (err) {
+    throw new HeadError(err instanceof Error ? err.message : String(err))
   }
-  if (values.length !== count) throw new HeadError(`initializer ${t.name}: ${values.length} values for dims [${(t.dims ?? []).join(',')}]`)
-  return values
 }
 
 export function decodeModel(bytes: Uint8Array): onnx.ModelProto {

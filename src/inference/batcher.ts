@@ -4,6 +4,10 @@ import { NimaError } from '../errors.js'
  * Micro-batching: items that arrive while the model is busy, or within `maxWaitMs` of
  * the first waiting item, run together in one call. A lone item never waits longer
  * than `maxWaitMs`; a full batch runs at once.
+ *
+ * An item submitted with an AbortSignal leaves the queue when the signal aborts while it
+ * still waits (its promise rejects with `signal.reason`); once its batch has started it
+ * runs to the end like any other, since a batch cannot drop one of its inputs.
  */
 export interface BatcherOptions<I, O> {
   maxBatchSize: number
@@ -22,10 +26,18 @@ interface Pending<I, O> {
   enqueuedAt: number
   resolve: (value: O) => void
   reject: (err: unknown) => void
+  /** The submitter's signal and its listener, removed as the item leaves the queue. */
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
 }
 
 export interface Batcher<I, O> {
-  submit(item: I): Promise<O>
+  /**
+   * Queues `item` for the next batch. If `signal` is already aborted, or aborts while
+   * the item still waits, the promise rejects with `signal.reason` and the item is never
+   * run. Rejects with NIMA_OVERLOADED when `maxQueue` items already wait.
+   */
+  submit(item: I, signal?: AbortSignal): Promise<O>
   /** Items waiting to run. */
   readonly queueDepth: number
   /** Items inside a running batch. */
@@ -57,6 +69,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
     }
     if (running > 0 || queue.length === 0) return
     const batch = queue.splice(0, maxBatchSize)
+    for (const p of batch) detach(p)
     running = batch.length
     const started = now()
     run(batch.map((p) => p.item)).then(
@@ -76,6 +89,11 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
     )
   }
 
+  /** The item leaves the queue for a batch: its signal no longer concerns the batcher. */
+  const detach = (p: Pending<I, O>) => {
+    if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort)
+  }
+
   const finish = (batch: Pending<I, O>[], started: number) => {
     const ended = now()
     running = 0
@@ -86,14 +104,31 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
   }
 
   return {
-    submit(item) {
+    submit(item, signal) {
+      if (signal?.aborted) return Promise.reject(signal.reason)
       if (queue.length >= maxQueue) {
         return Promise.reject(
           new NimaError('NIMA_OVERLOADED', `inference queue is full (${maxQueue} images waiting)`, { headers: { 'retry-after': '1' } }),
         )
       }
       return new Promise<O>((resolve, reject) => {
-        queue.push({ item, enqueuedAt: now(), resolve, reject })
+        const pending: Pending<I, O> = { item, enqueuedAt: now(), resolve, reject, signal, onAbort: undefined }
+        if (signal) {
+          pending.onAbort = () => {
+            // Only reachable while waiting: dispatch detaches the listener as the batch starts.
+            const at = queue.indexOf(pending)
+            if (at < 0) return
+            queue.splice(at, 1)
+            if (queue.length === 0 && timer) {
+              clearTimeout(timer)
+              timer = undefined
+            }
+            reject(signal.reason)
+            settleIdle()
+          }
+          signal.addEventListener('abort', pending.onAbort, { once: true })
+        }
+        queue.push(pending)
         if (running > 0) return
         if (queue.length >= maxBatchSize || maxWaitMs <= 0) dispatch()
         else timer ??= setTimeout(dispatch, maxWaitMs)

@@ -28,11 +28,12 @@ export interface ModelSession {
   dispose(): Promise<void>
 }
 
-export async function openSession(modelPath: string, inputName: string, options: SessionOptions): Promise<ModelSession> {
+/** `model` is a file path, or the encoded model itself (the model tool checks variants before installing them). */
+export async function openSession(model: string | Uint8Array, inputName: string, options: SessionOptions): Promise<ModelSession> {
   const fallbacks: ProviderFailure[] = []
   for (const provider of options.providers) {
     try {
-      const session = await ort.InferenceSession.create(modelPath, {
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
         executionProviders: [provider],
         intraOpNumThreads: options.intraOpThreads,
         interOpNumThreads: options.interOpThreads,
@@ -40,14 +41,16 @@ export async function openSession(modelPath: string, inputName: string, options:
         executionMode: options.interOpThreads > 1 ? 'parallel' : 'sequential',
         // Spinning threads burn the cores that libvips and the other model's session need.
         extra: spinning(options.allowSpinning ?? false),
-      })
+      }
+      const session = typeof model === 'string' ? await ort.InferenceSession.create(model, sessionOptions) : await ort.InferenceSession.create(model, sessionOptions)
       return wrap(session, inputName, provider, fallbacks)
     } catch (err) {
       fallbacks.push({ provider, error: err instanceof Error ? err.message.split('\n')[0]! : String(err) })
     }
   }
   const tried = fallbacks.map((f) => `${f.provider}: ${f.error}`).join('; ')
-  throw new Error(`no execution provider could load ${modelPath} (${tried})`)
+  const what = typeof model === 'string' ? model : `the ${model.byteLength}-byte model`
+  throw new Error(`no execution provider could load ${what} (${tried})`)
 }
 
 function spinning(allow: boolean) {

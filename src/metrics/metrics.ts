@@ -21,7 +21,12 @@ export interface Metrics {
   modelInfo: Gauge<'model' | 'version' | 'synthetic' | 'provider' | 'task'>
   providerFallbacks: Counter<'model' | 'provider'>
   ready: Gauge<never>
+  abandoned: Counter<'stage'>
 }
+
+/** Where work stood when its client went away: a URL fetch, waiting for a decode slot, waiting for inference. */
+export const ABANDON_STAGES = ['fetch', 'decode', 'queue'] as const
+export type AbandonStage = (typeof ABANDON_STAGES)[number]
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -119,5 +124,19 @@ export function createMetrics(): Metrics {
       help: '1 when models are loaded and warmed up and the service is not draining',
       registers,
     }),
+    abandoned: zeroed(
+      new Counter({
+        name: 'nima_abandoned_total',
+        help: 'Images whose work was dropped because the client went away first, by stage (fetch, decode, queue)',
+        labelNames: ['stage'],
+        registers,
+      }),
+    ),
   }
+}
+
+/** Every stage's series from the start, so rate() sees the first drop. */
+function zeroed(counter: Counter<'stage'>): Counter<'stage'> {
+  for (const stage of ABANDON_STAGES) counter.inc({ stage }, 0)
+  return counter
 }

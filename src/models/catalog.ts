@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { readManifest, type ModelManifest } from './manifest.js'
+import { manifestPrecision, readManifest, type ModelManifest } from './manifest.js'
 
 export interface CatalogEntry {
   manifest: ModelManifest
@@ -47,14 +47,37 @@ async function listDirs(dir: string): Promise<string[]> {
 }
 
 /**
- * Which version serves a model id: real weights beat synthetic ones, then the newest.
- * Synthetic models stay only as the fallback that keeps a fresh checkout runnable.
+ * Which float32 version serves a model id: real weights beat synthetic ones, then the
+ * newest. Synthetic models stay only as the fallback that keeps a fresh checkout runnable.
+ * float16 variants never win here; they are looked up from their base (float16VariantOf).
  */
 export function selectModel(entries: readonly CatalogEntry[], id: string): CatalogEntry | undefined {
   return entries
-    .filter((e) => e.manifest.id === id)
+    .filter((e) => e.manifest.id === id && manifestPrecision(e.manifest) === 'float32')
     .sort((a, b) => {
       if (a.manifest.synthetic !== b.manifest.synthetic) return a.manifest.synthetic ? 1 : -1
       return b.manifest.provenance.createdAt.localeCompare(a.manifest.provenance.createdAt)
     })[0]
+}
+
+/** `id/version`, the name a derived model records as provenance.baseModel. */
+export function modelRef(manifest: ModelManifest): string {
+  return `${manifest.id}/${manifest.version}`
+}
+
+/**
+ * The float16 variant made from exactly this float32 model (same id/version and same file
+ * hash), newest first. A variant of an older or replaced base never matches, so pulling
+ * the real weights cannot leave a synthetic float16 model serving.
+ */
+export function float16VariantOf(entries: readonly CatalogEntry[], base: CatalogEntry): CatalogEntry | undefined {
+  return entries
+    .filter(
+      (e) =>
+        manifestPrecision(e.manifest) === 'float16' &&
+        e.manifest.id === base.manifest.id &&
+        e.manifest.provenance.baseModel === modelRef(base.manifest) &&
+        e.manifest.provenance.sourceSha256 === base.manifest.sha256,
+    )
+    .sort((a, b) => b.manifest.provenance.createdAt.localeCompare(a.manifest.provenance.createdAt))[0]
 }

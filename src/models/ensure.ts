@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { scanModels } from './catalog.js'
-import type { ModelManifest } from './manifest.js'
+import { manifestPrecision, type ModelManifest } from './manifest.js'
 import { TASKS, type Task } from './sources.js'
 import { DEFAULT_SYNTHETIC_SEEDS } from './synthetic-seeds.js'
 
@@ -35,8 +35,9 @@ export async function ensureModels(dir: string, options: EnsureOptions = {}): Pr
   const outcomes: EnsureOutcome[] = []
   for (const task of TASKS) {
     let found: EnsureOutcome | undefined
-    // Real weights first, so the report names what the service will actually prefer.
-    const candidates = entries.filter((e) => e.manifest.task === task).sort((a, b) => Number(a.manifest.synthetic) - Number(b.manifest.synthetic))
+    // Real weights first, so the report names what the service will actually prefer;
+    // float16 variants are derived from a float32 model and cannot stand in for one.
+    const candidates = entries.filter((e) => e.manifest.task === task && manifestPrecision(e.manifest) === 'float32').sort((a, b) => Number(a.manifest.synthetic) - Number(b.manifest.synthetic))
     for (const entry of candidates) {
       if (await fileExists(entry.modelPath)) {
         found = { task, action: 'present', manifest: entry.manifest, modelPath: entry.modelPath }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Static } from '@sinclair/typebox'
-import { idealoInputSpec, nimaOutputSpec, parseManifest, type ModelManifest, type Provenance } from './manifest.js'
+import { idealoInputSpec, nimaOutputSpec, parseManifest, type ModelManifest, type ModelPrecision, type Provenance } from './manifest.js'
 import { sha256Hex } from './integrity.js'
 import { ModelError } from './model-error.js'
 import type { Task } from './sources.js'
@@ -19,6 +19,8 @@ export interface InstallRequest {
   /** Encoded ONNX model. */
   onnx: Uint8Array
   synthetic: boolean
+  /** Default float32. */
+  precision?: ModelPrecision
   /** Everything but tool and createdAt, which install fills in. */
   provenance: Omit<Static<typeof Provenance>, 'tool' | 'createdAt'>
   now?: Date
@@ -64,6 +66,7 @@ export async function installModel(request: InstallRequest): Promise<InstalledMo
       file: MODEL_FILE,
       sha256: onnxSha256,
       synthetic: request.synthetic,
+      precision: request.precision ?? 'float32',
       input: idealoInputSpec(),
       output: nimaOutputSpec(),
       provenance: { ...request.provenance, tool: await toolVersion(), createdAt: (request.now ?? new Date()).toISOString() },

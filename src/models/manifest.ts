@@ -37,7 +37,7 @@ export const Provenance = Type.Object({
   seed: Type.Optional(Type.Integer()),
   sourceUrl: Type.Optional(Type.String()),
   sourceGitBlobSha1: Type.Optional(Type.String()),
-  sourceSha256: Type.Optional(Type.String()),
+  sourceSha256: Type.Optional(Type.String({ description: 'sha256 of the file this model was made from (a download, or the float32 model of a float16 variant)' })),
   baseModel: Type.Optional(Type.String()),
   dataSha256: Type.Optional(Type.String()),
   metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
@@ -54,11 +54,22 @@ export const ModelManifest = Type.Object({
   file: Type.String({ description: 'ONNX file, relative to the manifest' }),
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   synthetic: Type.Boolean({ description: 'true for seeded random weights: scores mean nothing' }),
+  precision: Type.Optional(
+    Type.Union([Type.Literal('float32'), Type.Literal('float16')], {
+      description: 'weights and activations; float16 variants keep float32 inputs/outputs and are derived from a float32 model (provenance.baseModel)',
+    }),
+  ),
   input: InputSpec,
   output: OutputSpec,
   provenance: Provenance,
 })
 export type ModelManifest = Static<typeof ModelManifest>
+export type ModelPrecision = NonNullable<ModelManifest['precision']>
+
+/** Manifests written before float16 variants existed are float32. */
+export function manifestPrecision(manifest: ModelManifest): ModelPrecision {
+  return manifest.precision ?? 'float32'
+}
 
 const manifestCheck = TypeCompiler.Compile(ModelManifest)
 

@@ -61,3 +61,19 @@ export function floatValueInfo(name: string, dims: readonly (number | string)[])
     },
   }
 }
+
+/** A float32 initializer's values, from raw_data (little-endian) or float_data. */
+export function float32Values(t: TensorProto): Float32Array {
+  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) throw new RangeError(`initializer ${t.name} is not float32 (data type ${t.dataType})`)
+  const count = (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1)
+  let values: Float32Array
+  if (t.rawData && t.rawData.length > 0) {
+    const view = new DataView(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength)
+    values = new Float32Array(t.rawData.byteLength / 4)
+    for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(i * 4, true)
+  } else {
+    values = Float32Array.from(t.floatData ?? [])
+  }
+  if (values.length !== count) throw new RangeError(`initializer ${t.name}: ${values.length} values for dims [${(t.dims ?? []).join(',')}]`)
+  return values
+}

@@ -1,5 +1,7 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { createRequestSignals, type RequestSignals } from '../scoring/deadline.js'
 import type { ServiceState } from '../service-state.js'
 
 /** Fetches image bytes for a URL; the SSRF-safe fetcher in production. */
@@ -17,4 +19,45 @@ export interface RouteContext {
 
 export function parseModelList(value: string | undefined): string[] | undefined {
   return value === undefined ? undefined : value.split(',').filter((x) => x.length > 0)
+}
+
+/**
+ * The deadline (`deadlineMs`) and client-gone signals of one scoring request; call
+ * `dispose()` when the handler is done.
+ *
+ * The client is gone when the response or its socket closes before the response was
+ * ended: that holds on keep-alive and one-shot connections alike (the socket outlives a
+ * keep-alive response, so the response's own 'close' is the one that fires; the socket's
+ * covers a pipelined request whose response is not attached to it yet). Neither
+ * `request.signal` nor the request stream's 'close' will do: on Node 20 the request
+ * stream closes as soon as its body has been read, long before the response.
+ */
+export function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs: number): RequestSignals {
+  return createRequestSignals(deadlineMs, (gone) => {
+    const res = reply.raw
+    const socket = request.raw.socket as typeof request.raw.socket | null
+    if (res.destroyed || socket?.destroyed) {
+      gone()
+      return () => {}
+    }
+    const onClose = () => {
+      if (!res.writableEnded) gone()
+    }
+    res.once('close', onClose)
+    socket?.once('close', onClose)
+    return () => {
+      res.off('close', onClose)
+      socket?.off('close', onClose)
+    }
+  })
+}
+
+/**
+ * The end of a request whose client went away first: what was still waiting was dropped
+ * (and counted by stage in nima_abandoned_total), so log it once and answer 499 Client
+ * Closed Request, which nobody reads, rather than an error that would count as a failure.
+ */
+export function endAbandoned(request: FastifyRequest, reply: FastifyReply, details: Record<string, unknown> = {}): FastifyReply {
+  request.log.info({ ...details, reason: 'client closed the connection' }, 'request abandoned by its client')
+  return reply.code(499).send()
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { manifestPrecision } from '../models/manifest.js'
 import { ErrorResponse, ModelsResponse } from './schemas.js'
 import type { RouteContext } from './context.js'
 
@@ -12,6 +13,7 @@ export default async function modelsRoute(app: FastifyInstance, { state, config 
         ...m.info,
         default: defaults.has(m.info.id),
         fallbacks: [...m.fallbacks],
+        precision: manifestPrecision(m.manifest),
         sha256: m.manifest.sha256,
         input: m.manifest.input,
         output: m.manifest.output,

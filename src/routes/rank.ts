@@ -8,7 +8,7 @@ import { deadlineError, withDeadline } from '../scoring/deadline.js'
 import { groupByKey, rankOrder } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
-import type { RouteContext } from './context.js'
+import { endAbandoned, requestSignals, type RouteContext } from './context.js'
 import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
 
@@ -17,6 +17,8 @@ type Outcome = { index: number; url: string; id?: string } & ({ ok: true; score:
 /**
  * POST /rank: fetch a hotel's images through a bounded pool, score each distinct image
  * once, and return them best first. A bad URL lands in `failed`, never fails the call.
+ * If the client goes away, fetches in progress are aborted and the images not yet
+ * fetched, decoded or inferred are dropped.
  */
 export default async function rankRoute(app: FastifyInstance, ctx: RouteContext) {
   const { config, state, metrics } = ctx
@@ -31,6 +33,8 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
     },
     async (request, reply) => {
       const leave = state.enter()
+      const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
+      const { signal } = signals
       try {
         const started = performance.now()
         const scorer = state.requireScorer()
@@ -39,7 +43,6 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           throw new NimaError('NIMA_TOO_MANY_IMAGES', `${images.length} images sent; RANK_MAX_IMAGES allows ${config.RANK_MAX_IMAGES}`)
         }
         const models = scorer.resolveModels(request.body.models)
-        const signal = AbortSignal.timeout(config.REQUEST_DEADLINE_MS)
         const fetches = new Map<string, Promise<{ bytes: Buffer }>>()
         const scores = new Map<string, Promise<ImageScore>>()
 
@@ -47,20 +50,32 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           const ref = { index, url, ...(id !== undefined ? { id } : {}) }
           try {
             let fetched = fetches.get(url)
-            if (!fetched) fetches.set(url, (fetched = fetchObserved(ctx, url, signal)))
+            if (!fetched) {
+              fetched = fetchObserved(ctx, url, signal)
+              fetches.set(url, fetched)
+              // Counted once per distinct URL, like the fetch itself.
+              fetched.catch(() => {
+                if (signals.clientGone.aborted) metrics.abandoned.inc({ stage: 'fetch' })
+              })
+            }
             const { bytes } = await fetched
             const key = imageId(bytes)
             let scored = scores.get(key)
-            if (!scored) scores.set(key, (scored = withDeadline(scorer.scoreBytes(bytes, models, weights), signal)))
+            if (!scored) scores.set(key, (scored = withDeadline(scorer.scoreBytes(bytes, models, weights, signal), signals.deadline)))
             return { ...ref, ok: true, score: await scored }
           } catch (err) {
-            const error = signal.aborted ? deadlineError() : toNimaError(err)
+            // Nobody will read this failure: no error to count (endAbandoned below logs once).
+            if (signals.clientGone.aborted) return { ...ref, ok: false, error: toNimaError(err) }
+            const error = signals.deadline.aborted ? deadlineError() : toNimaError(err)
             metrics.errors.inc({ code: error.code })
             if (error.code === 'NIMA_INTERNAL') request.log.error({ err, index }, 'rank: image failed')
             return { ...ref, ok: false, error }
           }
         })
 
+        if (signals.clientGone.aborted) {
+          return endAbandoned(request, reply, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
+        }
         const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
         const groups = [...groupByKey(scored, (o) => o.score.image.id).values()]
         const ranked = rankOrder(
@@ -98,7 +113,11 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           models: info,
           timings: { totalMs: performance.now() - started },
         })
+      } catch (err) {
+        if (signals.clientGone.aborted) return endAbandoned(request, reply)
+        throw err
       } finally {
+        signals.dispose()
         leave()
       }
     },

@@ -162,6 +162,7 @@ export const ModelsResponse = Type.Object(
         synthetic: Type.Boolean(),
         provider: Type.String(),
         default: Type.Boolean({ description: 'Scored when a request names no models' }),
+        precision: Type.Union([Type.Literal('float32'), Type.Literal('float16')], { description: 'Precision of the served file (MODEL_PRECISION)' }),
         fallbacks: Type.Array(Type.Object({ provider: Type.String(), error: Type.String() })),
         sha256: Type.String(),
         input: Type.Unknown(),

@@ -3,8 +3,8 @@ import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { RAW_IMAGE_MEDIA_TYPES } from '../imaging/formats.js'
-import { withDeadline } from '../scoring/deadline.js'
-import { parseModelList, type RouteContext } from './context.js'
+import { withDeadline, type RequestSignals } from '../scoring/deadline.js'
+import { endAbandoned, parseModelList, requestSignals, type RouteContext } from './context.js'
 import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
@@ -40,19 +40,23 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
     },
     async (request, reply) => {
       const leave = state.enter()
+      const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
       try {
         const started = performance.now()
         const scorer = state.requireScorer()
         const models = scorer.resolveModels(parseModelList(request.query.models))
-        const signal = AbortSignal.timeout(config.REQUEST_DEADLINE_MS)
-        const { bytes, fetchMs, weights } = await readImage(request, ctx, signal)
-        const result = await withDeadline(scorer.scoreBytes(bytes, models, weights), signal)
+        const { bytes, fetchMs, weights } = await readImage(request, ctx, signals)
+        const result = await withDeadline(scorer.scoreBytes(bytes, models, weights, signals.signal), signals.deadline)
         return reply.send({
           requestId: String(request.id),
           ...result,
           timings: { ...(fetchMs !== undefined ? { fetchMs } : {}), ...result.timings, totalMs: performance.now() - started },
         })
+      } catch (err) {
+        if (signals.clientGone.aborted) return endAbandoned(request, reply)
+        throw err
       } finally {
+        signals.dispose()
         leave()
       }
     },
@@ -62,7 +66,7 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
 async function readImage(
   request: FastifyRequest,
   ctx: RouteContext,
-  signal: AbortSignal,
+  signals: RequestSignals,
 ): Promise<{ bytes: Buffer; fetchMs?: number; weights?: Record<string, number> }> {
   if (request.isMultipart()) {
     try {
@@ -77,7 +81,10 @@ async function readImage(
   if (Buffer.isBuffer(request.body)) return { bytes: request.body }
   const body = request.body as ScoreUrlBody | undefined
   if (body && typeof body.url === 'string') {
-    const { bytes, fetchMs } = await fetchObserved(ctx, body.url, signal)
+    const { bytes, fetchMs } = await fetchObserved(ctx, body.url, signals.signal).catch((err: unknown) => {
+      if (signals.clientGone.aborted) ctx.metrics.abandoned.inc({ stage: 'fetch' })
+      throw err
+    })
     return { bytes, fetchMs, ...(body.weights ? { weights: body.weights } : {}) }
   }
   throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')

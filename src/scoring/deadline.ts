@@ -22,3 +22,58 @@ export function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<
 export function deadlineError(): NimaError {
   return new NimaError('NIMA_DEADLINE_EXCEEDED', undefined, { headers: { 'retry-after': '1' } })
 }
+
+/**
+ * The abort reason of a request whose client closed its connection before the response.
+ * Its code is NIMA_DEADLINE_EXCEEDED (the client's own deadline is what usually passed),
+ * but it is not meant to be sent: nobody is left to read it. Routes recognise it with
+ * `isClientGone` and count the dropped work instead of an error.
+ */
+export class ClientGoneError extends NimaError {
+  constructor() {
+    super('NIMA_DEADLINE_EXCEEDED', 'the client closed the connection before the response was ready')
+    this.name = 'ClientGoneError'
+  }
+}
+
+export function isClientGone(value: unknown): value is ClientGoneError {
+  return value instanceof ClientGoneError
+}
+
+/** The signals one request's work honours, and how it stops watching them. */
+export interface RequestSignals {
+  /** Aborts `deadlineMs` after the start, with a NIMA_DEADLINE_EXCEEDED reason. */
+  readonly deadline: AbortSignal
+  /** Aborts when the client goes away before the response, with a ClientGoneError reason. */
+  readonly clientGone: AbortSignal
+  /** Either of the two: what fetches, decode slots and batcher queues are given. */
+  readonly signal: AbortSignal
+  /** Clears the deadline timer and stops watching the client; call once the request is done. */
+  dispose(): void
+}
+
+/**
+ * Signals for one request. `watchClient` starts watching the connection, calls `gone`
+ * when the client leaves (at once if it already has), and returns how to stop watching.
+ */
+export function createRequestSignals(deadlineMs: number, watchClient: (gone: () => void) => () => void): RequestSignals {
+  const deadline = new AbortController()
+  const client = new AbortController()
+  // A timer of our own rather than AbortSignal.timeout: the reason is our error, and
+  // the timer goes away with the request instead of outliving it.
+  const timer = setTimeout(() => deadline.abort(deadlineError()), deadlineMs)
+  timer.unref()
+  const unwatch = watchClient(() => client.abort(new ClientGoneError()))
+  let disposed = false
+  return {
+    deadline: deadline.signal,
+    clientGone: client.signal,
+    signal: AbortSignal.any([deadline.signal, client.signal]),
+    dispose() {
+      if (disposed) return
+      disposed = true
+      clearTimeout(timer)
+      unwatch()
+    },
+  }
+}

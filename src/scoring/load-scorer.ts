@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/load.js'
-import { scanModels, selectModel } from '../models/catalog.js'
+import { float16VariantOf, modelRef, scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
+import { manifestPrecision } from '../models/manifest.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { NimaModel } from './nima-model.js'
 import { Scorer } from './scorer.js'
@@ -15,13 +16,14 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
   const models = new Map<string, NimaModel>()
   try {
     for (const id of config.models) {
-      const entry = selectModel(entries, id)
-      if (!entry) {
+      const base = selectModel(entries, id)
+      if (!base) {
         throw new Error(
           `model "${id}" not found in ${config.MODELS_DIR} (found: ${[...new Set(entries.map((e) => e.manifest.id))].join(', ') || 'none'}); ` +
             'run `npm run models -- ensure` for synthetic models or `npm run models -- pull` for the real idealo weights',
         )
       }
+      const entry = withPrecision(entries, base, config.MODEL_PRECISION, log)
       const model = await NimaModel.load(
         entry,
         {
@@ -40,7 +42,7 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
       if (config.BATCH_MAX_SIZE > 1) await model.warmUp(config.BATCH_MAX_SIZE)
       const { manifest: m, info } = model
       metrics.modelInfo.set({ model: id, version: m.version, synthetic: String(m.synthetic), provider: info.provider, task: m.task }, 1)
-      const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started) }
+      const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, precision: manifestPrecision(m), provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started) }
       if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npm run models -- pull\` for the real idealo weights`)
       else log.info(line, `model ${id} uses REAL weights (${m.provenance.kind})`)
     }
@@ -48,5 +50,21 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
     await Promise.all([...models.values()].map((m) => m.dispose()))
     throw err
   }
-  return new Scorer(models, { defaultModels: config.models.slice(0, 2), defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS }, metrics)
+  return new Scorer(models, { defaultModels: config.models.slice(0, 2), defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS, decodeConcurrency: config.DECODE_CONCURRENCY }, metrics)
+}
+
+/**
+ * The float16 variant of `base` when MODEL_PRECISION asks for it. A missing variant is a
+ * warning, not a failure: float32 gives the same scores, only slower on a GPU, and a
+ * service that refuses to start over it would turn a tuning choice into an outage.
+ */
+function withPrecision(entries: readonly CatalogEntry[], base: CatalogEntry, precision: 'float32' | 'float16', log: FastifyBaseLogger): CatalogEntry {
+  if (precision === 'float32') return base
+  const variant = float16VariantOf(entries, base)
+  if (variant) return variant
+  log.warn(
+    { model: base.manifest.id, version: base.manifest.version },
+    `MODEL_PRECISION=float16 but ${modelRef(base.manifest)} has no float16 variant; serving float32 (make one with \`npm run models -- fp16 --check <photos>\`)`,
+  )
+  return base
 }

@@ -81,9 +81,13 @@ export class NimaModel {
     return this.#batcher.inFlight
   }
 
-  /** Distribution over the score bins for one preprocessed image. */
-  predict(tensor: Float32Array): Promise<Float32Array> {
-    return this.#batcher.submit(tensor)
+  /**
+   * Distribution over the score bins for one preprocessed image. If `signal` aborts while
+   * the image still waits for its batch, it leaves the queue and this rejects with the
+   * signal's reason; once its batch runs, it finishes.
+   */
+  predict(tensor: Float32Array, signal?: AbortSignal): Promise<Float32Array> {
+    return this.#batcher.submit(tensor, signal)
   }
 
   /** One run at the largest batch size, so first requests do not pay for ORT's lazy set-up. */

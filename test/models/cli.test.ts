@@ -36,8 +36,8 @@ t.test('synth and list', async (t) => {
 
   const list = recordIo()
   t.equal(await runCli(['models', 'list', '--dir', dir], list), 0)
-  t.equal(list.lines[0], 'id\tversion\tsynthetic\tsha256')
-  t.match(list.lines[1], /^technical\tsynthetic-s6\tSYNTHETIC\t[0-9a-f]{64}$/)
+  t.equal(list.lines[0], 'id\tversion\tsynthetic\tprecision\tsha256')
+  t.match(list.lines[1], /^technical\tsynthetic-s6\tSYNTHETIC\tfloat32\t[0-9a-f]{64}$/)
 })
 
 t.test('help exits 0', async (t) => {

@@ -10,6 +10,10 @@ import { gitBlobSha1 } from '../../src/models/integrity.js'
 import { readKerasFile } from '../../src/models/keras-hdf5.js'
 import { buildOnnxModel } from '../../src/models/onnx-graph.js'
 import { IDEALO_SOURCES } from '../../src/models/sources.js'
+import { float16Model } from '../../src/models/float16-variant.js'
+import { idealoInputSpec, nimaOutputSpec, type ModelManifest } from '../../src/models/manifest.js'
+import { comparePrecision } from '../../src/models/precision-check.js'
+import { samplePhotos } from '../helpers/paths.js'
 import { imagesDir, loadIdealoInput, referenceDir } from './idealo-input.js'
 import { meanScore } from './reference-forward.js'
 import { runNima } from './run-onnx.js'
@@ -22,6 +26,22 @@ import { runNima } from './run-onnx.js'
 const TOLERANCE = 0.05
 
 const weightsDir = process.env['NIMA_WEIGHTS_DIR']
+
+/** Just the input/output contract comparePrecision reads; the rest is not installed. */
+function realManifest(task: 'aesthetic' | 'technical'): ModelManifest {
+  return {
+    id: task,
+    version: 'golden',
+    task,
+    architecture: 'mobilenet_v1',
+    file: 'model.onnx',
+    sha256: '0'.repeat(64),
+    synthetic: false,
+    input: idealoInputSpec(),
+    output: nimaOutputSpec(),
+    provenance: { kind: 'idealo-keras', tool: 'golden test', createdAt: new Date().toISOString() },
+  }
+}
 
 if (weightsDir === undefined || weightsDir === '') {
   t.test('golden scores of the real idealo models', { skip: 'NIMA_WEIGHTS_DIR not set: real idealo weights cannot be downloaded here' }, () => {})
@@ -57,6 +77,16 @@ if (weightsDir === undefined || weightsDir === '') {
         t.ok(Math.abs(diff) <= TOLERANCE, `${photo}: |Δ| ${Math.abs(diff).toFixed(4)} <= ${TOLERANCE}`)
       })
       t.comment(`${source.task}: worst |Δmean| ${worst.toFixed(4)} (tolerance ${TOLERANCE})`)
+
+      // The float16 variant of the real model, on every sample photo: the issue's 0.02.
+      const float32 = buildOnnxModel(file.weights, { padding: file.padding.padding })
+      const half = float16Model(float32, source.task)
+      const check = await comparePrecision(realManifest(source.task), float32, half.onnx, samplePhotos())
+      t.comment(
+        `${source.task} float16 on ${check.images} photos: |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} (${check.worst}), ` +
+          `mean ${check.meanAbsDeltaMean.toExponential(2)}; |Δp| max ${check.maxAbsDeltaP.toExponential(2)}`,
+      )
+      t.ok(check.maxAbsDeltaMean <= 0.02, `float16 max |Δmean| ${check.maxAbsDeltaMean} <= 0.02`)
     })
   }
 }

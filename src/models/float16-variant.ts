@@ -1,0 +1,83 @@
+import { readFile } from 'node:fs/promises'
+import { modelRef, type CatalogEntry } from './catalog.js'
+import { convertToFloat16, Float16ConversionError, type Float16Stats } from './float16.js'
+import { installModel, type InstalledModel } from './install.js'
+import { sha256Hex } from './integrity.js'
+import { manifestPrecision } from './manifest.js'
+import { ModelError } from './model-error.js'
+import { onnx } from './onnx-proto.js'
+import type { PrecisionCheck } from './precision-check.js'
+
+export const FLOAT16_SUFFIX = '-fp16'
+
+export interface Float16Variant {
+  installed: InstalledModel
+  stats: Float16Stats
+}
+
+/** The ONNX bytes of a catalog entry, refused if they no longer match the manifest's hash. */
+export async function readVerifiedModel(entry: CatalogEntry): Promise<Uint8Array> {
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(entry.modelPath)
+  } catch (cause) {
+    throw new ModelError('MODEL_FILE_UNREADABLE', `cannot read ${entry.modelPath}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause })
+  }
+  const actual = sha256Hex(bytes)
+  if (actual !== entry.manifest.sha256) {
+    throw new ModelError('MODEL_INTEGRITY_FAILED', `${entry.modelPath} has sha256 ${actual}, its manifest says ${entry.manifest.sha256}`)
+  }
+  return bytes
+}
+
+/** float16 conversion of a float32 model, as encoded ONNX bytes. */
+export function float16Model(base: Uint8Array, where: string): { onnx: Uint8Array; stats: Float16Stats } {
+  try {
+    const { model, stats } = convertToFloat16(onnx.ModelProto.decode(base))
+    return { onnx: onnx.ModelProto.encode(model).finish(), stats }
+  } catch (cause) {
+    const reason = cause instanceof Float16ConversionError ? cause.message : `not a convertible ONNX model: ${cause instanceof Error ? cause.message : String(cause)}`
+    throw new ModelError('MODEL_FILE_UNREADABLE', `cannot convert ${where} to float16: ${reason}`, { cause })
+  }
+}
+
+/**
+ * Installs `<id>/<version>-fp16` beside a float32 model. The variant inherits the base's
+ * task, provenance kind and synthetic flag, and records which file it came from, so the
+ * service only pairs it with that exact base (float16VariantOf).
+ */
+export async function installFloat16Variant(
+  dir: string,
+  base: CatalogEntry,
+  options: { onnx?: Uint8Array; stats?: Float16Stats; check?: PrecisionCheck; now?: Date } = {},
+): Promise<Float16Variant> {
+  const m = base.manifest
+  if (manifestPrecision(m) !== 'float32') throw new ModelError('MODEL_USAGE', `${modelRef(m)} is already ${manifestPrecision(m)}`)
+  const converted = options.onnx && options.stats ? { onnx: options.onnx, stats: options.stats } : float16Model(await readVerifiedModel(base), modelRef(m))
+  const { stats } = converted
+  const { check } = options
+  const installed = await installModel({
+    dir,
+    id: m.id,
+    version: `${m.version}${FLOAT16_SUFFIX}`,
+    task: m.task,
+    onnx: converted.onnx,
+    synthetic: m.synthetic,
+    precision: 'float16',
+    now: options.now,
+    provenance: {
+      kind: m.provenance.kind,
+      ...(m.provenance.seed === undefined ? {} : { seed: m.provenance.seed }),
+      baseModel: modelRef(m),
+      sourceSha256: m.sha256,
+      metrics: {
+        weightsConverted: stats.values,
+        weightsMaxAbsRoundingError: stats.maxAbsRoundingError,
+        weightsFlushedToZero: stats.flushedToZero,
+        ...(check ? { check: { images: check.images, maxAbsDeltaMean: check.maxAbsDeltaMean, meanAbsDeltaMean: check.meanAbsDeltaMean, maxAbsDeltaP: check.maxAbsDeltaP, provider: check.provider } } : {}),
+      },
+      notes: `float16 variant of ${modelRef(m)} (weights and activations float16, softmax and graph inputs/outputs float32)`,
+    },
+  })
+  return { installed, stats }
+}

@@ -1,0 +1,100 @@
+import { availableParallelism } from 'node:os'
+import type { FastifyBaseLogger } from 'fastify'
+import { pino } from 'pino'
+import sharp from 'sharp'
+import t from 'tap'
+import { loadConfig } from '../../src/config/load.js'
+import { isNimaError } from '../../src/errors.js'
+import { createMetrics } from '../../src/metrics/metrics.js'
+import { ClientGoneError, createRequestSignals, deadlineError, isClientGone } from '../../src/scoring/deadline.js'
+import { loadScorer } from '../../src/scoring/load-scorer.js'
+import { Scorer } from '../../src/scoring/scorer.js'
+import { testModelsDir } from '../helpers/models.js'
+
+const config = loadConfig({}, { MODELS_DIR: await testModelsDir(), LOG_LEVEL: 'silent', BATCH_MAX_SIZE: 4 })
+const loaded = await loadScorer(config, createMetrics(), pino({ level: 'silent' }) as unknown as FastifyBaseLogger)
+t.teardown(() => loaded.dispose())
+const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#406080' } }).jpeg().toBuffer()
+const options = { defaultModels: ['aesthetic', 'technical'], defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS }
+
+function scorerWith(decodeConcurrency?: number) {
+  const metrics = createMetrics()
+  const scorer = new Scorer(loaded.models, { ...options, ...(decodeConcurrency !== undefined ? { decodeConcurrency } : {}) }, metrics)
+  const abandoned = async (stage: string) => (await metrics.abandoned.get()).values.find((v) => v.labels.stage === stage)?.value ?? 0
+  return { scorer, abandoned }
+}
+
+t.test('decodeConcurrency: defaults to the available parallelism, refuses nonsense naming the option', async (t) => {
+  t.equal(scorerWith().scorer.decodes.limit, availableParallelism())
+  t.equal(scorerWith(0).scorer.decodes.limit, availableParallelism())
+  t.equal(scorerWith(3).scorer.decodes.limit, 3)
+  for (const bad of [-1, 1.5, Number.NaN]) {
+    t.throws(() => scorerWith(bad), { name: 'RangeError', message: /decodeConcurrency must be an integer ≥ 0 \(0 = os\.availableParallelism\(\)\), got/ })
+  }
+})
+
+t.test('at most decodeConcurrency decodes at once; the others wait in order and still finish', async (t) => {
+  const { scorer } = scorerWith(1)
+  const models = scorer.resolveModels()
+  const runs = [1, 2, 3].map(() => scorer.scoreBytes(image, models))
+  t.same(scorer.decodes, { running: 1, waiting: 2, limit: 1 })
+  const results = await Promise.all(runs)
+  t.equal(results.length, 3)
+  for (const r of results) t.ok(r.timings.decodeMs >= 0 && Number.isFinite(r.combined.score))
+  t.same(scorer.decodes, { running: 0, waiting: 0, limit: 1 })
+})
+
+t.test('a client gone while its image waits for a decode slot: dropped there and counted at stage decode', async (t) => {
+  const { scorer, abandoned } = scorerWith(1)
+  const models = scorer.resolveModels()
+  const first = scorer.scoreBytes(image, models)
+  const client = new AbortController()
+  const waiting = scorer.scoreBytes(image, models, undefined, client.signal)
+  t.equal(scorer.decodes.waiting, 1)
+  const reason = new ClientGoneError()
+  client.abort(reason)
+  t.equal(await waiting.catch((e: unknown) => e), reason)
+  t.equal(scorer.decodes.waiting, 0)
+  t.ok(Number.isFinite((await first).combined.score), 'the image decoding meanwhile is unaffected')
+  t.equal(await abandoned('decode'), 1)
+  t.equal(await abandoned('queue'), 0)
+})
+
+t.test('an already aborted signal: nothing decoded; only a client-gone reason is counted', async (t) => {
+  const { scorer, abandoned } = scorerWith(1)
+  const models = scorer.resolveModels()
+  const gone = await scorer.scoreBytes(image, models, undefined, AbortSignal.abort(new ClientGoneError())).catch((e: unknown) => e)
+  t.ok(isClientGone(gone))
+  const late = await scorer.scoreBytes(image, models, undefined, AbortSignal.abort(deadlineError())).catch((e: unknown) => e)
+  t.ok(isNimaError(late) && late.code === 'NIMA_DEADLINE_EXCEEDED' && !isClientGone(late))
+  t.equal(await abandoned('decode'), 1, 'the deadline is not a client going away')
+  t.same(scorer.decodes, { running: 0, waiting: 0, limit: 1 })
+})
+
+t.test('request signals: deadline and client-gone reasons, the combined signal, dispose', async (t) => {
+  let watching = 0
+  const watch = (gone: () => void) => {
+    watching++
+    setTimeout(gone, 10)
+    return () => watching--
+  }
+  const a = createRequestSignals(60_000, watch)
+  t.equal(watching, 1)
+  await new Promise((r) => setTimeout(r, 30))
+  t.ok(a.clientGone.aborted && a.signal.aborted && !a.deadline.aborted)
+  t.ok(isClientGone(a.signal.reason) && a.signal.reason.code === 'NIMA_DEADLINE_EXCEEDED')
+  a.dispose()
+  a.dispose()
+  t.equal(watching, 0, 'stopped watching the client, once')
+
+  const b = createRequestSignals(10, () => () => {})
+  await new Promise((r) => setTimeout(r, 40))
+  t.ok(b.deadline.aborted && b.signal.aborted && !b.clientGone.aborted)
+  t.ok(isNimaError(b.signal.reason) && b.signal.reason.code === 'NIMA_DEADLINE_EXCEEDED' && !isClientGone(b.signal.reason))
+  t.equal(b.signal.reason.headers['retry-after'], '1')
+
+  const c = createRequestSignals(10, () => () => {})
+  c.dispose()
+  await new Promise((r) => setTimeout(r, 40))
+  t.notOk(c.signal.aborted, 'a disposed deadline never fires')
+})
