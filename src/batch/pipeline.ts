@@ -22,8 +22,8 @@ import type { InputItem } from './input.js'
 import type { BatchProgress, ProgressSnapshot } from './progress.js'
 import { prepareOutput, ResultWriter, type ExistingResults, type OutputMode } from './result-log.js'
 import type { CachedImageInfo, ModelIdentity, ScoreCache } from './score-cache.js'
-import { Semaphore } from './semaphore.js'
 import { inShard, type Shard } from './shard.js'
+import { createLimiter } from '../util/limiter.js'
 
 /** One line of the results file. Exactly one of `scores` (with `combined`, `models`) or `error` is present. */
 export interface ResultLine {
@@ -161,7 +161,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   const identities = models.map(identity)
   const weights = resolveWeights(models.map((m) => m.info), deps.weights)
   const modelInfo = Object.fromEntries(models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic }]))
-  const scoreGate = new Semaphore(options.scoreSlots)
+  const scoreGate = createLimiter(options.scoreSlots)
   const inflightScores = new Map<string, Promise<Scored>>()
   // The last few thousand results by content hash: lmdb makes a write visible only once
   // committed, so a duplicate arriving right after its twin would otherwise miss.

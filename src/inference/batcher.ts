@@ -5,9 +5,12 @@ import { NimaError } from '../errors.js'
  * the first waiting item, run together in one call. A lone item never waits longer
  * than `maxWaitMs`; a full batch runs at once.
  *
- * An item submitted with an AbortSignal leaves the queue when the signal aborts while it
- * still waits (its promise rejects with `signal.reason`); once its batch has started it
- * runs to the end like any other, since a batch cannot drop one of its inputs.
+ * An item submitted with an AbortSignal is dropped if the signal has aborted by the time
+ * its batch forms (its promise rejects with `signal.reason` and the next item takes its
+ * place); once its batch has started it runs to the end, since a batch cannot drop one of
+ * its inputs. The signal is read then, not watched: an 'abort' listener per queued item
+ * measurably slowed the service (48 → 44 images/s at 8 connections, bench/RESULTS.md),
+ * and an abandoned item waits at most one batch or window before it goes.
  */
 export interface BatcherOptions<I, O> {
   maxBatchSize: number
@@ -26,15 +29,14 @@ interface Pending<I, O> {
   enqueuedAt: number
   resolve: (value: O) => void
   reject: (err: unknown) => void
-  /** The submitter's signal and its listener, removed as the item leaves the queue. */
+  /** Checked as the batch is formed: an aborted item is rejected there, never run. */
   signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
 }
 
 export interface Batcher<I, O> {
   /**
-   * Queues `item` for the next batch. If `signal` is already aborted, or aborts while
-   * the item still waits, the promise rejects with `signal.reason` and the item is never
+   * Queues `item` for the next batch. If `signal` is already aborted, or has aborted when
+   * the item's batch forms, the promise rejects with `signal.reason` and the item is never
    * run. Rejects with NIMA_OVERLOADED when `maxQueue` items already wait.
    */
   submit(item: I, signal?: AbortSignal): Promise<O>
@@ -68,8 +70,17 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
       timer = undefined
     }
     if (running > 0 || queue.length === 0) return
-    const batch = queue.splice(0, maxBatchSize)
-    for (const p of batch) detach(p)
+    const batch: Pending<I, O>[] = []
+    while (batch.length < maxBatchSize && queue.length > 0) {
+      const p = queue.shift()!
+      // Whoever submitted this has gone (or its deadline passed): drop it unrun.
+      if (p.signal?.aborted) p.reject(p.signal.reason)
+      else batch.push(p)
+    }
+    if (batch.length === 0) {
+      settleIdle()
+      return
+    }
     running = batch.length
     const started = now()
     run(batch.map((p) => p.item)).then(
@@ -87,11 +98,6 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
         finish(batch, started)
       },
     )
-  }
-
-  /** The item leaves the queue for a batch: its signal no longer concerns the batcher. */
-  const detach = (p: Pending<I, O>) => {
-    if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort)
   }
 
   const finish = (batch: Pending<I, O>[], started: number) => {
@@ -112,23 +118,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
         )
       }
       return new Promise<O>((resolve, reject) => {
-        const pending: Pending<I, O> = { item, enqueuedAt: now(), resolve, reject, signal, onAbort: undefined }
-        if (signal) {
-          pending.onAbort = () => {
-            // Only reachable while waiting: dispatch detaches the listener as the batch starts.
-            const at = queue.indexOf(pending)
-            if (at < 0) return
-            queue.splice(at, 1)
-            if (queue.length === 0 && timer) {
-              clearTimeout(timer)
-              timer = undefined
-            }
-            reject(signal.reason)
-            settleIdle()
-          }
-          signal.addEventListener('abort', pending.onAbort, { once: true })
-        }
-        queue.push(pending)
+        queue.push({ item, enqueuedAt: now(), resolve, reject, signal })
         if (running > 0) return
         if (queue.length >= maxBatchSize || maxWaitMs <= 0) dispatch()
         else timer ??= setTimeout(dispatch, maxWaitMs)

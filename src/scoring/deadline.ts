@@ -59,16 +59,27 @@ export interface RequestSignals {
 export function createRequestSignals(deadlineMs: number, watchClient: (gone: () => void) => () => void): RequestSignals {
   const deadline = new AbortController()
   const client = new AbortController()
+  // One controller that either cause aborts (the first reason wins): plain controllers
+  // and no AbortSignal.any bookkeeping on every request.
+  const either = new AbortController()
   // A timer of our own rather than AbortSignal.timeout: the reason is our error, and
   // the timer goes away with the request instead of outliving it.
-  const timer = setTimeout(() => deadline.abort(deadlineError()), deadlineMs)
+  const timer = setTimeout(() => {
+    const reason = deadlineError()
+    deadline.abort(reason)
+    if (!either.signal.aborted) either.abort(reason)
+  }, deadlineMs)
   timer.unref()
-  const unwatch = watchClient(() => client.abort(new ClientGoneError()))
+  const unwatch = watchClient(() => {
+    const reason = new ClientGoneError()
+    client.abort(reason)
+    if (!either.signal.aborted) either.abort(reason)
+  })
   let disposed = false
   return {
     deadline: deadline.signal,
     clientGone: client.signal,
-    signal: AbortSignal.any([deadline.signal, client.signal]),
+    signal: either.signal,
     dispose() {
       if (disposed) return
       disposed = true

@@ -82,8 +82,8 @@ export class NimaModel {
   }
 
   /**
-   * Distribution over the score bins for one preprocessed image. If `signal` aborts while
-   * the image still waits for its batch, it leaves the queue and this rejects with the
+   * Distribution over the score bins for one preprocessed image. If `signal` has aborted
+   * when the image's batch forms, the image is dropped unrun and this rejects with the
    * signal's reason; once its batch runs, it finishes.
    */
   predict(tensor: Float32Array, signal?: AbortSignal): Promise<Float32Array> {
