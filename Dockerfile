@@ -3,7 +3,7 @@
 # nima-serve images.
 #
 #   docker build -t nima-serve .                                    CPU image (target runtime, the default)
-#   docker build --target gpu -t nima-serve-gpu .                   CUDA 12 image, EXECUTION_PROVIDERS=cuda,cpu
+#   docker build --target gpu -t nima-serve-gpu .                   CUDA 12 image, EXECUTION_PROVIDERS=cuda,cpu, float16 variants inside (MODEL_PRECISION=float16)
 #   docker build --build-arg NIMA_MODELS=pull -t nima-serve .       bake the real idealo weights (needs GitHub at build time)
 #   docker build --build-arg NIMA_MODELS=none -t nima-serve .       no models inside: mount them at MODELS_DIR at run time
 #
@@ -46,6 +46,13 @@ RUN case "$NIMA_MODELS" in \
     esac \
  && node dist/cli/main.js models list --dir /models
 
+# ---- models-fp16: the same models plus their float16 variants, for the GPU image -----
+# Conversion only (no photos in the image to --check on); serve them with
+# MODEL_PRECISION=float16. Skipped when NIMA_MODELS=none left the folder empty.
+FROM models AS models-fp16
+RUN if [ -n "$(ls -A /models)" ]; then node dist/cli/main.js models fp16 --dir /models; fi \
+ && node dist/cli/main.js models list --dir /models
+
 # ---- production dependencies (CPU) ---------------------------------------------------
 # onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
 # platform's stay (about 45 MB).
@@ -86,7 +93,7 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=prod-deps-cuda /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY --from=models /models ./models
+COPY --from=models-fp16 /models ./models
 USER 1000:1000
 EXPOSE 8080
 VOLUME ["/tmp"]
