@@ -6,9 +6,17 @@ import { sha256Hex } from './integrity.js'
 import { manifestPrecision } from './manifest.js'
 import { ModelError } from './model-error.js'
 import { onnx } from './onnx-proto.js'
-import type { PrecisionCheck } from './precision-check.js'
 
 export const FLOAT16_SUFFIX = '-fp16'
+
+/** What a measured comparison with the float32 model found (src/scoring/precision-check.ts). */
+export interface Float16CheckSummary {
+  images: number
+  maxAbsDeltaMean: number
+  meanAbsDeltaMean: number
+  maxAbsDeltaP: number
+  provider: string
+}
 
 export interface Float16Variant {
   installed: InstalledModel
@@ -49,7 +57,7 @@ export function float16Model(base: Uint8Array, where: string): { onnx: Uint8Arra
 export async function installFloat16Variant(
   dir: string,
   base: CatalogEntry,
-  options: { onnx?: Uint8Array; stats?: Float16Stats; check?: PrecisionCheck; now?: Date } = {},
+  options: { onnx?: Uint8Array; stats?: Float16Stats; check?: Float16CheckSummary; now?: Date } = {},
 ): Promise<Float16Variant> {
   const m = base.manifest
   if (manifestPrecision(m) !== 'float32') throw new ModelError('MODEL_USAGE', `${modelRef(m)} is already ${manifestPrecision(m)}`)

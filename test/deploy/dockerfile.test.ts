@@ -21,7 +21,7 @@ const args = (s: Stage, keyword: string): string[] => s.instructions.filter((i) 
 
 t.test('stages: a CPU runtime (default target), a GPU target, models by build arg', async (t) => {
   const names = stages.map((s) => s.name)
-  for (const wanted of ['deps', 'build', 'models', 'prod-deps', 'prod-deps-cuda', 'gpu', 'runtime']) t.ok(names.includes(wanted), `stage ${wanted}`)
+  for (const wanted of ['deps', 'build', 'models', 'models-fp16', 'prod-deps', 'prod-deps-cuda', 'gpu', 'runtime']) t.ok(names.includes(wanted), `stage ${wanted}`)
   t.equal(names.at(-1), 'runtime', 'runtime is the last stage, so a plain docker build makes the CPU image')
   t.equal(stage('runtime').image, 'node:20-bookworm-slim', 'CPU image on node:20-bookworm-slim')
   t.match(stage('gpu').image, /^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu22\.04$/, 'GPU image on a CUDA 12 cuDNN runtime base')
@@ -31,6 +31,9 @@ t.test('stages: a CPU runtime (default target), a GPU target, models by build ar
   t.match(run, /ensure\|pull\) node dist\/cli\/main\.js models "\$NIMA_MODELS" --dir \/models/, 'ensure and pull go through the model tool')
   t.match(run, /none\) mkdir -p \/models/, 'none leaves the models to a volume')
   t.match(run, /exit 2/, 'any other value stops the build')
+  const fp16 = stage('models-fp16')
+  t.equal(fp16.image, 'models', 'models-fp16 adds to the models stage')
+  t.match(args(fp16, 'RUN').join(' '), /node dist\/cli\/main\.js models fp16 --dir \/models/, 'float16 variants through the model tool')
 })
 
 t.test('COPY: earlier stages only; context files exist and pass .dockerignore', async (t) => {
@@ -87,7 +90,8 @@ for (const name of ['runtime', 'gpu']) {
     t.same(args(s, 'CMD').at(-1), '["node", "dist/main.js"]', 'starts node dist/main.js directly (Node gets SIGTERM)')
     t.ok(existsSync(repo('src/main.ts')), 'dist/main.js is built from src/main.ts')
     t.equal(env['MODELS_DIR'], '/app/models', 'MODELS_DIR is where the models are copied')
-    t.ok(stageCopies(s).some((c) => c.from === 'models' && c.dest === './models'), 'models come from the models stage')
+    const modelsStage = name === 'gpu' ? 'models-fp16' : 'models'
+    t.ok(stageCopies(s).some((c) => c.from === modelsStage && c.dest === './models'), `models come from the ${modelsStage} stage`)
     t.equal(env['EXECUTION_PROVIDERS'], name === 'gpu' ? 'cuda,cpu' : 'cpu')
     const known = Object.keys(ConfigSchema.properties)
     const config = Object.fromEntries(Object.entries(env).filter(([k]) => known.includes(k)))

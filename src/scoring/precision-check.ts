@@ -3,8 +3,8 @@ import { extname, join } from 'node:path'
 import { decodeImage } from '../imaging/decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession } from '../inference/onnx-backend.js'
-import { meanOf } from '../scoring/distribution.js'
-import type { ModelManifest } from './manifest.js'
+import { meanOf } from './distribution.js'
+import type { ModelManifest } from '../models/manifest.js'
 
 /** How far a converted model's scores are from its original's on real photos. */
 export interface PrecisionCheck {
