@@ -110,8 +110,8 @@ function parseTolerance(text: string | undefined): number {
 export const DEFAULT_FLOAT16_TOLERANCE = 0.02
 
 async function fp16(dir: string, values: Record<string, string | undefined>, io: CliIo): Promise<number> {
-  const { scanModels, selectModel, modelRef } = await import('../models/catalog.js')
-  const { float16Model, installFloat16Variant, readVerifiedModel } = await import('../models/float16-variant.js')
+  const { scanModels, selectModel, modelRef, readVerifiedModel } = await import('../models/catalog.js')
+  const { float16Model, installFloat16Variant } = await import('../models/float16-variant.js')
   const { comparePrecision, imageFiles } = await import('../scoring/precision-check.js')
   const tolerance = parseTolerance(values['tolerance'])
   let photos: string[] | undefined

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
+import { readVerifiedModel, scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
 import { installModel, type InstalledModel } from '../models/install.js'
-import { sha256Hex } from '../models/integrity.js'
 import { openSession } from '../inference/onnx-backend.js'
 import { loadDataset, type Dataset, type LabelledImage } from './dataset.js'
 import { extractFeatures, tensorSpecOf } from './features.js'
@@ -164,8 +163,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const log = options.log ?? (() => {})
   const maxInputPixels = options.maxInputPixels ?? 64_000_000
   const base = await findBase(options.modelsDir, options.base)
-  const baseBytes = await readFile(base.modelPath)
-  if (sha256Hex(baseBytes) !== base.manifest.sha256) throw new FinetuneError(`base model ${base.modelPath} does not match the sha256 in its manifest`)
+  const baseBytes = await readVerifiedModel(base)
   const baseHead = readHead(decodeModel(baseBytes))
   const id = options.id ?? `${base.manifest.task}-hotel`
   if (!/^[a-z][a-z0-9-]*$/.test(id)) throw new FinetuneError(`--id: expected lowercase letters, digits and -, starting with a letter, got ${JSON.stringify(id)}`, { usage: true })

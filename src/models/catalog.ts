@@ -1,6 +1,8 @@
-import { readdir } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { sha256Hex } from './integrity.js'
 import { manifestPrecision, readManifest, type ModelManifest } from './manifest.js'
+import { ModelError } from './model-error.js'
 
 export interface CatalogEntry {
   manifest: ModelManifest
@@ -80,4 +82,19 @@ export function float16VariantOf(entries: readonly CatalogEntry[], base: Catalog
         e.manifest.provenance.sourceSha256 === base.manifest.sha256,
     )
     .sort((a, b) => b.manifest.provenance.createdAt.localeCompare(a.manifest.provenance.createdAt))[0]
+}
+
+/** The ONNX bytes of a catalog entry, refused if they no longer match the manifest's hash. */
+export async function readVerifiedModel(entry: CatalogEntry): Promise<Uint8Array> {
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(entry.modelPath)
+  } catch (cause) {
+    throw new ModelError('MODEL_FILE_UNREADABLE', `cannot read ${entry.modelPath}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause })
+  }
+  const actual = sha256Hex(bytes)
+  if (actual !== entry.manifest.sha256) {
+    throw new ModelError('MODEL_INTEGRITY_FAILED', `${entry.modelPath} has sha256 ${actual}, its manifest says ${entry.manifest.sha256}`)
+  }
+  return bytes
 }

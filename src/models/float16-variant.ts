@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises'
-import { modelRef, type CatalogEntry } from './catalog.js'
+import { modelRef, readVerifiedModel, type CatalogEntry } from './catalog.js'
 import { convertToFloat16, Float16ConversionError, type Float16Stats } from './float16.js'
 import { installModel, type InstalledModel } from './install.js'
-import { sha256Hex } from './integrity.js'
 import { manifestPrecision } from './manifest.js'
 import { ModelError } from './model-error.js'
 import { onnx } from './onnx-proto.js'
@@ -21,21 +19,6 @@ export interface Float16CheckSummary {
 export interface Float16Variant {
   installed: InstalledModel
   stats: Float16Stats
-}
-
-/** The ONNX bytes of a catalog entry, refused if they no longer match the manifest's hash. */
-export async function readVerifiedModel(entry: CatalogEntry): Promise<Uint8Array> {
-  let bytes: Uint8Array
-  try {
-    bytes = await readFile(entry.modelPath)
-  } catch (cause) {
-    throw new ModelError('MODEL_FILE_UNREADABLE', `cannot read ${entry.modelPath}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, { cause })
-  }
-  const actual = sha256Hex(bytes)
-  if (actual !== entry.manifest.sha256) {
-    throw new ModelError('MODEL_INTEGRITY_FAILED', `${entry.modelPath} has sha256 ${actual}, its manifest says ${entry.manifest.sha256}`)
-  }
-  return bytes
 }
 
 /** float16 conversion of a float32 model, as encoded ONNX bytes. */

@@ -32,7 +32,7 @@ export function parseModelList(value: string | undefined): string[] | undefined 
  * `request.signal` nor the request stream's 'close' will do: on Node 20 the request
  * stream closes as soon as its body has been read, long before the response.
  */
-export function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs: number): RequestSignals {
+function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs: number): RequestSignals {
   return createRequestSignals(deadlineMs, (gone) => {
     const res = reply.raw
     const socket = request.raw.socket as typeof request.raw.socket | null
@@ -50,6 +50,30 @@ export function requestSignals(request: FastifyRequest, reply: FastifyReply, dea
       socket?.off('close', onClose)
     }
   })
+}
+
+/**
+ * One scoring request's lifecycle: counted in flight, given its deadline and client-gone
+ * signals (released when it ends, however it ends), and answered by `endAbandoned` when
+ * it failed because its client had left.
+ */
+export async function scoringRequest(
+  { config, state }: RouteContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  handle: (signals: RequestSignals) => Promise<FastifyReply>,
+): Promise<FastifyReply> {
+  const leave = state.enter()
+  const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
+  try {
+    return await handle(signals)
+  } catch (err) {
+    if (signals.clientGone.aborted) return endAbandoned(request, reply)
+    throw err
+  } finally {
+    signals.dispose()
+    leave()
+  }
 }
 
 /**

@@ -8,7 +8,7 @@ import { deadlineError, withDeadline } from '../scoring/deadline.js'
 import { groupByKey, rankOrder } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
-import { endAbandoned, requestSignals, type RouteContext } from './context.js'
+import { endAbandoned, scoringRequest, type RouteContext } from './context.js'
 import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
 
@@ -31,11 +31,9 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         response: { 200: RankResponse, '4xx': ErrorResponse, '5xx': ErrorResponse },
       },
     },
-    async (request, reply) => {
-      const leave = state.enter()
-      const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
-      const { signal } = signals
-      try {
+    async (request, reply) =>
+      scoringRequest(ctx, request, reply, async (signals) => {
+        const { signal } = signals
         const started = performance.now()
         const scorer = state.requireScorer()
         const { images, weights } = request.body
@@ -113,13 +111,6 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           models: info,
           timings: { totalMs: performance.now() - started },
         })
-      } catch (err) {
-        if (signals.clientGone.aborted) return endAbandoned(request, reply)
-        throw err
-      } finally {
-        signals.dispose()
-        leave()
-      }
-    },
+      }),
   )
 }

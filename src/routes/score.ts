@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { RAW_IMAGE_MEDIA_TYPES } from '../imaging/formats.js'
 import { withDeadline, type RequestSignals } from '../scoring/deadline.js'
-import { endAbandoned, parseModelList, requestSignals, type RouteContext } from './context.js'
+import { parseModelList, scoringRequest, type RouteContext } from './context.js'
 import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
@@ -38,10 +38,8 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
         response: { 200: ScoreResponse, '4xx': ErrorResponse, '5xx': ErrorResponse },
       },
     },
-    async (request, reply) => {
-      const leave = state.enter()
-      const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
-      try {
+    async (request, reply) =>
+      scoringRequest(ctx, request, reply, async (signals) => {
         const started = performance.now()
         const scorer = state.requireScorer()
         const models = scorer.resolveModels(parseModelList(request.query.models))
@@ -52,14 +50,7 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
           ...result,
           timings: { ...(fetchMs !== undefined ? { fetchMs } : {}), ...result.timings, totalMs: performance.now() - started },
         })
-      } catch (err) {
-        if (signals.clientGone.aborted) return endAbandoned(request, reply)
-        throw err
-      } finally {
-        signals.dispose()
-        leave()
-      }
-    },
+      }),
   )
 }
 
