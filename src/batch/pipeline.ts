@@ -14,7 +14,7 @@ import type { ImageFetcher } from '../fetching/fetch-image.js'
 import type { HostLimiter } from '../fetching/host-limiter.js'
 import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
-import { combine, resolveWeights, type CombinedScore, type Weights } from '../scoring/combined.js'
+import { combinedScore, type CombinedScore, type Weights } from '../scoring/combined.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 import type { NimaModel } from '../scoring/nima-model.js'
 import type { Scorer } from '../scoring/scorer.js'
@@ -159,7 +159,6 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   const writer = await ResultWriter.open(options.output, { flushLines: options.flushLines, flushMs: options.flushMs })
 
   const identities = models.map(identity)
-  const weights = resolveWeights(models.map((m) => m.info), deps.weights)
   const modelInfo = Object.fromEntries(models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic }]))
   const scoreGate = createLimiter(options.scoreSlots)
   const inflightScores = new Map<string, Promise<Scored>>()
@@ -277,7 +276,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         height: r.image.height,
         format: r.image.format,
         scores: r.scores,
-        combined: combine(means, weights),
+        combined: combinedScore(models.map((m) => m.info), means, deps.weights),
         models: modelInfo,
         cached: r.cached,
       }

@@ -1,7 +1,7 @@
 /**
  * rank-hotels: batch results (JSONL, one or more files, e.g. one per shard) in, one line
- * per hotel out, its images best first (combined score, ties on the aesthetic mean,
- * then input order: src/scoring/ranking.ts), byte-identical images listed once with
+ * per hotel out, its images best first by the service's one ranking rule
+ * (src/scoring/ranking.ts, shared with POST /rank), byte-identical images listed once with
  * their duplicates, failed images apart.
  *
  * Memory: a hotel's images must be together to be ranked, and a results file is in
@@ -15,7 +15,8 @@ import { createReadStream } from 'node:fs'
 import { mkdir, mkdtemp, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { groupByKey, rankOrder } from '../scoring/ranking.js'
+import type { CombinedScore } from '../scoring/combined.js'
+import { rankImages } from '../scoring/ranking.js'
 import { readLines } from './line-reader.js'
 
 export interface RankHotelsOptions {
@@ -51,9 +52,9 @@ interface Entry {
   image_id?: string
   source?: string
   sha256?: string
-  combined?: number
-  tieBreak?: number
+  combined?: CombinedScore
   scores?: Record<string, number>
+  tasks?: Record<string, string>
   error?: { code: string; message: string }
 }
 
@@ -65,7 +66,7 @@ interface HotelLine {
     image_id?: string
     source?: string
     sha256?: string
-    combined: number
+    combined: CombinedScore
     scores: Record<string, number>
     duplicates: { key: string; image_id?: string; source?: string }[]
   }[]
@@ -102,20 +103,23 @@ export function parseResult(text: string): Parsed {
   if (source !== undefined) entry.source = source
   if (sha !== undefined) entry.sha256 = sha
   const error = v['error'] as { code?: unknown; message?: unknown } | undefined
-  const combined = (v['combined'] as { score?: unknown } | undefined)?.score
+  const combined = v['combined'] as { score?: unknown; weights?: unknown } | undefined
   if (error !== undefined && error !== null) {
     entry.error = { code: String(error.code ?? 'NIMA_INTERNAL'), message: String(error.message ?? '') }
-  } else if (typeof combined === 'number') {
-    entry.combined = combined
+  } else if (typeof combined?.score === 'number') {
+    const weights: Record<string, number> = {}
+    for (const [id, w] of Object.entries((combined.weights ?? {}) as Record<string, unknown>)) if (typeof w === 'number') weights[id] = w
+    entry.combined = { score: combined.score, weights }
     const scores: Record<string, number> = {}
     for (const [id, s] of Object.entries((v['scores'] ?? {}) as Record<string, { mean?: unknown }>)) {
       if (typeof s?.mean === 'number') scores[id] = s.mean
     }
     entry.scores = scores
-    // Tie-break on the aesthetic mean: the model whose task is aesthetic, else the id.
-    const models = (v['models'] ?? {}) as Record<string, { task?: unknown }>
-    const aesthetic = Object.keys(models).find((id) => models[id]?.task === 'aesthetic') ?? 'aesthetic'
-    if (scores[aesthetic] !== undefined) entry.tieBreak = scores[aesthetic]
+    const tasks: Record<string, string> = {}
+    for (const [id, m] of Object.entries((v['models'] ?? {}) as Record<string, { task?: unknown }>)) {
+      if (typeof m?.task === 'string') tasks[id] = m.task
+    }
+    entry.tasks = tasks
   } else {
     entry.error = { code: 'NIMA_INTERNAL', message: 'result line has neither scores nor an error' }
   }
@@ -137,15 +141,14 @@ export function rankHotel(hotel: string, entries: readonly Entry[]): { line: Hot
   const ok: Entry[] = []
   const bad: Entry[] = []
   for (const e of byKey.values()) (e.error === undefined ? ok : bad).push(e)
-  ok.sort((a, b) => a.line - b.line)
   bad.sort((a, b) => a.line - b.line)
-  const groups = [...groupByKey(ok, (e) => e.sha256 ?? `key:${e.key}`).values()]
   let duplicates = 0
-  const ranked = rankOrder(groups.map((g) => ({ index: g[0]!.line, combined: g[0]!.combined!, tieBreak: g[0]!.tieBreak ?? 0, group: g }))).map(({ group }, i) => {
-    const [first, ...rest] = group as [Entry, ...Entry[]]
+  const ranked = rankImages(
+    ok.map((e) => ({ index: e.line, contentKey: e.sha256 ?? `key:${e.key}`, combined: e.combined!.score, means: e.scores ?? {}, tasks: e.tasks ?? {}, item: e })),
+  ).map(({ rank, item: first, duplicates: rest }) => {
     duplicates += rest.length
     return {
-      rank: i + 1,
+      rank,
       key: first.key,
       ...(first.image_id !== undefined ? { image_id: first.image_id } : {}),
       ...(first.source !== undefined ? { source: first.source } : {}),

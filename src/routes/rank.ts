@@ -5,7 +5,7 @@ import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { resolveWeights } from '../scoring/combined.js'
 import { deadlineError, withDeadline } from '../scoring/deadline.js'
-import { groupByKey, rankOrder } from '../scoring/ranking.js'
+import { rankImages } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
 import { endAbandoned, scoringRequest, type RouteContext } from './context.js'
@@ -75,26 +75,24 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           return endAbandoned(request, reply, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
         }
         const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
-        const groups = [...groupByKey(scored, (o) => o.score.image.id).values()]
-        const ranked = rankOrder(
-          groups.map((g) => ({
-            index: g[0]!.index,
-            combined: g[0]!.score.combined.score,
-            tieBreak: g[0]!.score.scores['aesthetic']?.mean ?? 0,
-            group: g,
+        const ranked = rankImages(
+          scored.map((o) => ({
+            index: o.index,
+            contentKey: o.score.image.id,
+            combined: o.score.combined.score,
+            means: Object.fromEntries(Object.entries(o.score.scores).map(([id, s]) => [id, s.mean])),
+            tasks: Object.fromEntries(Object.entries(o.score.models).map(([id, m]) => [id, m.task])),
+            item: o,
           })),
-        ).map(({ group }, i) => {
-          const [first, ...rest] = group
-          return {
-            rank: i + 1,
-            url: first!.url,
-            ...(first!.id !== undefined ? { id: first!.id } : {}),
-            image: first!.score.image,
-            combined: first!.score.combined.score,
-            scores: first!.score.scores,
-            duplicates: rest.map((d) => ({ url: d.url, ...(d.id !== undefined ? { id: d.id } : {}) })),
-          }
-        })
+        ).map(({ rank, item, duplicates }) => ({
+          rank,
+          url: item.url,
+          ...(item.id !== undefined ? { id: item.id } : {}),
+          image: item.score.image,
+          combined: item.score.combined,
+          scores: item.score.scores,
+          duplicates: duplicates.map((d) => ({ url: d.url, ...(d.id !== undefined ? { id: d.id } : {}) })),
+        }))
         const failed = outcomes
           .filter((o): o is Outcome & { ok: false } => !o.ok)
           .map((o) => ({

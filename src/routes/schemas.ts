@@ -126,7 +126,7 @@ export const RankResponse = Type.Object(
         url: Type.String(),
         id: Type.Optional(Type.String()),
         image: Type.Ref(ImageInfo),
-        combined: Type.Number(),
+        combined: Type.Ref(Combined),
         scores: Type.Record(Type.String(), Type.Ref(ScoreSummary)),
         duplicates: Type.Array(ImageRef, { description: 'Other inputs with byte-identical images, scored once' }),
       }),

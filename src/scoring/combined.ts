@@ -42,3 +42,13 @@ export function combine(means: Readonly<Record<string, number>>, weights: Readon
   }
   return { score: num / den, weights: used }
 }
+
+/** The combined score of one image: each model's weight resolved as above, then `combine`. */
+export function combinedScore(
+  models: readonly { id: string; task: string }[],
+  means: Readonly<Record<string, number>>,
+  defaults: Weights,
+  requested?: Weights,
+): CombinedScore {
+  return combine(means, resolveWeights(models, defaults, requested))
+}

@@ -4,7 +4,7 @@ import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { tensorSize, writeTensor } from '../imaging/tensor.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
-import { combine, resolveWeights, type CombinedScore, type Weights } from './combined.js'
+import { combinedScore, type CombinedScore, type Weights } from './combined.js'
 import { isClientGone } from './deadline.js'
 import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo, NimaModel } from './nima-model.js'
@@ -128,11 +128,10 @@ export class Scorer {
       means[m.info.id] = s.mean
       info[m.info.id] = m.info
     })
-    const w = resolveWeights(models.map((m) => m.info), this.#options.defaultWeights, weights)
     return {
       image: prepared.summary,
       scores,
-      combined: combine(means, w),
+      combined: combinedScore(models.map((m) => m.info), means, this.#options.defaultWeights, weights),
       models: info,
       timings: { decodeMs: prepared.prepMs, inferenceMs },
     }

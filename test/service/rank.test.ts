@@ -44,12 +44,13 @@ t.test('ranks a hotel, keeps failures apart, scores byte-identical images once',
   t.equal(r.status, 200)
   t.equal(hits, 7, 'each of the 7 distinct allowed URLs fetched once; the refused one never contacted')
   t.same(r.json.ranked.map((e: any) => e.rank), [1, 2, 3, 4])
-  const combined = r.json.ranked.map((e: any) => e.combined)
+  const combined = r.json.ranked.map((e: any) => e.combined.score)
   t.same(combined, [...combined].sort((a: number, b: number) => b - a), 'best first')
   const a1 = r.json.ranked.find((e: any) => e.id === 'a1')
   t.same(a1.duplicates, [{ url: images[2]!.url, id: 'a1-copy' }], 'identical bytes listed together')
   for (const e of r.json.ranked) {
-    t.ok(Math.abs(e.combined - (0.6 * e.scores.aesthetic.mean + 0.4 * e.scores.technical.mean)) < 1e-9)
+    t.same(e.combined.weights, { aesthetic: 0.6, technical: 0.4 }, 'the same {score, weights} shape as /score')
+    t.ok(Math.abs(e.combined.score - (0.6 * e.scores.aesthetic.mean + 0.4 * e.scores.technical.mean)) < 1e-9)
   }
   const failed = Object.fromEntries(r.json.failed.map((f: any) => [f.id, f.error.code]))
   t.same(failed, { gone: 'NIMA_UPSTREAM_FAILED', garbage: 'NIMA_UNSUPPORTED_MEDIA_TYPE', metadata: 'NIMA_URL_BLOCKED' })
@@ -62,7 +63,7 @@ t.test('ranking agrees with /score for the same images', async (t) => {
   for (const p of paths) {
     const s = (await (await fetch(svc.url + '/score', { method: 'POST', body: readFileSync(join(sharedImages, p)), headers: { 'content-type': 'image/jpeg' } })).json()) as any
     const e = r.json.ranked.find((x: any) => x.url.endsWith(p))
-    t.equal(e.combined, s.scores.aesthetic.mean, `${p}: weight 1 on aesthetic → combined = aesthetic mean`)
+    t.equal(e.combined.score, s.scores.aesthetic.mean, `${p}: weight 1 on aesthetic → combined = aesthetic mean`)
   }
   t.same(r.json.weights, { aesthetic: 1, technical: 0 })
 })
