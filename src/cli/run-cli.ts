@@ -1,16 +1,37 @@
+import { createRequire } from 'node:module'
 import { isModelError } from '../models/model-error.js'
 import { runBatchCommand, runRankHotelsCommand } from './batch-command.js'
 import { runFinetuneCommand, runLabelsCommand } from './finetune-command.js'
 import { runModelsCommand, type CliIo, type ModelsCommandDeps } from './models-command.js'
 
-export const USAGE = `usage: nima-serve <command>
+export const USAGE = `usage: nima-serve <command> [options]     (every command takes --help)
 
 commands:
+  serve                             start the HTTP service (configured by environment variables)
   models <ensure|synth|pull|list>   manage the NIMA models (see: nima-serve models help)
   batch --input F --output R.jsonl  score many images offline: resumable, sharded, cached
   rank-hotels --input R.jsonl ...   each hotel's images in rank order, best first
   labels <export|import|...>        manage the labelling database
-  finetune --base ID --labels F     train a new head on your labels (Earth Mover's loss)`
+  finetune --base ID --labels F     train a new head on your labels (Earth Mover's loss)
+
+options:
+  --help, -h                        this text
+  --version, -v                     the installed version`
+
+const HELP = new Set(['help', '--help', '-h'])
+
+/** package.json sits two folders up from both src/cli and dist/cli. */
+export function version(): string {
+  return (createRequire(import.meta.url)('../../package.json') as { version: string }).version
+}
+
+/**
+ * `--help` anywhere after a command group's subcommand asks for that group's usage, so
+ * `models pull --help` helps instead of failing on an unknown option.
+ */
+function groupArgs(rest: readonly string[]): readonly string[] {
+  return rest.some((a) => a === '--help' || a === '-h') ? ['--help'] : rest
+}
 
 /**
  * Dispatches argv and turns failures into an exit code. Expected failures (ModelError:
@@ -20,12 +41,24 @@ commands:
 export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
   const [command, ...rest] = argv
   try {
-    if (command === 'models') return await runModelsCommand(rest, io, deps)
+    if (command === 'serve') {
+      if (rest.length > 0) {
+        io.out('usage: nima-serve serve\n\nStarts the HTTP service; it is configured by environment variables (docs/configuration.md).')
+        return HELP.has(rest[0]!) ? 0 : 2
+      }
+      await import('../main.js')
+      return 0
+    }
+    if (command === '--version' || command === '-v' || command === 'version') {
+      io.out(version())
+      return 0
+    }
+    if (command === 'models') return await runModelsCommand(groupArgs(rest), io, deps)
     if (command === 'batch') return await runBatchCommand(rest, io)
     if (command === 'rank-hotels') return await runRankHotelsCommand(rest, io)
     if (command === 'finetune') return await runFinetuneCommand(rest, io)
-    if (command === 'labels') return await runLabelsCommand(rest, io)
-    if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    if (command === 'labels') return await runLabelsCommand(groupArgs(rest), io)
+    if (command === undefined || HELP.has(command)) {
       io.out(USAGE)
       return command === undefined ? 2 : 0
     }

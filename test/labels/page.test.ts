@@ -48,6 +48,8 @@ t.test('rate by keys and clicks, skip, undo; ratings reach the database and the 
 
   await page.goto(`${svc.url}/label`)
   await page.waitForSelector('body[data-state="idle"]')
+  const shown = async () => ({ stage: await page.isVisible('#stage'), scale: await page.isVisible('#scale') })
+  t.same(await shown(), { stage: false, scale: false }, 'before a name is entered: no photo frame and no rating buttons')
   await page.fill('#rater', 'ana')
   await page.press('#rater', 'Enter')
   const first = await ready()
@@ -65,6 +67,7 @@ t.test('rate by keys and clicks, skip, undo; ratings reach the database and the 
   await page.keyboard.press('s')
   await page.waitForSelector('body[data-state="done"]')
   t.match(await page.textContent('#status'), /Only skipped images are left/)
+  t.same(await shown(), { stage: false, scale: false }, 'when nothing is left to rate: the last photo and the scale are gone')
 
   await page.keyboard.press('u')
   t.equal(await ready(), ids[2], 'undo brings back the last rated image')

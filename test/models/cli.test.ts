@@ -46,6 +46,28 @@ t.test('help exits 0', async (t) => {
   t.match(io.stdout, /ensure \[--dir DIR\]/)
 })
 
+t.test('--help on every command and subcommand, --version, serve', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--help'], /usage: nima-serve <command>[\s\S]*serve[\s\S]*--version/],
+    [['serve', '--help'], /usage: nima-serve serve/],
+    [['batch', '--help'], /usage: nima-serve batch/],
+    [['rank-hotels', '--help'], /usage: nima-serve rank-hotels/],
+    [['finetune', '--help'], /usage: nima-serve finetune/],
+    [['models', '--help'], /usage: nima-serve models/],
+    [['labels', '--help'], /usage: nima-serve labels/],
+  ]
+  for (const sub of ['ensure', 'synth', 'pull', 'fp16', 'list']) cases.push([['models', sub, '--help'], /usage: nima-serve models/])
+  for (const sub of ['add-images', 'export', 'import', 'summary']) cases.push([['labels', sub, '-h'], /usage: nima-serve labels/])
+  for (const [argv, message] of cases) {
+    const io = recordIo()
+    t.equal(await runCli(argv, io), 0, `${argv.join(' ')} exits 0`)
+    t.match(io.stdout, message, argv.join(' '))
+  }
+  const v = recordIo()
+  t.equal(await runCli(['--version'], v), 0)
+  t.match(v.stdout, /^\d+\.\d+\.\d+$/)
+})
+
 t.test('progress: a bar on a TTY, quarter lines otherwise', async (t) => {
   const lines: string[] = []
   const plain = createProgress(undefined, (line) => lines.push(line))
