@@ -136,7 +136,7 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
       const better = test.finetuned.emd < test.base.emd
       io.out(`held-out test EMD: base ${test.base.emd.toFixed(4)} → fine-tuned ${test.finetuned.emd.toFixed(4)} (${better ? 'better' : 'NOT better'})`)
     } else {
-      io.out('no test split (--test-split 0): nothing held out to evaluate on')
+      io.out(`no test split (${testFraction === 0 ? '--test-split 0' : 'too few groups to hold one out'}): nothing held out to evaluate on`)
     }
     io.out(`installed ${installed.manifest.id}/${installed.manifest.version}${installed.manifest.synthetic ? ' (SYNTHETIC backbone: scores carry no meaning)' : ''} at ${installed.modelPath}`)
     io.out(`evaluation written to ${result.reportPath}`)

@@ -177,8 +177,10 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
 
     const split = splitByGroup(dataset.images, (i) => i.group, { testFraction: options.testFraction, valFraction: options.valFraction, seed: options.train.seed })
     const groups = (xs: LabelledImage[]) => new Set(xs.map((x) => x.group)).size
-    log(`split by group (seed ${options.train.seed}): train ${split.train.length} images / ${groups(split.train)} groups, val ${split.val.length} / ${groups(split.val)}, test ${split.test.length} / ${groups(split.test)}`)
+    const part = (xs: LabelledImage[]) => `${plural(xs.length, 'image')} / ${plural(groups(xs), 'group')}`
+    log(`split by group (seed ${options.train.seed}): train ${part(split.train)}, val ${part(split.val)}, test ${part(split.test)}`)
     if (split.train.length === 0) throw new FinetuneError('the split left no training images; lower --val-split/--test-split or label more groups')
+    for (const warning of splitWarnings(dataset.images.length, groups(dataset.images), split, options)) log(`warning: ${warning}`)
 
     let lastPct = -1
     const feats = await extractFeatures(
@@ -297,4 +299,35 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   } finally {
     dataset.close()
   }
+}
+
+/** "1 group", "3 groups". */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`
+}
+
+/**
+ * idealo's finding was that a few hundred domain-labelled photos fix the base model's
+ * habit of squeezing scores into 4–6; far fewer mostly fit noise.
+ */
+export const FEW_LABELLED_IMAGES = 200
+
+/** What a user should know about the data before trusting the result. */
+export function splitWarnings(
+  images: number,
+  groups: number,
+  split: { val: readonly unknown[]; test: readonly unknown[] },
+  fractions: { valFraction: number; testFraction: number },
+): string[] {
+  const out: string[] = []
+  if (images < FEW_LABELLED_IMAGES) {
+    out.push(`only ${plural(images, 'labelled image')}: a few hundred are needed before a fine-tuned head generalises; treat this result as a trial run`)
+  }
+  if (fractions.testFraction > 0 && split.test.length === 0) {
+    out.push(`no test split although --test-split is ${fractions.testFraction}: ${plural(groups, 'group')} cannot spare one; nothing will be evaluated on held-out photos`)
+  }
+  if (fractions.valFraction > 0 && split.val.length === 0) {
+    out.push(`no validation split although --val-split is ${fractions.valFraction}: too few groups; training runs its full epochs without early stopping`)
+  }
+  return out
 }

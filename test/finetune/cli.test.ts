@@ -116,7 +116,9 @@ t.test('labels add-images / summary / export / import, then finetune from an exp
     ft,
   )
   t.equal(code, 0, ft.stderr)
-  t.match(ft.stdout, /split by group \(seed 1\): train 9 images \/ 3 groups, val 0 \/ 0, test 3 \/ 1/)
+  t.match(ft.stdout, /split by group \(seed 1\): train 9 images \/ 3 groups, val 0 images \/ 0 groups, test 3 images \/ 1 group\b/)
+  t.match(ft.stdout, /warning: only 12 labelled images: a few hundred are needed/)
+  t.notMatch(ft.stdout, /no validation split although/, '--val-split 0 asked for none: no warning')
   t.match(ft.stdout, /installed aesthetic-mini\/v1 \(SYNTHETIC backbone/)
   const manifest = await readManifest(join(out, 'aesthetic-mini', 'v1', 'manifest.json'))
   t.match(manifest, { id: 'aesthetic-mini', version: 'v1', task: 'aesthetic', synthetic: true, provenance: { kind: 'finetuned' } })

@@ -156,3 +156,15 @@ t.test('threshold accuracy, std, meanScore and evaluate', async (t) => {
   t.equal(m.mae, 0)
   t.throws(() => evaluate([], []), /0 samples/)
 })
+
+t.test('split warnings: tiny label sets and empty splits the user asked for', async (t) => {
+  const { splitWarnings, plural } = await import('../../src/finetune/finetune.js')
+  t.equal(plural(1, 'group'), '1 group')
+  t.equal(plural(3, 'group'), '3 groups')
+  const one = splitWarnings(5, 1, { val: [], test: [] }, { valFraction: 0.1, testFraction: 0.2 })
+  t.match(one[0], /only 5 labelled images/)
+  t.match(one[1], /no test split although --test-split is 0\.2: 1 group cannot spare one/)
+  t.match(one[2], /no validation split although --val-split is 0\.1/)
+  t.same(splitWarnings(500, 50, { val: [1], test: [1] }, { valFraction: 0.1, testFraction: 0.2 }), [])
+  t.same(splitWarnings(500, 50, { val: [], test: [] }, { valFraction: 0, testFraction: 0 }), [], 'no split asked for, none missed')
+})
