@@ -20,6 +20,8 @@ function unavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root to create a mount namespace'
   for (const tool of ['unshare', 'setpriv']) if (!findExecutable(tool)) return `${tool} (util-linux) is not on PATH`
   if (!existsSync(repo('dist/main.js'))) return 'dist/main.js is missing (npm run build)'
+  if (repo().startsWith('/tmp/') && !existsSync('/mnt')) return 'the checkout is under /tmp and there is no /mnt to carry it past the tmpfs'
+  if (/'/.test(repo())) return 'the checkout path contains a quote'
   const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind / / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp'], { encoding: 'utf8' })
   if (probe.status !== 0) return `mount namespaces are not permitted here (${probe.stderr.trim()})`
   return undefined
@@ -41,10 +43,16 @@ t.test('the service runs as uid 1000 on a read-only root with only /tmp writable
     MODELS_DIR: await testModelsDir(),
     LOG_LEVEL: 'warn',
   }
+  // A checkout under /tmp would vanish under the fresh tmpfs: carry it across through
+  // /mnt (a directory of the read-only root) and put it back, read-only, where it was.
+  const checkout = repo()
+  const underTmp = checkout === '/tmp' || checkout.startsWith('/tmp/')
   const script = [
     'mount --bind / /',
     'mount -o remount,bind,ro /',
+    ...(underTmp ? [`mount --bind '${checkout}' /mnt`] : []),
     'mount -t tmpfs -o size=64m,mode=1777 tmpfs /tmp',
+    ...(underTmp ? [`mkdir -p '${checkout}'`, `mount --bind /mnt '${checkout}'`, `mount -o remount,bind,ro '${checkout}'`, `cd '${checkout}'`] : []),
     `exec setpriv --reuid ${UID} --regid ${UID} --clear-groups --no-new-privs node dist/main.js`,
   ].join(' && ')
   let log = ''
