@@ -7,14 +7,15 @@ import apiKeys from './http/auth.js'
 import errorHandler from './http/error-handler.js'
 import { NimaError } from './errors.js'
 import metricsPlugin from './metrics/metrics-plugin.js'
-import type { Metrics } from './metrics/metrics.js'
+import { fetchObserver, type Metrics } from './metrics/metrics.js'
 import healthRoutes from './routes/health.js'
 import labelRoutes from './routes/labels.js'
 import modelsRoute from './routes/models.js'
 import rankRoute from './routes/rank.js'
 import scoreRoute from './routes/score.js'
 import { sharedSchemas } from './routes/schemas.js'
-import type { FetchImage, RouteContext } from './routes/context.js'
+import type { RouteContext } from './routes/context.js'
+import { createImageSource, type ImageSource } from './fetching/image-source.js'
 import type { ServiceState } from './service-state.js'
 import { addUploadBodies, openapiInfo } from './openapi-info.js'
 
@@ -29,8 +30,8 @@ export interface AppDependencies {
   config: Config
   state: ServiceState
   metrics: Metrics
-  fetchImage: FetchImage
-  limitHost: RouteContext['limitHost']
+  /** Default: one built from `config`, observed in `metrics`, closed with the app. */
+  images?: ImageSource
   logger?: FastifyServerOptions['logger']
 }
 
@@ -85,7 +86,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const queueDepths = () => Object.fromEntries([...(state.scorer?.models.values() ?? [])].map((m) => [m.info.id, m.queueDepth]))
   await app.register(metricsPlugin, { metrics, state, queueDepths })
 
-  const ctx: RouteContext = { config, state, metrics, fetchImage: deps.fetchImage, limitHost: deps.limitHost }
+  const images = deps.images ?? createImageSource(config, { onFetch: fetchObserver(metrics) })
+  // What the app opens, it closes, after in-flight requests have finished.
+  if (!deps.images) app.addHook('onClose', () => images.close())
+  const ctx: RouteContext = { config, state, metrics, images }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
   await app.register(apiKeys, { keys: config.apiKeys })

@@ -1,9 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import type { Config } from './config/load.js'
-import type { ImageFetcher } from './fetching/fetch-image.js'
-import { imageFetcherFromConfig } from './fetching/from-config.js'
-import { createHostLimiter } from './fetching/host-limiter.js'
 import { loggerOptions } from './http/logger.js'
 import { createMetrics, type Metrics } from './metrics/metrics.js'
 import { loadScorer } from './scoring/load-scorer.js'
@@ -26,23 +23,10 @@ export interface Server {
 export async function startServer(config: Config): Promise<Server> {
   const metrics = createMetrics()
   const state = new ServiceState((ready) => metrics.ready.set(ready ? 1 : 0))
-  const fetcher: ImageFetcher = imageFetcherFromConfig(config)
-  const hosts = createHostLimiter(config.RANK_PER_HOST_CONCURRENCY)
-  const app = await buildApp({
-    config,
-    state,
-    metrics,
-    logger: loggerOptions(config),
-    fetchImage: (url, signal) => fetcher.fetch(url, signal),
-    limitHost: (url, fn, signal) => {
-      let host: string
-      try {
-        host = new URL(url).host
-      } catch {
-        return fn() // the fetcher refuses it with NIMA_URL_INVALID
-      }
-      return hosts.run(host, fn, signal)
-    },
+  const app = await buildApp({ config, state, metrics, logger: loggerOptions(config) })
+  // The scorer is this function's to release: after in-flight requests, when the app closes.
+  app.addHook('onClose', async () => {
+    await state.scorer?.dispose()
   })
   await app.listen({ host: config.HOST, port: config.PORT })
 
@@ -63,11 +47,6 @@ export async function startServer(config: Config): Promise<Server> {
       app.server.closeIdleConnections()
       const drained = await Promise.race([closed, grace])
       clearTimeout(timer)
-      if (drained) {
-        // Nothing is in flight any more, so these return at once.
-        await fetcher.close()
-        await state.scorer?.dispose()
-      }
       return { drained }
     })())
 

@@ -10,8 +10,7 @@
  */
 import { open as openFile } from 'node:fs/promises'
 import { NimaError, type ErrorCode } from '../errors.js'
-import type { ImageFetcher } from '../fetching/fetch-image.js'
-import type { HostLimiter } from '../fetching/host-limiter.js'
+import type { ImageSource } from '../fetching/image-source.js'
 import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { combinedScore, type CombinedScore, type Weights } from '../scoring/combined.js'
@@ -64,8 +63,8 @@ export interface BatchRunDeps {
   scorer: Scorer
   models: readonly NimaModel[]
   weights: Weights
-  fetcher: ImageFetcher
-  hosts: HostLimiter
+  /** Where URL inputs come from (the same image source the service uses). */
+  images: Pick<ImageSource, 'fetch'>
   cache?: ScoreCache
   progress?: BatchProgress
   /** Stops reading new items; those in flight finish and are written. */
@@ -131,13 +130,6 @@ async function readLocalFile(path: string, maxBytes: number): Promise<Buffer> {
   }
 }
 
-function hostOf(url: string): string | undefined {
-  try {
-    return new URL(url).host
-  } catch {
-    return undefined
-  }
-}
 
 /** The error of a failed line: the code, and for a bug the underlying message rather than a generic one. */
 function lineError(err: unknown): { code: ErrorCode; message: string } {
@@ -259,9 +251,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     try {
       let bytes: Buffer
       if (item.isUrl) {
-        const host = hostOf(source)
-        // An unparsable URL has no host to queue on; the fetcher refuses it with NIMA_URL_INVALID.
-        bytes = (await (host === undefined ? deps.fetcher.fetch(source) : deps.hosts.run(host, () => deps.fetcher.fetch(source)))).bytes
+        bytes = (await deps.images.fetch(source)).bytes
       } else {
         bytes = await readLocalFile(source, options.maxFileBytes)
       }

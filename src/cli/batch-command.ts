@@ -14,8 +14,7 @@ import { ConfigError, loadConfig, type Config } from '../config/load.js'
 import type { RawConfig } from '../config/schema.js'
 import { isNimaError } from '../errors.js'
 import { createAddressPolicy } from '../fetching/address-policy.js'
-import { imageFetcherFromConfig } from '../fetching/from-config.js'
-import { createHostLimiter } from '../fetching/host-limiter.js'
+import { createImageSource } from '../fetching/image-source.js'
 import { createMetrics } from '../metrics/metrics.js'
 import { loadScorer } from '../scoring/load-scorer.js'
 import type { CliIo } from './models-command.js'
@@ -294,7 +293,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   } catch (err) {
     throw new FatalError(`cannot load the models: ${(err as Error).message}`, { cause: err })
   }
-  const fetcher = imageFetcherFromConfig(config, policy)
+  const images = createImageSource(config, { policy, ...(a.perHost !== undefined ? { perHost: a.perHost } : {}) })
   let cache: ScoreCache | undefined
   const signals = deps.signal ? undefined : signalsController(io)
   try {
@@ -326,8 +325,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
         scorer,
         models,
         weights: config.combinedWeights,
-        fetcher,
-        hosts: createHostLimiter(a.perHost ?? config.RANK_PER_HOST_CONCURRENCY),
+        images,
         ...(cache ? { cache } : {}),
         progress: createBatchProgress({ ...(io.progressStream ? { stream: io.progressStream } : {}), log: io.err, ...(inputBytes !== undefined ? { totalBytes: inputBytes } : {}), intervalMs: a.progressIntervalMs }),
         ...(deps.signal ?? signals?.signal ? { signal: (deps.signal ?? signals?.signal)! } : {}),
@@ -339,7 +337,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
     return summary.interrupted ? (signals?.exitCode() ?? 130) : 0
   } finally {
     signals?.dispose()
-    await Promise.allSettled([scorer.dispose(), fetcher.close(), cache?.close()])
+    await Promise.allSettled([scorer.dispose(), images.close(), cache?.close()])
   }
 }
 

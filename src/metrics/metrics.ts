@@ -140,3 +140,11 @@ function zeroed(counter: Counter<'stage'>): Counter<'stage'> {
   for (const stage of ABANDON_STAGES) counter.inc({ stage }, 0)
   return counter
 }
+
+/** Records finished URL fetches (an ImageSource's `onFetch`). */
+export function fetchObserver(metrics: Pick<Metrics, 'fetchDuration' | 'fetchBytes'>): (o: { outcome: string; ms: number; bytes?: number }) => void {
+  return ({ outcome, ms, bytes }) => {
+    metrics.fetchDuration.observe({ outcome }, ms / 1000)
+    if (bytes !== undefined) metrics.fetchBytes.observe(bytes)
+  }
+}

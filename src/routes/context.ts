@@ -1,20 +1,17 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
+import type { ImageSource } from '../fetching/image-source.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { createRequestSignals, type RequestSignals } from '../scoring/deadline.js'
 import type { ServiceState } from '../service-state.js'
-
-/** Fetches image bytes for a URL; the SSRF-safe fetcher in production. */
-export type FetchImage = (url: string, signal: AbortSignal) => Promise<{ bytes: Buffer }>
 
 /** What every route plugin is registered with: explicit dependencies, no globals. */
 export interface RouteContext {
   config: Config
   state: ServiceState
   metrics: Metrics
-  fetchImage: FetchImage
-  /** Runs a fetch under the per-host concurrency limit. */
-  limitHost: <T>(url: string, fn: () => Promise<T>, signal?: AbortSignal) => Promise<T>
+  /** Where URL inputs come from (fetch under the per-host limit, observed). */
+  images: ImageSource
 }
 
 export function parseModelList(value: string | undefined): string[] | undefined {

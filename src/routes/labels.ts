@@ -8,7 +8,6 @@ import { contentType, csvHeader, formatRow } from '../labels/export.js'
 import { loadPageAssets, type PageFile } from '../labels/page-assets.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
 import type { RouteContext } from './context.js'
-import { fetchObserved } from './fetch-observed.js'
 import {
   AddImageQuery,
   AddImageResponse,
@@ -137,7 +136,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
         if (known) {
           result = { image: known, created: false }
         } else {
-          const { bytes } = await fetchObserved(opts, body.url, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
+          const { bytes } = await opts.images.fetch(body.url, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
           result = await storeBytes(bytes, body.group ?? request.query.group, body.url)
         }
       }

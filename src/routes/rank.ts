@@ -9,7 +9,6 @@ import { rankImages } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
 import { endAbandoned, scoringRequest, type RouteContext } from './context.js'
-import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
 
 type Outcome = { index: number; url: string; id?: string } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
@@ -49,7 +48,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           try {
             let fetched = fetches.get(url)
             if (!fetched) {
-              fetched = fetchObserved(ctx, url, signal)
+              fetched = ctx.images.fetch(url, signal)
               fetches.set(url, fetched)
               // Counted once per distinct URL, like the fetch itself.
               fetched.catch(() => {

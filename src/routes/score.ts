@@ -5,7 +5,6 @@ import { NimaError } from '../errors.js'
 import { RAW_IMAGE_MEDIA_TYPES } from '../imaging/formats.js'
 import { withDeadline, type RequestSignals } from '../scoring/deadline.js'
 import { parseModelList, scoringRequest, type RouteContext } from './context.js'
-import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
 const RAW_TYPES = [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']
@@ -72,7 +71,7 @@ async function readImage(
   if (Buffer.isBuffer(request.body)) return { bytes: request.body }
   const body = request.body as ScoreUrlBody | undefined
   if (body && typeof body.url === 'string') {
-    const { bytes, fetchMs } = await fetchObserved(ctx, body.url, signals.signal).catch((err: unknown) => {
+    const { bytes, fetchMs } = await ctx.images.fetch(body.url, signals.signal).catch((err: unknown) => {
       if (signals.clientGone.aborted) ctx.metrics.abandoned.inc({ stage: 'fetch' })
       throw err
     })

@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config/load.js'
 import type { RawConfig } from '../../src/config/schema.js'
 import { createAddressPolicy } from '../../src/fetching/address-policy.js'
 import { createImageFetcher } from '../../src/fetching/fetch-image.js'
-import { createHostLimiter } from '../../src/fetching/host-limiter.js'
+import { createImageSource } from '../../src/fetching/image-source.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import { loadScorer } from '../../src/scoring/load-scorer.js'
 import type { Scorer } from '../../src/scoring/scorer.js'
@@ -49,6 +49,7 @@ export async function runInProcess(
   extra: { cache?: ScoreCache; allow?: string[] } = {},
 ): Promise<BatchSummary> {
   const fetcher = createImageFetcher({ policy: createAddressPolicy({ allow: extra.allow ?? [] }), connectTimeoutMs: 2000, headersTimeoutMs: 2000, bodyTimeoutMs: 5000 })
+  const images = createImageSource(loadConfig({}, {}), { fetcher, perHost: 4 })
   try {
     return await runBatch(
       { mode: 'new', concurrency: 16, scoreSlots: 10, maxFileBytes: 20 << 20, ...options },
@@ -57,13 +58,12 @@ export async function runInProcess(
         scorer,
         models: scorer.resolveModels(),
         weights: { aesthetic: 0.6, technical: 0.4 },
-        fetcher,
-        hosts: createHostLimiter(4),
+        images,
         ...(extra.cache ? { cache: extra.cache } : {}),
         log: () => {},
       },
     )
   } finally {
-    await fetcher.close()
+    await images.close()
   }
 }

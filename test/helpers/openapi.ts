@@ -9,8 +9,6 @@ export async function openapiYaml(): Promise<string> {
     config: loadConfig({}, { LOG_LEVEL: 'silent', LABELS_DB: ':memory:' }),
     state: new ServiceState(),
     metrics: createMetrics(),
-    fetchImage: () => Promise.reject(new Error('not used')),
-    limitHost: (_u, fn) => fn(),
   })
   await app.ready()
   const yaml = app.swagger({ yaml: true })

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { loadConfig } from '../../src/config/load.js'
 import { ConfigSchema, type RawConfig } from '../../src/config/schema.js'
-import { imageFetcherFromConfig } from '../../src/fetching/from-config.js'
+import { createImageSource } from '../../src/fetching/image-source.js'
 import apiKeys from '../../src/http/auth.js'
 import errorHandler from '../../src/http/error-handler.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
@@ -25,7 +25,7 @@ export interface LabelApp {
 export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig> = {}): Promise<LabelApp> {
   const config = loadConfig({}, { LOG_LEVEL: 'silent', URL_ALLOWLIST: '127.0.0.1', ...overrides })
   const metrics = createMetrics()
-  const fetcher = imageFetcherFromConfig(config)
+  const images = createImageSource(config)
   const app = Fastify({ bodyLimit: config.BODY_LIMIT_BYTES, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } } })
   for (const schema of sharedSchemas) app.addSchema(schema)
   await app.register(errorHandler, { metrics })
@@ -34,8 +34,7 @@ export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig
     config,
     state: new ServiceState(),
     metrics,
-    fetchImage: (url, signal) => fetcher.fetch(url, signal),
-    limitHost: (_url, fn) => fn(),
+    images,
     dbPath,
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
@@ -45,7 +44,7 @@ export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig
     url: `http://127.0.0.1:${port}`,
     close: async () => {
       await app.close()
-      await fetcher.close()
+      await images.close()
     },
   }
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config/load.js'
+import { createImageSource } from '../../src/fetching/image-source.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import { ServiceState } from '../../src/service-state.js'
 import { startTestService } from '../helpers/service.js'
@@ -38,7 +39,7 @@ t.test('before models are loaded: alive, not ready, scoring refused with 503', a
   const config = loadConfig({}, { LOG_LEVEL: 'silent' })
   const metrics = createMetrics()
   const state = new ServiceState()
-  const app = await buildApp({ config, state, metrics, fetchImage: async () => ({ bytes: Buffer.alloc(0) }), limitHost: (_u, fn) => fn() })
+  const app = await buildApp({ config, state, metrics })
   t.teardown(() => app.close())
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200)
   const r = await app.inject({ url: '/readyz' })
@@ -57,10 +58,14 @@ t.test('an unexpected failure is a 500 with no internals in the body', async (t)
     config: svc.config,
     state: svc.server.state,
     metrics: createMetrics(),
-    fetchImage: async () => {
-      throw new TypeError('secret internal detail at /srv/x.js:1')
-    },
-    limitHost: (_u, fn) => fn(),
+    images: createImageSource(svc.config, {
+      fetcher: {
+        fetch: async () => {
+          throw new TypeError('secret internal detail at /srv/x.js:1')
+        },
+        close: async () => {},
+      },
+    }),
   })
   t.teardown(() => app.close())
   const r = await app.inject({ method: 'POST', url: '/score', payload: { url: 'http://example.com/a.jpg' } })
