@@ -1,3 +1,5 @@
+import { parse, type CsvError } from 'csv-parse/sync'
+import { stringify } from 'csv-stringify/sync'
 /**
  * Label exports: one row per rating, as JSON Lines or CSV. Both carry the same fields; a
  * row names its image by sha256, so an export plus the image files (matched by the hash of
@@ -31,14 +33,13 @@ export function contentType(format: ExportFormat): string {
   return format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8'
 }
 
-function csvField(value: unknown): string {
-  if (value === null || value === undefined) return ''
-  const s = String(value)
-  return /[",\r\n]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+/** One CSV record: RFC 4180 quoting, CRLF ends; fields with any line break or edge spaces quoted so they survive every reader. */
+function csvRecord(values: readonly unknown[]): string {
+  return stringify([values.map((v) => (v === null || v === undefined ? '' : String(v)))], { record_delimiter: 'windows', quoted_match: /[\r\n]|^\s|\s$/ })
 }
 
 export function csvHeader(): string {
-  return `${CSV_COLUMNS.join(',')}\r\n`
+  return csvRecord(CSV_COLUMNS)
 }
 
 export function formatRow(row: ExportRow, format: ExportFormat): string {
@@ -47,50 +48,18 @@ export function formatRow(row: ExportRow, format: ExportFormat): string {
     return `${JSON.stringify({ id, imageId, rater, rating, histogram, createdAt, group: group ?? null, sourceUrl: sourceUrl ?? null, format: row.format, ...(path ? { path } : {}) })}\n`
   }
   const hist = row.histogram ?? new Array<null>(10).fill(null)
-  const values = [row.id, row.imageId, row.rater, row.rating, ...hist, row.createdAt, row.group, row.sourceUrl, row.format, row.path]
-  return `${values.map(csvField).join(',')}\r\n`
+  return csvRecord([row.id, row.imageId, row.rater, row.rating, ...hist, row.createdAt, row.group, row.sourceUrl, row.format, row.path])
 }
 
-/** RFC 4180 records (quoted fields may hold commas, quotes and newlines). */
+/** RFC 4180 records (quoted fields may hold commas, quotes and newlines), by csv-parse. */
 export function parseCsv(text: string): string[][] {
-  const records: string[][] = []
-  let field = ''
-  let record: string[] = []
-  let quoted = false
-  let i = 0
-  const endField = () => {
-    record.push(field)
-    field = ''
+  try {
+    return parse(text, { relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n', '\r'] }) as string[][]
+  } catch (err) {
+    const e = err as CsvError
+    if (e.code === 'CSV_QUOTE_NOT_CLOSED') throw new ExportParseError('CSV: a quoted field is not closed', { cause: err })
+    throw new ExportParseError(`CSV: ${e.message}`, { cause: err })
   }
-  while (i < text.length) {
-    const c = text[i]!
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"'
-        i += 2
-        continue
-      }
-      if (c === '"') quoted = false
-      else field += c
-      i++
-      continue
-    }
-    if (c === '"' && field === '') quoted = true
-    else if (c === ',') endField()
-    else if (c === '\n' || c === '\r') {
-      endField()
-      if (!(record.length === 1 && record[0] === '')) records.push(record)
-      record = []
-      if (c === '\r' && text[i + 1] === '\n') i++
-    } else field += c
-    i++
-  }
-  if (quoted) throw new ExportParseError('CSV: a quoted field is not closed')
-  if (field !== '' || record.length > 0) {
-    endField()
-    records.push(record)
-  }
-  return records
 }
 
 function toRow(obj: Record<string, unknown>, where: string): ExportRow {
