@@ -1,4 +1,4 @@
-import { RAW_IMAGE_MEDIA_TYPES } from './imaging/formats.js'
+import { RAW_BODY_MEDIA_TYPES } from './imaging/formats.js'
 
 /** The OpenAPI document's header; paths and schemas come from the route schemas. */
 export const openapiInfo = {
@@ -24,5 +24,5 @@ export function addUploadBodies(doc: { paths?: Record<string, any> }): void {
   content['multipart/form-data'] = {
     schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary', description: 'The image file' } } },
   }
-  for (const type of [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']) content[type] = { schema: { type: 'string', format: 'binary' } }
+  for (const type of RAW_BODY_MEDIA_TYPES) content[type] = { schema: { type: 'string', format: 'binary' } }
 }

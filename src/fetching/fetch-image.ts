@@ -416,7 +416,7 @@ function discard(body: Dispatcher.ResponseData['body']): void {
   body.destroy()
 }
 
-function toNimaError(err: unknown, url: URL, config: ResolvedConfig): NimaError {
+function toFetchError(err: unknown, url: URL, config: ResolvedConfig): NimaError {
   if (isNimaError(err)) return err
   const code = errorCode(err)
   const where = redactUrl(url)
@@ -485,7 +485,7 @@ async function fetchWithState(state: FetcherState, rawUrl: string, signal: Abort
   } catch (err) {
     // The caller's own abort (its deadline, a client that went away) is theirs to name.
     if (signal?.aborted) throw signal.reason
-    throw toNimaError(err, url, config)
+    throw toFetchError(err, url, config)
   }
 }
 

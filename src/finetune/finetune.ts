@@ -8,7 +8,7 @@ import { loadDataset, type Dataset, type LabelledImage } from './dataset.js'
 import { extractFeatures, tensorSpecOf } from './features.js'
 import { FinetuneError } from './finetune-error.js'
 import { decodeModel, headPredict, readHead, replaceHead, type Head } from './head.js'
-import { evaluate, type Metrics } from './math.js'
+import { evaluate, type EvaluationMetrics } from './math.js'
 import { splitByGroup } from './split.js'
 import { DEFAULT_TRAIN_OPTIONS, trainHead, type EpochLog, type Sample, type TrainOptions } from './train.js'
 import { decodeImage } from '../imaging/decode.js'
@@ -58,7 +58,7 @@ export interface EvaluationReport {
   training: { options: Omit<TrainOptions, 'onEpoch'>; bestEpoch: number; epochsRun: number; stoppedEarly: boolean; bestValEmd: number | null; seconds: number }
   features: { cached: number; computed: number; seconds: number }
   /** Base and fine-tuned metrics per split ('test' is the held-out verdict). */
-  metrics: Record<'train' | 'val' | 'test', { base: Metrics; finetuned: Metrics } | null>
+  metrics: Record<'train' | 'val' | 'test', { base: EvaluationMetrics; finetuned: EvaluationMetrics } | null>
   /** Max |difference| between the installed model's outputs and the training code's, on a few test images. */
   verification: { images: number; featuresMaxAbsDiff: number; scoresMaxAbsDiff: number }
 }
@@ -106,7 +106,7 @@ function toSamples(images: readonly LabelledImage[], features: Map<string, Float
   return images.map((img) => ({ features: features.get(img.id)!, target: img.target }))
 }
 
-function metricsFor(base: Head, tuned: Head, samples: readonly Sample[]): { base: Metrics; finetuned: Metrics } | null {
+function metricsFor(base: Head, tuned: Head, samples: readonly Sample[]): { base: EvaluationMetrics; finetuned: EvaluationMetrics } | null {
   if (samples.length === 0) return null
   const labels = samples.map((s) => s.target)
   return {

@@ -165,7 +165,7 @@ export function thresholdAccuracy(pred: ArrayLike<number>, label: ArrayLike<numb
   return hits / pred.length
 }
 
-export interface Metrics {
+export interface EvaluationMetrics {
   /** Number of samples. */
   n: number
   /** Mean per-sample EMD (r = 2) between predicted and label distributions. */
@@ -185,7 +185,7 @@ export interface Metrics {
 }
 
 /** Every metric for predicted vs label distributions (rows of equal length). */
-export function evaluate(pred: readonly ArrayLike<number>[], label: readonly ArrayLike<number>[], threshold = 5): Metrics {
+export function evaluate(pred: readonly ArrayLike<number>[], label: readonly ArrayLike<number>[], threshold = 5): EvaluationMetrics {
   if (pred.length !== label.length) throw new RangeError(`${pred.length} predictions for ${label.length} labels`)
   if (pred.length === 0) throw new RangeError('nothing to evaluate: 0 samples')
   const pm = pred.map((p) => meanScore(p))

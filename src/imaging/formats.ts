@@ -9,6 +9,9 @@ export const SUPPORTED_FORMATS: readonly ImageFormat[] = ['jpeg', 'png', 'webp',
 /** Media types accepted as a raw request body. */
 export const RAW_IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif'] as const
 
+/** Content types a raw upload may carry: the image types, or untyped bytes (sniffed all the same). */
+export const RAW_BODY_MEDIA_TYPES: readonly string[] = [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']
+
 const startsWith = (b: Uint8Array, sig: readonly number[], at = 0): boolean =>
   b.length >= at + sig.length && sig.every((v, i) => b[at + i] === v)
 

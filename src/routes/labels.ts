@@ -3,7 +3,7 @@ import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { decodeImage } from '../imaging/decode.js'
-import { RAW_IMAGE_MEDIA_TYPES } from '../imaging/formats.js'
+import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
 import { loadPageAssets, type PageFile } from '../labels/page-assets.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
@@ -36,7 +36,6 @@ export interface LabelRoutesOptions extends RouteContext {
   store?: LabelStore
 }
 
-const RAW_TYPES = [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']
 const FILE_TYPES: Record<string, string> = {
   jpeg: 'image/jpeg',
   png: 'image/png',
@@ -87,7 +86,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 2, parts: 3, fieldSize: 256 },
   })
   app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser(RAW_TYPES, { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body))
+  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body))
 
   const api = app.withTypeProvider<TypeBoxTypeProvider>()
   const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse }

@@ -2,12 +2,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
-import { RAW_IMAGE_MEDIA_TYPES } from '../imaging/formats.js'
+import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
 import { withDeadline, type RequestSignals } from '../scoring/deadline.js'
 import { parseModelList, scoringRequest, type RouteContext } from './context.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
-const RAW_TYPES = [...RAW_IMAGE_MEDIA_TYPES, 'application/octet-stream']
 
 /**
  * POST /score: one image as a multipart field `image`, a raw image body, or JSON
@@ -20,7 +19,7 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
   })
   // Plain text is never an image: let it fall through to 415 instead of a confusing 400.
   app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser(RAW_TYPES, { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
+  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
     done(null, body),
   )
 

@@ -11,7 +11,7 @@ import { loadDataset } from '../../src/finetune/dataset.js'
 import { extractFeatures } from '../../src/finetune/features.js'
 import { findBase } from '../../src/finetune/finetune.js'
 import { decodeModel, headPredict, readHead } from '../../src/finetune/head.js'
-import { evaluate, type Metrics } from '../../src/finetune/math.js'
+import { evaluate, type EvaluationMetrics } from '../../src/finetune/math.js'
 import { splitByGroup } from '../../src/finetune/split.js'
 import { DEFAULT_TRAIN_OPTIONS, trainHead } from '../../src/finetune/train.js'
 import { testModelsDir } from '../helpers/models.js'
@@ -44,7 +44,7 @@ const options = {
 }
 
 const keys = ['emd', 'lcc', 'srcc', 'accuracy', 'predStd'] as const
-const rows: { seed: number; base: Metrics; tuned: Metrics }[] = []
+const rows: { seed: number; base: EvaluationMetrics; tuned: EvaluationMetrics }[] = []
 for (let seed = from; seed <= (to ?? from); seed++) {
   const split = splitByGroup(data.images, (i) => i.group, { testFraction: Number(values['test-split']), valFraction: Number(values['val-split']), seed })
   const samples = (xs: typeof data.images) => xs.map((i) => ({ features: features.get(i.id)!, target: i.target }))
