@@ -2,8 +2,8 @@ import { Type, type Static } from '@sinclair/typebox'
 
 /**
  * Every environment variable the service reads, with its type, default and doc.
- * This table is the single source for validation, the typed config and the README's
- * configuration section (test/config.test.ts keeps the README in step).
+ * This table is the single source for validation, the typed config and the table in
+ * docs/configuration.md (test/unit/config.test.ts keeps that page in step).
  */
 export const ConfigSchema = Type.Object({
   HOST: Type.String({ default: '0.0.0.0', description: 'Interface to listen on' }),

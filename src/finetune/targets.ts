@@ -1,7 +1,7 @@
 /**
  * From human labels to the target distributions the head is trained on.
  *
- * The rule (documented in the README's fine-tuning section):
+ * The rule (documented in docs/labelling-and-finetuning.md):
  * - a 10-bin vote histogram is used as it is, normalised to sum to 1;
  * - a single integer rating r becomes the discrete Gaussian over the bins 1..10,
  *   p_k ∝ exp(-(k - r)² / (2σ²)): the maximum-entropy distribution on the bins with mean ≈ r

@@ -31,7 +31,7 @@ storeVariants(store, variants)
 store.close()
 
 // Strong weight decay and a large validation split: the synthetic backbone's features barely
-// encode the degradations (see the README section), so the head must not chase noise.
+// encode the degradations (see docs/labelling-and-finetuning.md), so the head must not chase noise.
 const args = ['--base', 'aesthetic', '--labels', dbPath, '--models-dir', modelsDir, '--cache', cache, '--val-split', '0.3', '--test-split', '0.2', '--lr', '0.001', '--weight-decay', '100', '--patience', '40', '--seed', '1']
 
 let report: EvaluationReport

@@ -3,7 +3,7 @@ import sharp from 'sharp'
 import { decodeImage } from '../../src/imaging/decode.js'
 
 /**
- * The input decisions documented in the README, checked on images made here: every
+ * The input decisions documented in docs/models.md, checked on images made here: every
  * variant comes out as 8-bit sRGB with the pixels the documented rule says.
  */
 const limits = { maxInputPixels: 1e8 }

@@ -33,11 +33,11 @@ t.test('a bad value names the variable, the rule and what arrived', async (t) =>
   t.throws(() => loadConfig({ COMBINED_WEIGHTS: 'aesthetic=abc' }), /COMBINED_WEIGHTS/)
 })
 
-t.test('README carries the configuration table generated from the schema (npx tsx scripts/config-table.ts)', async (t) => {
+t.test('docs/configuration.md carries the configuration table generated from the schema (npx tsx scripts/config-table.ts)', async (t) => {
   const { readFileSync } = await import('node:fs')
   const { join } = await import('node:path')
   const { projectRoot } = await import('../helpers/paths.js')
   const { configTable } = await import('../helpers/config-table.js')
-  const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8')
-  t.ok(readme.includes(configTable()), 'README configuration table is up to date')
+  const readme = readFileSync(join(projectRoot, 'docs', 'configuration.md'), 'utf8')
+  t.ok(readme.includes(configTable()), 'docs/configuration.md table is up to date')
 })
