@@ -1,25 +1,27 @@
 /**
- * The in-process pipeline with no HTTP: the same decode (src/imaging/decode.ts), tensor
- * (src/imaging/tensor.ts) and sessions (src/inference/onnx-backend.ts) the service uses,
+ * The in-process pipeline with no HTTP: the same decode, tensor and model runs the
+ * service uses (src/scoring/model-pipeline.ts),
  * measured stage by stage and then end to end. The best end-to-end rate is "the limit"
  * the service is compared against.
  */
 import { createHash } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { decodeImage, type DecodedImage } from '../../src/imaging/decode.js'
-import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../../src/imaging/tensor.js'
-import { openSession, type ModelSession, type SessionOptions } from '../../src/inference/onnx-backend.js'
+import { tensorSize, writeTensor, type TensorSpec } from '../../src/imaging/tensor.js'
+import type { SessionOptions } from '../../src/inference/onnx-backend.js'
+import { loadConfig } from '../../src/config/load.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
 import type { ModelManifest } from '../../src/models/manifest.js'
+import { decodeIntoTensor, ManifestModel } from '../../src/scoring/model-pipeline.js'
 import type { SampleImage } from './images.js'
 import { median, round } from './stats.js'
 
-const MAX_INPUT_PIXELS = 64_000_000
+const MAX_INPUT_PIXELS = loadConfig({}).MAX_INPUT_PIXELS
 
 export interface LoadedModel {
   id: string
   manifest: ModelManifest
-  session: ModelSession
+  session: ManifestModel
   spec: TensorSpec
 }
 
@@ -29,17 +31,14 @@ export async function loadModels(modelsDir: string, ids: readonly string[], opti
   for (const id of ids) {
     const entry = selectModel(entries, id)
     if (!entry) throw new Error(`model ${id} not found in ${modelsDir}`)
-    const session = await openSession(entry.modelPath, entry.manifest.input.name, options)
-    const { width, height, normalization } = entry.manifest.input
-    out.push({ id, manifest: entry.manifest, session, spec: { width, height, lut: normalizationTable(normalization.scale, normalization.offset) } })
+    const session = await ManifestModel.open(entry.modelPath, entry.manifest, options)
+    out.push({ id, manifest: entry.manifest, session, spec: session.spec })
   }
   return out
 }
 
 async function runModel(m: LoadedModel, input: Float32Array, n: number): Promise<Float32Array> {
-  const { width, height } = m.spec
-  const out = await m.session.run(input, [n, height, width, 3], [m.manifest.output.scores.name])
-  return out[m.manifest.output.scores.name]!
+  return (await m.session.run(input, n)).scores
 }
 
 /** Runs `worker` on `concurrency` loops until `ms` have passed; returns completions/s. */
@@ -77,8 +76,7 @@ export async function measureDecode(images: readonly SampleImage[], concurrency:
 /** decode + writeTensor, as Scorer.decode + scoreDecoded do before inference. */
 export async function measureDecodePreprocess(images: readonly SampleImage[], spec: TensorSpec, concurrency: number, ms: number): Promise<DecodeStageResult> {
   const r = await rateOver(ms, concurrency, async (i) => {
-    const d = await decodeImage(images[i % images.length]!.bytes, { maxInputPixels: MAX_INPUT_PIXELS })
-    writeTensor(d, spec, new Float32Array(tensorSize(spec)))
+    await decodeIntoTensor(images[i % images.length]!.bytes, spec, MAX_INPUT_PIXELS, new Float32Array(tensorSize(spec)))
   })
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
@@ -194,8 +192,7 @@ export async function measurePipeline(images: readonly SampleImage[], models: re
       while (ready.length >= 2 && !stop) await new Promise<void>((r) => wakeProducers.push(r))
       if (stop) return
       const img = images[nextImage++ % images.length]!
-      const d = await decodeImage(img.bytes, { maxInputPixels: MAX_INPUT_PIXELS })
-      writeTensor(d, spec, filling, slots * per)
+      await decodeIntoTensor(img.bytes, spec, MAX_INPUT_PIXELS, filling, slots)
       if (++slots === o.batch) {
         ready.push(filling)
         filling = new Float32Array(per * o.batch)

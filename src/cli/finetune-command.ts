@@ -9,6 +9,7 @@ import { decodeImage } from '../imaging/decode.js'
 import { EXPORT_FORMATS, csvHeader, formatRow, parseExport, type ExportFormat } from '../labels/export.js'
 import { LabelStore, LabelStoreError } from '../labels/store.js'
 import { isModelError } from '../models/model-error.js'
+import { maxInputPixels } from './environment.js'
 import type { CliIo } from './models-command.js'
 
 export const FINETUNE_USAGE = `usage: nima-serve finetune --base ID --labels FILE [options]
@@ -120,6 +121,7 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
       ...(values['id'] ? { id: values['id'] } : {}),
       ...(values['version'] ? { version: values['version'] } : {}),
       ratingStd,
+      maxInputPixels: maxInputPixels(io),
       train,
       valFraction,
       testFraction,
@@ -178,7 +180,7 @@ async function addImages(store: LabelStore, paths: readonly string[], group: str
     for await (const file of walkFiles(p)) {
       const bytes = await readFile(file)
       try {
-        const img = await decodeImage(bytes, { maxInputPixels: 64_000_000 })
+        const img = await decodeImage(bytes, { maxInputPixels: maxInputPixels(io) })
         const { created } = store.addImage({ id: img.id, data: bytes, format: img.format, width: img.width, height: img.height, group: groupName(file, group) })
         if (created) added++
         else existing++
@@ -236,7 +238,7 @@ async function importLabels(store: LabelStore, file: string, imagesDir: string |
         continue
       }
       const bytes = await readFile(path)
-      const img = await decodeImage(bytes, { maxInputPixels: 64_000_000 })
+      const img = await decodeImage(bytes, { maxInputPixels: maxInputPixels(io) })
       if (img.id !== r.imageId) throw new FinetuneError(`${path} hashes to ${img.id}, the export says ${r.imageId}`)
       store.addImage({ id: img.id, data: bytes, format: img.format, width: img.width, height: img.height, group: r.group ?? null, sourceUrl: r.sourceUrl ?? null })
     }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import type { DownloadOptions } from '../models/download.js'
 import { ModelError } from '../models/model-error.js'
 import { TASKS, type KerasSource, type Task } from '../models/sources.js'
+import { maxInputPixels } from './environment.js'
 import { createProgress } from './progress.js'
 
 /** What a command may touch of the outside world; tests pass their own. */
@@ -135,7 +136,7 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
     const converted = float16Model(await readVerifiedModel(base), ref)
     let check: Awaited<ReturnType<typeof comparePrecision>> | undefined
     if (photos) {
-      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos)
+      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, maxInputPixels(io))
       const figures = `${check.images} photos, |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} mean ${check.meanAbsDeltaMean.toExponential(2)}, |Δp| max ${check.maxAbsDeltaP.toExponential(2)} (${check.provider})`
       if (check.maxAbsDeltaMean > tolerance) {
         throw new ModelError('MODEL_PRECISION_CHECK_FAILED', `${ref}: float16 variant not installed: ${figures}; worst ${check.worst} is above the tolerance ${tolerance}`)

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { ConfigError } from '../config/load.js'
 import { isModelError } from '../models/model-error.js'
 import { runBatchCommand, runRankHotelsCommand } from './batch-command.js'
 import { runFinetuneCommand, runLabelsCommand } from './finetune-command.js'
@@ -65,6 +66,10 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCom
     io.err(`nima-serve: unknown command ${JSON.stringify(command)}\n${USAGE}`)
     return 2
   } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(`nima-serve: ${err.message}`)
+      return 2
+    }
     if (isModelError(err)) {
       io.err(`nima-serve: ${err.message}`)
       return err.code === 'MODEL_USAGE' ? 2 : 1

@@ -1,15 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { decodeImage } from '../imaging/decode.js'
-import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
-import { openSession, type ModelSession } from '../inference/onnx-backend.js'
 import type { ModelManifest } from '../models/manifest.js'
+import { decodeIntoTensor, ManifestModel } from '../scoring/model-pipeline.js'
 import { FinetuneError } from './finetune-error.js'
 
 /**
  * The backbone's pooled features (the model's `features` output, 1024 values) for each
- * image, computed with exactly the service's preprocessing (decodeImage + writeTensor) and
+ * image, computed with exactly the service's preprocessing (src/scoring/model-pipeline.ts) and
  * cached on disk: `<cacheDir>/<model sha256>-<input spec hash>/<image sha256>.f32`, raw
  * little-endian float32. A cached vector is reused only for the same model bytes and the
  * same preprocessing, so a stale cache cannot leak into training.
@@ -26,7 +24,8 @@ export interface FeatureOptions {
   /** Omit to disable the cache. */
   cacheDir?: string
   batchSize?: number
-  maxInputPixels?: number
+  /** The service's MAX_INPUT_PIXELS. */
+  maxInputPixels: number
   onProgress?: (done: number, total: number, cached: number) => void
 }
 
@@ -38,23 +37,15 @@ export interface FeatureResult {
   seconds: number
 }
 
-export function tensorSpecOf(manifest: ModelManifest): TensorSpec {
-  const input = manifest.input
-  if (input.layout !== 'NHWC' || input.resize !== 'nearest' || input.fit !== 'fill') {
-    throw new FinetuneError(`model ${manifest.id}: unsupported input spec ${input.layout}/${input.resize}/${input.fit}`)
-  }
-  return { width: input.width, height: input.height, lut: normalizationTable(input.normalization.scale, input.normalization.offset) }
-}
-
 export function featureCacheFolder(cacheDir: string, manifest: ModelManifest): string {
   const spec = createHash('sha256').update(JSON.stringify(manifest.input)).digest('hex').slice(0, 12)
   return join(cacheDir, `${manifest.sha256}-${spec}`)
 }
 
-function featureSize(manifest: ModelManifest): { name: string; size: number } {
+function featureSize(manifest: ModelManifest): number {
   const f = manifest.output.features
   if (!f) throw new FinetuneError(`model ${manifest.id}/${manifest.version} declares no features output; fine-tuning needs one`)
-  return f
+  return f.size
 }
 
 async function readCached(path: string, size: number): Promise<Float32Array | undefined> {
@@ -79,8 +70,7 @@ async function writeCached(path: string, values: Float32Array): Promise<void> {
 
 export async function extractFeatures(sources: readonly FeatureSource[], options: FeatureOptions): Promise<FeatureResult> {
   const { manifest } = options
-  const { name, size } = featureSize(manifest)
-  const spec = tensorSpecOf(manifest)
+  const size = featureSize(manifest)
   const batchSize = options.batchSize ?? 8
   const folder = options.cacheDir === undefined ? undefined : featureCacheFolder(options.cacheDir, manifest)
   if (folder) await mkdir(folder, { recursive: true })
@@ -98,26 +88,24 @@ export async function extractFeatures(sources: readonly FeatureSource[], options
   if (todo.length === 0) return { features, cached, computed: 0, seconds: 0 }
 
   const started = performance.now()
-  let session: ModelSession | undefined
+  let model: ManifestModel | undefined
   try {
-    session = await openSession(options.modelPath, manifest.input.name, { providers: ['cpu'], intraOpThreads: 0, interOpThreads: 1 })
-    const per = tensorSize(spec)
+    model = await ManifestModel.open(options.modelPath, manifest, { providers: ['cpu'], intraOpThreads: 0, interOpThreads: 1 })
     for (let start = 0; start < todo.length; start += batchSize) {
       const batch = todo.slice(start, start + batchSize)
-      const input = new Float32Array(per * batch.length)
+      const input = model.batchBuffer(batch.length)
       for (const [i, s] of batch.entries()) {
         const bytes = await s.load()
         let img
         try {
-          img = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { maxInputPixels: options.maxInputPixels ?? 64_000_000 })
+          img = await decodeIntoTensor(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), model.spec, options.maxInputPixels, input, i)
         } catch (err) {
           throw new FinetuneError(`image ${s.id} cannot be decoded: ${(err as Error).message}`, { cause: err })
         }
         if (img.id !== s.id) throw new FinetuneError(`image ${s.id}: its bytes hash to ${img.id}; the label data is inconsistent`)
-        writeTensor(img, spec, input, i * per)
       }
-      const out = (await session.run(input, [batch.length, spec.height, spec.width, 3], [name]))[name]!
-      if (out.length !== size * batch.length) throw new FinetuneError(`model output ${name} has ${out.length} values for ${batch.length} images, expected ${size} each`)
+      const out = (await model.run(input, batch.length, ['features'])).features
+      if (out.length !== size * batch.length) throw new FinetuneError(`model output features has ${out.length} values for ${batch.length} images, expected ${size} each`)
       for (const [i, s] of batch.entries()) {
         const v = out.slice(i * size, (i + 1) * size)
         features.set(s.id, v)
@@ -126,7 +114,7 @@ export async function extractFeatures(sources: readonly FeatureSource[], options
       options.onProgress?.(features.size, unique.length, cached)
     }
   } finally {
-    await session?.dispose()
+    await model?.dispose()
   }
   return { features, cached, computed: todo.length, seconds: (performance.now() - started) / 1000 }
 }

@@ -3,16 +3,14 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readVerifiedModel, scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
 import { installModel, type InstalledModel } from '../models/install.js'
-import { openSession } from '../inference/onnx-backend.js'
 import { loadDataset, type Dataset, type LabelledImage } from './dataset.js'
-import { extractFeatures, tensorSpecOf } from './features.js'
+import { extractFeatures } from './features.js'
 import { FinetuneError } from './finetune-error.js'
 import { decodeModel, headPredict, readHead, replaceHead, type Head } from './head.js'
 import { evaluate, type EvaluationMetrics } from './math.js'
 import { splitByGroup } from './split.js'
 import { DEFAULT_TRAIN_OPTIONS, trainHead, type EpochLog, type Sample, type TrainOptions } from './train.js'
-import { decodeImage } from '../imaging/decode.js'
-import { tensorSize, writeTensor } from '../imaging/tensor.js'
+import { decodeIntoTensor, ManifestModel } from '../scoring/model-pipeline.js'
 
 /**
  * `nima-serve finetune`: labels → features of the base backbone → a new head trained with
@@ -37,7 +35,8 @@ export interface FinetuneOptions {
   testFraction: number
   /** Feature cache folder; undefined disables it. */
   cacheDir?: string
-  maxInputPixels?: number
+  /** The service's MAX_INPUT_PIXELS (the CLI reads it from the environment). */
+  maxInputPixels: number
   /** Where the evaluation JSON goes; default evaluation.json in the new model's folder. */
   reportPath?: string
   log?: (line: string) => void
@@ -132,17 +131,11 @@ async function verifyInstalled(
   features: Map<string, Float32Array>,
   maxInputPixels: number,
 ): Promise<EvaluationReport['verification']> {
-  const { manifest } = installed
-  const spec = tensorSpecOf(manifest)
-  const per = tensorSize(spec)
-  const input = new Float32Array(per * images.length)
-  for (const [i, img] of images.entries()) {
-    const decoded = await decodeImage(Buffer.from(await img.load()), { maxInputPixels })
-    writeTensor(decoded, spec, input, i * per)
-  }
-  const session = await openSession(installed.modelPath, manifest.input.name, { providers: ['cpu'], intraOpThreads: 0, interOpThreads: 1 })
+  const model = await ManifestModel.open(installed.modelPath, installed.manifest, { providers: ['cpu'], intraOpThreads: 0, interOpThreads: 1 })
   try {
-    const out = await session.run(input, [images.length, spec.height, spec.width, 3], ['features', 'scores'])
+    const input = model.batchBuffer(images.length)
+    for (const [i, img] of images.entries()) await decodeIntoTensor(Buffer.from(await img.load()), model.spec, maxInputPixels, input, i)
+    const out = await model.run(input, images.length, ['features', 'scores'])
     let featuresMaxAbsDiff = 0
     let scoresMaxAbsDiff = 0
     for (const [i, img] of images.entries()) {
@@ -155,13 +148,13 @@ async function verifyInstalled(
     }
     return { images: images.length, featuresMaxAbsDiff, scoresMaxAbsDiff }
   } finally {
-    await session.dispose()
+    await model.dispose()
   }
 }
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
   const log = options.log ?? (() => {})
-  const maxInputPixels = options.maxInputPixels ?? 64_000_000
+  const { maxInputPixels } = options
   const base = await findBase(options.modelsDir, options.base)
   const baseBytes = await readVerifiedModel(base)
   const baseHead = readHead(decodeModel(baseBytes))

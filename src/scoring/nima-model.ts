@@ -1,9 +1,10 @@
 import type { CatalogEntry } from '../models/catalog.js'
 import type { ModelManifest } from '../models/manifest.js'
 import { createBatcher, type Batcher } from '../inference/batcher.js'
-import { openSession, type ModelSession, type SessionOptions } from '../inference/onnx-backend.js'
-import { normalizationTable, tensorSize, type TensorSpec } from '../imaging/tensor.js'
+import type { SessionOptions } from '../inference/onnx-backend.js'
+import type { TensorSpec } from '../imaging/tensor.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { ManifestModel } from './model-pipeline.js'
 
 export interface BatchOptions {
   maxBatchSize: number
@@ -29,19 +30,18 @@ export class NimaModel {
   /** Key shared by models that want identical input tensors, so one tensor serves both. */
   readonly inputKey: string
   readonly info: ModelInfo
-  readonly #session: ModelSession
+  readonly #model: ManifestModel
   readonly #batcher: Batcher<Float32Array, Float32Array>
 
-  private constructor(entry: CatalogEntry, session: ModelSession, batch: BatchOptions, metrics: Metrics) {
-    const m = entry.manifest
+  private constructor(model: ManifestModel, batch: BatchOptions, metrics: Metrics) {
+    const m = model.manifest
     this.manifest = m
-    this.#session = session
-    const { width, height, normalization, resize, fit } = m.input
-    this.tensorSpec = { width, height, lut: normalizationTable(normalization.scale, normalization.offset) }
-    this.inputKey = JSON.stringify([width, height, resize, fit, normalization.scale, normalization.offset])
-    this.info = { id: m.id, version: m.version, task: m.task, synthetic: m.synthetic, provider: session.provider }
-    const labels = { model: m.id, version: m.version, synthetic: String(m.synthetic), provider: session.provider }
-    const perImage = tensorSize(this.tensorSpec)
+    this.#model = model
+    this.tensorSpec = model.spec
+    this.inputKey = model.inputKey
+    this.info = { id: m.id, version: m.version, task: m.task, synthetic: m.synthetic, provider: model.provider }
+    const labels = { model: m.id, version: m.version, synthetic: String(m.synthetic), provider: model.provider }
+    const perImage = model.tensorSize
     const bins = m.output.scores.bins
     this.#batcher = createBatcher<Float32Array, Float32Array>({
       ...batch,
@@ -50,9 +50,8 @@ export class NimaModel {
         const input = n === 1 ? tensors[0]! : new Float32Array(n * perImage)
         if (n > 1) tensors.forEach((t, i) => input.set(t, i * perImage))
         const stop = metrics.inferenceDuration.startTimer(labels)
-        const out = await session.run(input, [n, height, width, 3], [m.output.scores.name])
+        const { scores } = await model.run(input, n)
         stop()
-        const scores = out[m.output.scores.name]!
         return tensors.map((_, i) => scores.slice(i * bins, (i + 1) * bins))
       },
       onBatch: ({ size, queueWaitMs }) => {
@@ -64,13 +63,13 @@ export class NimaModel {
   }
 
   static async load(entry: CatalogEntry, session: SessionOptions, batch: BatchOptions, metrics: Metrics): Promise<NimaModel> {
-    const s = await openSession(entry.modelPath, entry.manifest.input.name, session)
-    for (const f of s.fallbacks) metrics.providerFallbacks.inc({ model: entry.manifest.id, provider: f.provider })
-    return new NimaModel(entry, s, batch, metrics)
+    const model = await ManifestModel.open(entry.modelPath, entry.manifest, session)
+    for (const f of model.fallbacks) metrics.providerFallbacks.inc({ model: entry.manifest.id, provider: f.provider })
+    return new NimaModel(model, batch, metrics)
   }
 
   get fallbacks() {
-    return this.#session.fallbacks
+    return this.#model.fallbacks
   }
 
   get queueDepth(): number {
@@ -93,8 +92,7 @@ export class NimaModel {
   /** One run at the largest batch size, so first requests do not pay for ORT's lazy set-up. */
   async warmUp(batchSize: number): Promise<void> {
     const n = Math.max(1, batchSize)
-    const { width, height } = this.tensorSpec
-    await this.#session.run(new Float32Array(n * tensorSize(this.tensorSpec)), [n, height, width, 3], [this.manifest.output.scores.name])
+    await this.#model.run(this.#model.batchBuffer(n), n)
   }
 
   drain(): Promise<void> {
@@ -102,6 +100,6 @@ export class NimaModel {
   }
 
   dispose(): Promise<void> {
-    return this.#session.dispose()
+    return this.#model.dispose()
   }
 }

@@ -1,10 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { extname, join } from 'node:path'
-import { decodeImage } from '../imaging/decode.js'
-import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
-import { openSession, type ModelSession } from '../inference/onnx-backend.js'
 import { meanOf } from './distribution.js'
 import type { ModelManifest } from '../models/manifest.js'
+import { decodeIntoTensor, ManifestModel } from './model-pipeline.js'
 
 /** How far a converted model's scores are from its original's on real photos. */
 export interface PrecisionCheck {
@@ -38,37 +36,33 @@ export async function comparePrecision(
   base: string | Uint8Array,
   variant: string | Uint8Array,
   photos: readonly string[],
+  maxInputPixels: number,
   providers: readonly ('cpu' | 'cuda' | 'webgpu')[] = ['cpu'],
 ): Promise<PrecisionCheck> {
   if (photos.length === 0) throw new RangeError('no photos to compare on')
-  const spec: TensorSpec = { width: manifest.input.width, height: manifest.input.height, lut: normalizationTable(manifest.input.normalization.scale, manifest.input.normalization.offset) }
   const options = { providers, intraOpThreads: 0, interOpThreads: 1 }
-  const sessions: ModelSession[] = []
+  const models: ManifestModel[] = []
   try {
-    const baseSession = await openSession(base, manifest.input.name, options)
-    sessions.push(baseSession)
-    const variantSession = await openSession(variant, manifest.input.name, options)
-    sessions.push(variantSession)
+    const baseModel = await ManifestModel.open(base, manifest, options)
+    models.push(baseModel)
+    const variantModel = await ManifestModel.open(variant, manifest, options)
+    models.push(variantModel)
     const values = manifest.output.scores.values
-    const scoresName = manifest.output.scores.name
-    const input = new Float32Array(tensorSize(spec))
-    const shape = [1, spec.height, spec.width, 3]
+    const input = baseModel.batchBuffer(1)
     let maxAbsDeltaMean = 0
     let sumAbsDeltaMean = 0
     let maxAbsDeltaP = 0
     let worst = photos[0]!
     const skipped: PrecisionCheck['skipped'] = []
     for (const photo of photos) {
-      let image
       try {
-        image = await decodeImage(await readFile(photo), { maxInputPixels: 100_000_000 })
+        await decodeIntoTensor(await readFile(photo), baseModel.spec, maxInputPixels, input)
       } catch (err) {
         skipped.push({ photo, reason: err instanceof Error ? err.message : String(err) })
         continue
       }
-      writeTensor(image, spec, input)
-      const p = (await baseSession.run(input, shape, [scoresName]))[scoresName]!
-      const q = (await variantSession.run(input, shape, [scoresName]))[scoresName]!
+      const p = (await baseModel.run(input, 1)).scores
+      const q = (await variantModel.run(input, 1)).scores
       const delta = Math.abs(meanOf(p, values) - meanOf(q, values))
       sumAbsDeltaMean += delta
       if (delta > maxAbsDeltaMean) {
@@ -79,8 +73,8 @@ export async function comparePrecision(
     }
     const images = photos.length - skipped.length
     if (images === 0) throw new RangeError(`none of the ${photos.length} photos could be decoded`)
-    return { images, skipped, maxAbsDeltaMean, meanAbsDeltaMean: sumAbsDeltaMean / images, maxAbsDeltaP, worst, provider: variantSession.provider }
+    return { images, skipped, maxAbsDeltaMean, meanAbsDeltaMean: sumAbsDeltaMean / images, maxAbsDeltaP, worst, provider: variantModel.provider }
   } finally {
-    await Promise.all(sessions.map((s) => s.dispose()))
+    await Promise.all(models.map((m) => m.dispose()))
   }
 }

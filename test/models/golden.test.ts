@@ -13,6 +13,7 @@ import { IDEALO_SOURCES } from '../../src/models/sources.js'
 import { float16Model } from '../../src/models/float16-variant.js'
 import { idealoInputSpec, nimaOutputSpec, type ModelManifest } from '../../src/models/manifest.js'
 import { comparePrecision } from '../../src/scoring/precision-check.js'
+import { loadConfig } from '../../src/config/load.js'
 import { samplePhotos } from '../helpers/paths.js'
 import { imagesDir, loadIdealoInput, referenceDir } from './idealo-input.js'
 import { meanScore } from './reference-forward.js'
@@ -81,7 +82,7 @@ if (weightsDir === undefined || weightsDir === '') {
       // The float16 variant of the real model, on every sample photo: the issue's 0.02.
       const float32 = buildOnnxModel(file.weights, { padding: file.padding.padding })
       const half = float16Model(float32, source.task)
-      const check = await comparePrecision(realManifest(source.task), float32, half.onnx, samplePhotos())
+      const check = await comparePrecision(realManifest(source.task), float32, half.onnx, samplePhotos(), loadConfig({}).MAX_INPUT_PIXELS)
       t.comment(
         `${source.task} float16 on ${check.images} photos: |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} (${check.worst}), ` +
           `mean ${check.meanAbsDeltaMean.toExponential(2)}; |Δp| max ${check.maxAbsDeltaP.toExponential(2)}`,

@@ -1,0 +1,106 @@
+/**
+ * Image bytes → tensor → model outputs, for one model manifest: the one place that knows
+ * how a manifest's input spec becomes a tensor and how its outputs are named. The service
+ * (NimaModel, behind its micro-batcher), the float16 precision check, fine-tuning's
+ * feature extraction and verification, and the benchmark all go through it.
+ */
+import { decodeImage, type DecodedImage } from '../imaging/decode.js'
+import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
+import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
+import type { ModelManifest } from '../models/manifest.js'
+
+/** The model outputs by role; the manifest maps each to its graph name. */
+export type OutputRole = 'scores' | 'features'
+
+/**
+ * The preprocessing a manifest asks for, as the tensor writer's spec. Only the original
+ * NIMA rule is implemented (NHWC, nearest-neighbour, fill); anything else is refused
+ * rather than silently preprocessed the wrong way.
+ */
+export function tensorSpecOf(manifest: ModelManifest): TensorSpec {
+  const { layout, resize, fit, width, height, normalization } = manifest.input
+  if (layout !== 'NHWC' || resize !== 'nearest' || fit !== 'fill') {
+    throw new RangeError(`model ${manifest.id}/${manifest.version}: unsupported input spec ${layout}/${resize}/${fit} (supported: NHWC/nearest/fill)`)
+  }
+  return { width, height, lut: normalizationTable(normalization.scale, normalization.offset) }
+}
+
+/** Equal for manifests that want identical input tensors, so one tensor serves them all. */
+export function inputKeyOf(manifest: ModelManifest): string {
+  const { width, height, resize, fit, normalization } = manifest.input
+  return JSON.stringify([width, height, resize, fit, normalization.scale, normalization.offset])
+}
+
+/**
+ * Decodes untrusted bytes and writes the model tensor into `out` at image slot `slot`
+ * (a batch buffer), in process. Returns the decoded image, whose full-resolution pixels
+ * the caller should drop as soon as it can.
+ */
+export async function decodeIntoTensor(bytes: Buffer, spec: TensorSpec, maxInputPixels: number, out: Float32Array, slot = 0): Promise<DecodedImage> {
+  const image = await decodeImage(bytes, { maxInputPixels })
+  writeTensor(image, spec, out, slot * tensorSize(spec))
+  return image
+}
+
+/** One model file opened for its manifest. */
+export class ManifestModel {
+  readonly manifest: ModelManifest
+  readonly spec: TensorSpec
+  readonly inputKey: string
+  readonly #session: ModelSession
+
+  private constructor(manifest: ModelManifest, session: ModelSession) {
+    this.manifest = manifest
+    this.spec = tensorSpecOf(manifest)
+    this.inputKey = inputKeyOf(manifest)
+    this.#session = session
+  }
+
+  /** `model`: the ONNX file's path or bytes. */
+  static async open(model: string | Uint8Array, manifest: ModelManifest, options: SessionOptions): Promise<ManifestModel> {
+    tensorSpecOf(manifest)
+    return new ManifestModel(manifest, await openSession(model, manifest.input.name, options))
+  }
+
+  /** Values per image of one tensor. */
+  get tensorSize(): number {
+    return tensorSize(this.spec)
+  }
+
+  get provider(): string {
+    return this.#session.provider
+  }
+
+  get fallbacks(): readonly ProviderFailure[] {
+    return this.#session.fallbacks
+  }
+
+  /** A zeroed buffer for `n` images. */
+  batchBuffer(n: number): Float32Array {
+    return new Float32Array(n * this.tensorSize)
+  }
+
+  /**
+   * Runs `n` images (`input` holds their tensors back to back) and returns the requested
+   * outputs, each `n` rows long (10 bins for scores, the pooled size for features).
+   */
+  async run(input: Float32Array, n: number, roles: readonly OutputRole[] = ['scores']): Promise<Record<OutputRole, Float32Array>> {
+    const names = roles.map((role) => this.outputName(role))
+    const out = await this.#session.run(input, [n, this.spec.height, this.spec.width, 3], names)
+    const byRole = {} as Record<OutputRole, Float32Array>
+    roles.forEach((role, i) => (byRole[role] = out[names[i]!]!))
+    return byRole
+  }
+
+  /** The graph name of an output; features are optional in a manifest. */
+  outputName(role: OutputRole): string {
+    if (role === 'scores') return this.manifest.output.scores.name
+    const f = this.manifest.output.features
+    if (!f) throw new RangeError(`model ${this.manifest.id}/${this.manifest.version} declares no features output`)
+    return f.name
+  }
+
+  dispose(): Promise<void> {
+    return this.#session.dispose()
+  }
+}
