@@ -31,6 +31,8 @@ export interface AppDependencies {
   metrics: Metrics
   fetchImage: FetchImage
   limitHost: RouteContext['limitHost']
+  /** Resolved thread counts, reported by GET /models (src/threads). */
+  threads?: RouteContext['threads']
   logger?: FastifyServerOptions['logger']
 }
 
@@ -85,7 +87,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const queueDepths = () => Object.fromEntries([...(state.scorer?.models.values() ?? [])].map((m) => [m.info.id, m.queueDepth]))
   await app.register(metricsPlugin, { metrics, state, queueDepths })
 
-  const ctx: RouteContext = { config, state, metrics, fetchImage: deps.fetchImage, limitHost: deps.limitHost }
+  const ctx: RouteContext = { config, state, metrics, fetchImage: deps.fetchImage, limitHost: deps.limitHost, threads: deps.threads }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
   await app.register(apiKeys, { keys: config.apiKeys })

@@ -3,6 +3,7 @@ import type { Config } from '../config/load.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { createRequestSignals, type RequestSignals } from '../scoring/deadline.js'
 import type { ServiceState } from '../service-state.js'
+import type { ThreadPlan } from '../threads/resolve-threads.js'
 
 /** Fetches image bytes for a URL; the SSRF-safe fetcher in production. */
 export type FetchImage = (url: string, signal: AbortSignal) => Promise<{ bytes: Buffer }>
@@ -15,6 +16,8 @@ export interface RouteContext {
   fetchImage: FetchImage
   /** Runs a fetch under the per-host concurrency limit. */
   limitHost: <T>(url: string, fn: () => Promise<T>, signal?: AbortSignal) => Promise<T>
+  /** The thread plan the service runs with (absent in apps built without one). */
+  threads?: ThreadPlan | undefined
 }
 
 export function parseModelList(value: string | undefined): string[] | undefined {
