@@ -7,7 +7,8 @@
  * idle settle. Prints VmRSS after warm-up, after each burst and after each settle, and
  * VmHWM (the peak). Settings run one after another, on the same images.
  *
- *   npm run build && npx tsx bench/allocator.ts [--burst 40] [--settle-ms 10000]
+ *   npm run build && npx tsx bench/allocator.ts [--burst 40] [--settle-ms 10000] [--bursts 3]
+ *     [--only <setting name substring>] [--env KEY=VALUE ...]   (--env applies to every setting)
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,10 +18,11 @@ import { parseArgs } from 'node:util'
 import sharp from 'sharp'
 import { projectRoot, startService } from './lib/server.js'
 
-const { values } = parseArgs({ options: { burst: { type: 'string', default: '40' }, 'settle-ms': { type: 'string', default: '10000' }, bursts: { type: 'string', default: '3' } } })
+const { values } = parseArgs({ options: { burst: { type: 'string', default: '40' }, 'settle-ms': { type: 'string', default: '10000' }, bursts: { type: 'string', default: '3' }, only: { type: 'string' }, env: { type: 'string', multiple: true, default: [] } } })
 const BURST = Number(values.burst)
 const SETTLE_MS = Number(values['settle-ms'])
 const BURSTS = Number(values.bursts)
+const extraEnv = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2'
 const entry = join(projectRoot, 'dist', 'main.cjs')
 const modelsDir = join(projectRoot, '.cache', 'test-models-v2')
@@ -58,11 +60,11 @@ async function score(baseUrl: string, body: Buffer): Promise<number> {
 }
 
 const images = await largeJpegs()
-console.log(`images: ${images.length} progressive JPEGs 5000x3750 (${images.map((b) => (b.length / 1e6).toFixed(1)).join(', ')} MB); ${BURSTS} bursts of ${BURST} concurrent uploads; settle ${SETTLE_MS} ms`)
+console.log(`${Object.keys(extraEnv).length ? `env: ${values.env.join(' ')}; ` : ''}images: ${images.length} progressive JPEGs 5000x3750 (${images.map((b) => (b.length / 1e6).toFixed(1)).join(', ')} MB); ${BURSTS} bursts of ${BURST} concurrent uploads; settle ${SETTLE_MS} ms`)
 if (!existsSync(JEMALLOC)) console.log(`(${JEMALLOC} missing: the jemalloc rows will measure glibc)`)
 const rows: string[][] = []
-for (const s of settings) {
-  const svc = await startService({ entry, modelsDir, logFile: join(tmpdir(), 'nima-allocator-bench', `${s.name.replace(/\W+/g, '-')}.log`), env: { REQUEST_DEADLINE_MS: '300000', ...s.env }, readyTimeoutMs: 120_000 })
+for (const s of settings.filter((x) => values.only === undefined || x.name.includes(values.only))) {
+  const svc = await startService({ entry, modelsDir, logFile: join(tmpdir(), 'nima-allocator-bench', `${s.name.replace(/\W+/g, '-')}.log`), env: { REQUEST_DEADLINE_MS: '300000', ...extraEnv, ...s.env }, readyTimeoutMs: 120_000 })
   try {
     for (const img of images) await score(svc.baseUrl, img)
     await sleep(2000)

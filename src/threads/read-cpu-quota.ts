@@ -47,7 +47,12 @@ type Found = { cores: number | null; file: string }
 function tightest(chain: readonly string[], read: (dir: string) => Found | undefined): Found | undefined {
   let best: Found | undefined
   for (const dir of chain) {
-    const found = read(dir)
+    let found: Found | undefined
+    try {
+      found = read(dir)
+    } catch (err) {
+      throw new RangeError(`reading the CPU quota in ${dir}: ${(err as Error).message} (set CPU_LIMIT, or CGROUP_ROOT to where the cgroup filesystem is mounted)`)
+    }
     if (!found) continue
     if (!best || (found.cores !== null && (best.cores === null || found.cores < best.cores))) best = found
   }

@@ -84,3 +84,12 @@ t.test('dist/main.cjs sizes libuv\'s pool before it starts; an ES module entry c
   t.equal(cjs.osThreads - esm.osThreads, 8, `the process really has 8 more threads (${cjs.osThreads} vs ${esm.osThreads})`)
   t.match(cjs.threads, { cpu: { quotaCores: 2 }, decodeSlots: { value: 10, source: 'DECODE_CONCURRENCY' } })
 })
+
+t.test('a quota file that does not parse stops the start: exit 2, the file and its content named', { skip: built ? false : 'dist/main.cjs is missing (npm run build)' }, async (t) => {
+  const child = spawn('env', ['-i', `PATH=${process.env['PATH'] ?? '/usr/bin:/bin'}`, `CGROUP_ROOT=${fixture('v2-malformed')}`, process.execPath, 'dist/main.cjs'], { cwd: projectRoot, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.equal(code, 2)
+  t.match(stderr, `nima-serve: reading the CPU quota in ${fixture('v2-malformed')}: cpu.max: expected "<quota|max> <period>", got "two cpus please\\n"`)
+})
