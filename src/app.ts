@@ -32,6 +32,8 @@ export interface AppDependencies {
   metrics: Metrics
   /** Default: one built from `config`, observed in `metrics`, closed with the app. */
   images?: ImageSource
+  /** Resolved thread counts, reported by GET /models (src/threads). */
+  threads?: RouteContext['threads']
   logger?: FastifyServerOptions['logger']
 }
 
@@ -89,7 +91,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const images = deps.images ?? createImageSource(config, { onFetch: fetchObserver(metrics) })
   // What the app opens, it closes, after in-flight requests have finished.
   if (!deps.images) app.addHook('onClose', () => images.close())
-  const ctx: RouteContext = { config, state, metrics, images }
+  const ctx: RouteContext = { config, state, metrics, images, threads: deps.threads }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
   await app.register(apiKeys, { keys: config.apiKeys })

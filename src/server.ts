@@ -5,6 +5,8 @@ import { loggerOptions } from './http/logger.js'
 import { createMetrics, type Metrics } from './metrics/metrics.js'
 import { loadScorer } from './scoring/load-scorer.js'
 import { ServiceState } from './service-state.js'
+import { planThreads } from './threads/plan-threads.js'
+import type { ThreadPlan } from './threads/resolve-threads.js'
 
 export interface Server {
   app: FastifyInstance
@@ -18,19 +20,21 @@ export interface Server {
 
 /**
  * The real service: listens first (so probes can see "not ready" while models load),
- * then loads and warms the models.
+ * then loads and warms the models. `threads` comes from the process entry (src/main.cts),
+ * which sized libuv's pool with it; started in-process (tests), the pool already runs.
  */
-export async function startServer(config: Config): Promise<Server> {
+export async function startServer(config: Config, threads: ThreadPlan = planThreads(config, 'started')): Promise<Server> {
   const metrics = createMetrics()
   const state = new ServiceState((ready) => metrics.ready.set(ready ? 1 : 0))
-  const app = await buildApp({ config, state, metrics, logger: loggerOptions(config) })
+  const app = await buildApp({ config, state, metrics, logger: loggerOptions(config), threads })
   // The scorer is this function's to release: after in-flight requests, when the app closes.
   app.addHook('onClose', async () => {
     await state.scorer?.dispose()
   })
   await app.listen({ host: config.HOST, port: config.PORT })
+  app.log.info({ threads }, `CPU budget ${threads.cpu.cores} (${threads.cpu.source}): ${threads.decodeSlots.value} decode slots, ${threads.ortIntraOpThreads.value} ONNX Runtime intra-op threads, libuv pool ${threads.uvThreadpoolSize.value}`)
 
-  const ready = loadScorer(config, metrics, app.log).then((scorer) => {
+  const ready = loadScorer(config, metrics, app.log, threads).then((scorer) => {
     state.setScorer(scorer)
     app.log.info({ models: [...scorer.models.keys()] }, 'ready')
   })

@@ -4,6 +4,7 @@ import type { ImageSource } from '../fetching/image-source.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { createRequestSignals, type RequestSignals } from '../scoring/deadline.js'
 import type { ServiceState } from '../service-state.js'
+import type { ThreadPlan } from '../threads/resolve-threads.js'
 
 /** What every route plugin is registered with: explicit dependencies, no globals. */
 export interface RouteContext {
@@ -12,6 +13,8 @@ export interface RouteContext {
   metrics: Metrics
   /** Where URL inputs come from (fetch under the per-host limit, observed). */
   images: ImageSource
+  /** The thread plan the service runs with (absent in apps built without one). */
+  threads?: ThreadPlan | undefined
 }
 
 export function parseModelList(value: string | undefined): string[] | undefined {

@@ -152,6 +152,8 @@ export const ReadyResponse = Type.Object(
   { $id: 'ReadyResponse' },
 )
 
+const ResolvedCount = Type.Object({ value: Type.Integer(), source: Type.String({ description: 'The env var that set it, or the rule that derived it' }) })
+
 export const ModelsResponse = Type.Object(
   {
     models: Type.Array(
@@ -171,6 +173,22 @@ export const ModelsResponse = Type.Object(
       }),
     ),
     executionProviders: Type.Array(Type.String(), { description: 'Configured preference order' }),
+    threads: Type.Optional(
+      Type.Object(
+        {
+          cpu: Type.Object({
+            cores: Type.Integer({ description: 'The CPU budget: min(quota rounded up, available parallelism)' }),
+            source: Type.String({ description: 'CPU_LIMIT, the cgroup file that set the quota, or available parallelism' }),
+            quotaCores: Type.Union([Type.Number(), Type.Null()], { description: 'CPU_LIMIT or the cgroup quota; null when there is none' }),
+            availableParallelism: Type.Integer(),
+          }),
+          decodeSlots: ResolvedCount,
+          ortIntraOpThreads: ResolvedCount,
+          uvThreadpoolSize: ResolvedCount,
+        },
+        { description: 'Thread and slot counts the service runs with, and where each came from' },
+      ),
+    ),
   },
   { $id: 'ModelsResponse' },
 )

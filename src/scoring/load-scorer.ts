@@ -3,14 +3,17 @@ import type { Config } from '../config/load.js'
 import { float16VariantOf, modelRef, scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
 import { manifestPrecision } from '../models/manifest.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { planThreads } from '../threads/plan-threads.js'
+import type { ThreadPlan } from '../threads/resolve-threads.js'
 import { NimaModel } from './nima-model.js'
 import { Scorer } from './scorer.js'
 
 /**
  * Finds each configured model in MODELS_DIR (real weights before synthetic), opens its
- * session, warms it up, and says loudly which kind of weights are serving.
+ * session, warms it up, and says loudly which kind of weights are serving. Thread counts
+ * come resolved (src/threads): ORT intra-op threads and decode slots from the CPU budget.
  */
-export async function loadScorer(config: Config, metrics: Metrics, log: FastifyBaseLogger): Promise<Scorer> {
+export async function loadScorer(config: Config, metrics: Metrics, log: FastifyBaseLogger, threads: ThreadPlan = planThreads(config, 'started')): Promise<Scorer> {
   const { entries, problems } = await scanModels(config.MODELS_DIR)
   for (const p of problems) log.warn({ path: p.path, error: p.error }, 'skipping unreadable model manifest')
   const models = new Map<string, NimaModel>()
@@ -28,7 +31,7 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
         entry,
         {
           providers: config.executionProviders,
-          intraOpThreads: config.ORT_INTRA_OP_THREADS,
+          intraOpThreads: threads.ortIntraOpThreads.value,
           interOpThreads: config.ORT_INTER_OP_THREADS,
           allowSpinning: config.ORT_ALLOW_SPINNING,
         },
@@ -50,7 +53,7 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
     await Promise.all([...models.values()].map((m) => m.dispose()))
     throw err
   }
-  return new Scorer(models, { defaultModels: config.models.slice(0, 2), defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS, decodeConcurrency: config.DECODE_CONCURRENCY }, metrics)
+  return new Scorer(models, { defaultModels: config.models.slice(0, 2), defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS, decodeConcurrency: threads.decodeSlots.value }, metrics)
 }
 
 /**

@@ -19,7 +19,7 @@ const UID = 1000
 function unavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root to create a mount namespace'
   for (const tool of ['unshare', 'setpriv']) if (!findExecutable(tool)) return `${tool} (util-linux) is not on PATH`
-  if (!existsSync(repo('dist/main.js'))) return 'dist/main.js is missing (npm run build)'
+  if (!existsSync(repo('dist/main.cjs'))) return 'dist/main.cjs is missing (npm run build)'
   if (repo().startsWith('/tmp/') && !existsSync('/mnt')) return 'the checkout is under /tmp and there is no /mnt to carry it past the tmpfs'
   if (/'/.test(repo())) return 'the checkout path contains a quote'
   const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind / / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp'], { encoding: 'utf8' })
@@ -47,17 +47,23 @@ t.test('the service runs as uid 1000 on a read-only root with only /tmp writable
   // /mnt (a directory of the read-only root) and put it back, read-only, where it was.
   const checkout = repo()
   const underTmp = checkout === '/tmp' || checkout.startsWith('/tmp/')
+  // The image's CMD, as written (exec form).
+  const cmd = JSON.parse(runtime.instructions.filter((i) => i.keyword === 'CMD').at(-1)?.args ?? '[]') as string[]
+  // The allocator settings go to the service only: in a container the runtime switches to
+  // uid 1000 before the CMD starts, while here setpriv does it, and setresuid() in a process
+  // running jemalloc's background thread aborts (glibc's setxid broadcast).
+  const allocator = Object.entries(env).filter(([k]) => k === 'LD_PRELOAD' || k === 'MALLOC_CONF').map(([k, v]) => `${k}=${v}`)
   const script = [
     'mount --bind / /',
     'mount -o remount,bind,ro /',
     ...(underTmp ? [`mount --bind '${checkout}' /mnt`] : []),
     'mount -t tmpfs -o size=64m,mode=1777 tmpfs /tmp',
     ...(underTmp ? [`mkdir -p '${checkout}'`, `mount --bind /mnt '${checkout}'`, `mount -o remount,bind,ro '${checkout}'`, `cd '${checkout}'`] : []),
-    `exec setpriv --reuid ${UID} --regid ${UID} --clear-groups --no-new-privs node dist/main.js`,
+    `exec setpriv --reuid ${UID} --regid ${UID} --clear-groups --no-new-privs env ${allocator.join(' ')} ${cmd.join(' ')}`,
   ].join(' && ')
   let log = ''
   // env -i: exactly this environment, whatever the test runner adds to its children's.
-  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`)
+  const vars = Object.entries(env).filter(([k]) => k !== 'LD_PRELOAD' && k !== 'MALLOC_CONF').map(([k, v]) => `${k}=${v}`)
   const child = spawn('env', ['-i', ...vars, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], { cwd: repo(), stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout.on('data', (d: Buffer) => (log += d.toString()))
   child.stderr.on('data', (d: Buffer) => (log += d.toString()))
@@ -80,6 +86,10 @@ t.test('the service runs as uid 1000 on a read-only root with only /tmp writable
   t.match(status, new RegExp(`\\nUid:\\s+${UID}\\s+${UID}`), `runs as uid ${UID}`)
   t.match(status, /\nNoNewPrivs:\s+1/, 'with no_new_privs (allowPrivilegeEscalation: false)')
   t.match(status, /\nCapEff:\s+0+\n/, 'with no effective capabilities')
+  const preload = env['LD_PRELOAD']
+  if (preload) t.ok(readFileSync(`/proc/${String(child.pid)}/maps`, 'utf8').includes(`/${preload}`), `the allocator it preloads (${preload}) is mapped (Debian/Ubuntu package libjemalloc2)`)
+  const models = (await (await fetch(`${url}/models`)).json()) as { threads?: { uvThreadpoolSize: { source: string } } }
+  t.notMatch(models.threads?.uvThreadpoolSize.source ?? '', /already started/, 'the entry sized libuv\'s pool before it started')
 
   const score = await fetch(`${url}/score`, { method: 'POST', body: readFileSync(SAMPLE_JPEG), headers: { 'content-type': 'image/jpeg' } })
   t.equal(score.status, 200, 'scores an image')
@@ -90,7 +100,7 @@ t.test('the service runs as uid 1000 on a read-only root with only /tmp writable
   const argv = JSON.parse(healthcheck.slice(healthcheck.indexOf('CMD ') + 4)) as string[]
   const [command, ...rest] = argv
   t.equal(command, 'node', 'HEALTHCHECK uses node (no curl in the slim image)')
-  await t.resolves(runFile('env', ['-i', ...vars, command as string, ...rest]), 'HEALTHCHECK command exits 0 against the running service')
+  await t.resolves(runFile('env', ['-i', ...vars, ...allocator, command as string, ...rest]), 'HEALTHCHECK command exits 0 against the running service')
 
   child.kill('SIGTERM')
   const code = await Promise.race([exit, sleep(15_000).then(() => 'timeout' as const)])

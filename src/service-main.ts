@@ -1,0 +1,24 @@
+import type { Config } from './config/load.js'
+import { startServer } from './server.js'
+import type { ThreadPlan } from './threads/resolve-threads.js'
+
+/** The running service: model-loading failures exit 1, SIGTERM/SIGINT drain then exit. */
+export async function runService(config: Config, threads: ThreadPlan): Promise<void> {
+  const server = await startServer(config, threads)
+  server.ready.catch(() => process.exit(1))
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      server.app.log.info({ signal }, 'shutdown requested')
+      void server.shutdown().then(({ drained }) => {
+        server.app.log.info({ drained }, drained ? 'stopped cleanly' : 'grace period over, stopping with requests in flight')
+        process.exit(drained ? 0 : 1)
+      })
+    })
+  }
+}
+
+/** The last word of an entry whose start failed before the logger existed. */
+export function failedToStart(err: unknown): never {
+  process.stderr.write(`nima-serve: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exit(1)
+}
