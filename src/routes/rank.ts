@@ -8,7 +8,8 @@ import { deadlineError, withDeadline } from '../scoring/deadline.js'
 import { groupByKey, rankOrder } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
-import { endAbandoned, scoringRequest, type RouteContext } from './context.js'
+import { endAbandoned } from '../http/abandoned.js'
+import { scoringRequest, type RouteContext } from './context.js'
 import { fetchObserved } from './fetch-observed.js'
 import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
 
@@ -72,7 +73,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         })
 
         if (signals.clientGone.aborted) {
-          return endAbandoned(request, reply, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
+          return endAbandoned(request, reply, metrics, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
         }
         const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
         const groups = [...groupByKey(scored, (o) => o.score.image.id).values()]
