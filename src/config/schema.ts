@@ -48,7 +48,7 @@ export const ConfigSchema = Type.Object({
   BODY_TIMEOUT_MS: Type.Integer({
     default: 30000,
     minimum: 100,
-    description: 'Time a client has to send a whole request, headers and body; past it 408 NIMA_REQUEST_TIMEOUT and the connection closes (checked every BODY_TIMEOUT_MS/4, at most every second)',
+    description: 'Time a client has to send a whole request, headers and body; past it 408 NIMA_REQUEST_TIMEOUT and the connection closes (Node checks every BODY_TIMEOUT_MS/4 or every second, whichever is more often)',
   }),
   UPLOAD_BUDGET_BYTES: Type.Integer({
     default: 256 * 1024 * 1024,
