@@ -13,6 +13,7 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
+import sharp from 'sharp'
 import { testModelsDir } from '../test/helpers/models.js'
 import { projectRoot, startService } from './lib/server.js'
 
@@ -46,8 +47,15 @@ const rss = () => {
   service.resetPeak()
   return service.peakMemory().rssMb
 }
+/** What V8 says it holds: Buffers (external) and the JS heap, in MiB, from the service's own /metrics. */
+const v8Held = async () => {
+  const text = await (await fetch(`${service.baseUrl}/metrics`)).text()
+  const mib = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) / 1024 / 1024
+  return `external ${mib('nima_nodejs_external_memory_bytes').toFixed(0)}, heap used ${mib('nima_nodejs_heap_size_used_bytes').toFixed(0)}`
+}
 await sleep(1000)
 const baseline = rss()
+const v8Before = await v8Held()
 // Any bytes will do: the service never sees the end of the body.
 const payload = Buffer.alloc(sent, 0xab)
 payload.set([0xff, 0xd8, 0xff, 0xe0])
@@ -85,6 +93,7 @@ const settled = Promise.all(outcomes)
 const timedOut = await Promise.race([settled.then(() => false), sleep(waitMs).then(() => true)])
 allSentAt = performance.now() - started
 const whileStalled = rss()
+const v8While = await v8Held()
 if (timedOut) for (const s of sockets) s.destroy()
 const results = await settled
 clearInterval(sampler)
@@ -92,6 +101,14 @@ await sleep(2000)
 const after2s = rss()
 await sleep(8000)
 const after10s = rss()
+const v8After = await v8Held()
+// An idle V8 does not collect, so the dropped bodies wait for the next garbage collection:
+// a little traffic (new Buffers) starts one, as any serving process would.
+const small = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#336699' } }).jpeg().toBuffer()
+for (let i = 0; i < 20; i++) await (await fetch(`${service.baseUrl}/score`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: small })).arrayBuffer()
+await sleep(1000)
+const afterTraffic = rss()
+const v8AfterTraffic = await v8Held()
 await service.stop()
 
 const answered = results.filter((r): r is Outcome => r !== undefined)
@@ -106,3 +123,5 @@ if (timeouts.length) console.log(`408: after the stall began ${stat(timeouts.map
 const refused = answered.filter((r) => r.status === 503)
 if (refused.length) console.log(`503: from the first byte ${stat(refused.map((r) => r.totalMs))}`)
 console.log(`server RSS MiB: before ${baseline.toFixed(0)}, peak ${peak.toFixed(0)} (+${(peak - baseline).toFixed(0)}), at ${(allSentAt / 1000).toFixed(1)} s ${whileStalled.toFixed(0)}, 2 s after the last connection ended ${after2s.toFixed(0)} (+${(after2s - baseline).toFixed(0)}), 10 s after ${after10s.toFixed(0)} (+${(after10s - baseline).toFixed(0)})`)
+console.log(`then 20 small /score requests: RSS ${afterTraffic.toFixed(0)} MiB (+${(afterTraffic - baseline).toFixed(0)})`)
+console.log(`V8 MiB: before ${v8Before}; at ${(allSentAt / 1000).toFixed(1)} s ${v8While}; 10 s after ${v8After}; after the 20 requests ${v8AfterTraffic}`)

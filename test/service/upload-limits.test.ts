@@ -66,7 +66,6 @@ t.test('uploads past UPLOAD_BUDGET_BYTES get 503 NIMA_OVERLOADED with Retry-Afte
     t.equal(a.status, 503, `${name}: 503`)
     t.equal(JSON.parse(a.body || '{}').error?.code, 'NIMA_OVERLOADED', `${name}: code`)
     t.equal(a.headers['retry-after'], '1', `${name}: Retry-After`)
-    t.equal(a.headers['connection'], 'close', `${name}: the unread body is not waited for`)
     t.ok(a.ms < BODY_TIMEOUT_MS / 2, `${name}: refused at once (${a.ms.toFixed(0)} ms)`)
   }
   const small = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#336699' } }).jpeg().toBuffer()
