@@ -77,7 +77,7 @@ export function clientErrorHandler(opts: { metrics: Metrics; bodyTimeoutMs: numb
       )
       opts.metrics.errors.inc({ code })
     }
-    this.log.info({ reqId: requestId, code, reason: err.code, requestStarted: res !== undefined }, 'request refused by the HTTP parser')
+    this.log.info({ reqId: requestId, code, reason: err.code, requestStarted: res !== undefined }, 'request refused before routing')
     socket.destroy()
   }
 }
