@@ -62,6 +62,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   })
   app.server.on('checkExpectation', expectationHandler({ metrics, log: app.log }))
+  // Node would answer `Expect: 100-continue` at once; routed like any request instead, the
+  // body is asked for only once the upload budget has taken it (upload-budget.ts), so
+  // requests refused by their headers (401, 429, 503) are never sent their body.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     checkHostHeader(request.raw)

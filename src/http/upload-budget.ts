@@ -14,6 +14,11 @@ export function bodyReservation(headers: IncomingHttpHeaders, bodyLimit: number)
   return Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, bodyLimit) : 0
 }
 
+/** Whether the client waits for 100 Continue before sending its body (Node's own test of the Expect header). */
+export function expectsContinue(headers: IncomingHttpHeaders): boolean {
+  return /(?:^|\W)100-continue(?:$|\W)/i.test(headers.expect ?? '')
+}
+
 /**
  * Bytes reserved by the request bodies in flight, under one limit. A body reserves what it
  * may hold before its first byte is read and gives it back when its response closes, so
@@ -51,6 +56,9 @@ export class UploadBudget {
  * than closing at once: closing on unread bytes sends a TCP reset, and a client still
  * sending would lose the 503 (12 of 28 refused clients did in one run of bench/stalled-uploads.ts).
  * preParsing runs after authentication and rate limiting, so refused clients reserve nothing.
+ * A client that sent `Expect: 100-continue` is told to continue here, once its body has
+ * room, and not before (see the server's 'checkContinue' listener in app.ts): a refused
+ * one never sends its body at all.
  */
 export default fp(
   async function uploadBudget(app: FastifyInstance, { budget, bodyLimit }: { budget: UploadBudget; bodyLimit: number }) {
@@ -67,6 +75,8 @@ export default fp(
       }
       // 'close' comes once the response is done or the connection is gone, whichever way the request ended.
       reply.raw.once('close', release)
+      // The body is accepted: a client that waits for 100 Continue may send it now.
+      if (expectsContinue(request.headers)) reply.raw.writeContinue()
       return payload
     })
   },

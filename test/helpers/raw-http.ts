@@ -3,6 +3,8 @@ import { connect, type Socket } from 'node:net'
 export interface RawAnswer {
   /** 0 when the connection closed without an answer. */
   status: number
+  /** Interim (1xx) statuses received before it, e.g. 100 Continue. */
+  interim: number[]
   headers: Record<string, string>
   body: string
   /** From the first byte sent to the first byte of the answer (NaN without one). */
@@ -15,7 +17,10 @@ export interface RawExchange {
   answer: Promise<RawAnswer>
 }
 
-function parse(raw: string, ms: number): RawAnswer {
+function parse(all: string, ms: number): RawAnswer {
+  const interim: number[] = []
+  let raw = all
+  for (let m; (m = /^HTTP\/1\.[01] (1\d\d)[^\r]*\r\n(?:[^\r]+\r\n)*\r\n/.exec(raw)); raw = raw.slice(m[0].length)) interim.push(Number(m[1]))
   const end = raw.indexOf('\r\n\r\n')
   const head = end < 0 ? raw : raw.slice(0, end)
   const [statusLine = '', ...lines] = head.split('\r\n')
@@ -36,7 +41,7 @@ function parse(raw: string, ms: number): RawAnswer {
     }
     body = out
   }
-  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0), headers, body, ms }
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0), interim, headers, body, ms }
 }
 
 /**

@@ -68,6 +68,9 @@ t.test('uploads past UPLOAD_BUDGET_BYTES get 503 NIMA_OVERLOADED with Retry-Afte
     t.equal(a.headers['retry-after'], '1', `${name}: Retry-After`)
     t.ok(a.ms < BODY_TIMEOUT_MS / 2, `${name}: refused at once (${a.ms.toFixed(0)} ms)`)
   }
+  const waiting = await rawExchange(svc.url, 'POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 1048576\r\nExpect: 100-continue\r\n\r\n').answer
+  t.equal(waiting.status, 503, 'Expect: 100-continue: refused from the headers alone')
+  t.same(waiting.interim, [], 'and never told to send its body')
   const small = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#336699' } }).jpeg().toBuffer()
   const fits = await fetch(`${svc.url}/score`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: small })
   t.equal(fits.status, 200, 'a small upload that fits in what is left is served')
@@ -75,6 +78,11 @@ t.test('uploads past UPLOAD_BUDGET_BYTES get 503 NIMA_OVERLOADED with Retry-Afte
   await until('the reservations to go back to 0', async () => (await reserved()) === 0)
   const later = await fetch(`${svc.url}/score`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(1000 * KiB).fill(7) })
   t.equal(later.status, 415, 'once they are gone, a 1 MiB upload is read again (and refused for what it is)')
+  const asks = rawExchange(svc.url, 'POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n')
+  await sleep(200)
+  asks.socket.write('abcd')
+  const asked = await asks.answer
+  t.same([asked.interim, asked.status], [[100], 415], 'with room, 100 Continue, then the body is read')
 })
 
 t.test('clients hanging up mid-upload are counted as abandoned uploads, not as errors', async (t) => {
