@@ -1,10 +1,13 @@
-import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import swagger from '@fastify/swagger'
 import rateLimit from '@fastify/rate-limit'
 import type { Config } from './config/load.js'
 import apiKeys from './http/auth.js'
-import errorHandler from './http/error-handler.js'
+import errorHandler, { sendError, toNimaError } from './http/error-handler.js'
+import { checkHostHeader, clientErrorHandler, expectationHandler } from './http/protocol-errors.js'
+import { requestIdFrom } from './http/request-id.js'
+import { receiveTimeouts } from './http/timeouts.js'
+import uploadBudget, { UploadBudget } from './http/upload-budget.js'
 import { NimaError } from './errors.js'
 import metricsPlugin from './metrics/metrics-plugin.js'
 import { fetchObserver, type Metrics } from './metrics/metrics.js'
@@ -37,28 +40,38 @@ export interface AppDependencies {
   logger?: FastifyServerOptions['logger']
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
 /**
  * The HTTP application, with every dependency passed in: tests build it around fakes
  * or real parts as they need, main.ts around the real ones.
  */
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const { config, state, metrics } = deps
+  const timeouts = receiveTimeouts(config.BODY_TIMEOUT_MS)
   const app = Fastify({
     logger: deps.logger ?? false,
     bodyLimit: config.BODY_LIMIT_BYTES,
-    // Honour a caller's x-request-id when it is sane; otherwise mint one.
-    genReqId: (req) => {
-      const incoming = req.headers['x-request-id']
-      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    genReqId: (req) => requestIdFrom(req.headers),
+    // A slow or stalled request is answered 408 and its connection closed, which lets go of
+    // whatever of its body was buffered. Host is checked in onRequest below, with our answer.
+    requestTimeout: timeouts.requestTimeout,
+    http: { ...timeouts, requireHostHeader: false },
+    clientErrorHandler: clientErrorHandler({ metrics, bodyTimeoutMs: config.BODY_TIMEOUT_MS }),
+    frameworkErrors: (err, request, reply) => {
+      reply.header('x-request-id', request.id)
+      return sendError(reply, request, toNimaError(err), metrics)
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   })
+  app.server.on('checkExpectation', expectationHandler({ metrics, log: app.log }))
+  // Node would answer `Expect: 100-continue` at once; routed like any request instead, the
+  // body is asked for only once the upload budget has taken it (upload-budget.ts), so
+  // requests refused by their headers (401, 429, 503) are never sent their body.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    checkHostHeader(request.raw)
   })
   // While draining, every response closes its connection, so keep-alive clients move to
   // another instance and server.close() is not held open by idle sockets.
@@ -85,8 +98,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     },
   })
   await app.register(errorHandler, { metrics })
+  const uploads = new UploadBudget(config.UPLOAD_BUDGET_BYTES)
+  await app.register(uploadBudget, { budget: uploads, bodyLimit: config.BODY_LIMIT_BYTES })
   const queueDepths = () => Object.fromEntries([...(state.scorer?.models.values() ?? [])].map((m) => [m.info.id, m.queueDepth]))
-  await app.register(metricsPlugin, { metrics, state, queueDepths })
+  await app.register(metricsPlugin, { metrics, state, queueDepths, uploadReservedBytes: () => uploads.reserved })
 
   const images = deps.images ?? createImageSource(config, { onFetch: fetchObserver(metrics) })
   // What the app opens, it closes, after in-flight requests have finished.

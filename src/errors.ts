@@ -4,6 +4,7 @@
  */
 export const ERROR_TABLE = {
   NIMA_INVALID_REQUEST: { status: 400, message: 'The request is invalid' },
+  NIMA_MALFORMED_REQUEST: { status: 400, message: 'The HTTP request could not be parsed' },
   NIMA_MISSING_IMAGE: { status: 400, message: 'No image was supplied' },
   NIMA_UNKNOWN_MODEL: { status: 400, message: 'Unknown model' },
   NIMA_TOO_MANY_IMAGES: { status: 400, message: 'Too many images in one request' },
@@ -11,12 +12,15 @@ export const ERROR_TABLE = {
   NIMA_URL_BLOCKED: { status: 400, message: 'The image URL points to a refused address' },
   NIMA_UNAUTHORIZED: { status: 401, message: 'A valid API key is required' },
   NIMA_NOT_FOUND: { status: 404, message: 'Route not found' },
+  NIMA_REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
   NIMA_PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   NIMA_IMAGE_TOO_LARGE: { status: 413, message: 'The image has too many pixels' },
   NIMA_URL_TOO_LARGE: { status: 413, message: 'The image behind the URL is too large' },
   NIMA_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
+  NIMA_EXPECTATION_FAILED: { status: 417, message: 'The Expect header cannot be met' },
   NIMA_UNDECODABLE_IMAGE: { status: 422, message: 'The image could not be decoded' },
   NIMA_RATE_LIMITED: { status: 429, message: 'Too many requests' },
+  NIMA_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
   NIMA_INTERNAL: { status: 500, message: 'Internal server error' },
   NIMA_UPSTREAM_FAILED: { status: 502, message: 'Fetching the image failed' },
   NIMA_TOO_MANY_REDIRECTS: { status: 502, message: 'The image URL redirected too many times' },

@@ -57,6 +57,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (!Number.isFinite(w) || w < 0) throw new ConfigError(`invalid configuration:\n  COMBINED_WEIGHTS: weight of ${k} must be a number >= 0 (got ${JSON.stringify(v)})`)
     combinedWeights[k] = w
   }
+  // A budget smaller than one largest upload would refuse that upload forever, with a 503 that says "retry".
+  if (raw.UPLOAD_BUDGET_BYTES < raw.BODY_LIMIT_BYTES) {
+    throw new ConfigError(
+      `invalid configuration:\n  UPLOAD_BUDGET_BYTES: must be at least BODY_LIMIT_BYTES (${raw.BODY_LIMIT_BYTES}) (got ${raw.UPLOAD_BUDGET_BYTES})`,
+    )
+  }
   const config: Config = {
     ...raw,
     models: [...new Set(list(raw.MODELS))],

@@ -58,6 +58,16 @@ export const ConfigSchema = Type.Object({
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest upload (raw or multipart)' }),
+  BODY_TIMEOUT_MS: Type.Integer({
+    default: 30000,
+    minimum: 100,
+    description: 'Time a client has to send a whole request, headers and body; past it 408 NIMA_REQUEST_TIMEOUT and the connection closes (Node checks every BODY_TIMEOUT_MS/4 or every second, whichever is more often)',
+  }),
+  UPLOAD_BUDGET_BYTES: Type.Integer({
+    default: 256 * 1024 * 1024,
+    minimum: 1024,
+    description: 'Bytes all request bodies in flight may hold together, counted up front from Content-Length (chunked bodies count as BODY_LIMIT_BYTES); a request past it gets 503 NIMA_OVERLOADED before its body is read. At least BODY_LIMIT_BYTES',
+  }),
   MAX_INPUT_PIXELS: Type.Integer({ default: 64_000_000, minimum: 1, description: 'Largest decoded image (width x height); bombs are refused before decoding' }),
   URL_MAX_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest image body fetched from a URL' }),
   URL_CONNECT_TIMEOUT_MS: Type.Integer({ default: 3000, minimum: 1, description: 'URL fetch: TCP/TLS connect timeout' }),

@@ -2,6 +2,14 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { ERROR_TABLE, NimaError, isNimaError, type ErrorCode } from '../errors.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { endAbandoned } from './abandoned.js'
+import { answeredStatus } from './protocol-errors.js'
+
+/** fastify errors raised before routing whose status alone says too little. */
+const BY_FASTIFY_CODE: Readonly<Record<string, ErrorCode>> = {
+  FST_ERR_BAD_URL: 'NIMA_MALFORMED_REQUEST',
+  FST_ERR_MAX_PARAM_LENGTH: 'NIMA_MALFORMED_REQUEST',
+}
 
 /**
  * Turns every error into `{error: {code, message, requestId}}` with the right status.
@@ -15,6 +23,8 @@ export function toNimaError(err: unknown): NimaError {
     const where = e.validationContext ?? 'request'
     return new NimaError('NIMA_INVALID_REQUEST', `${where}${e.message?.startsWith(where) ? e.message.slice(where.length) : ` ${e.message}`}`)
   }
+  const byCode = e.code !== undefined ? BY_FASTIFY_CODE[e.code] : undefined
+  if (byCode) return new NimaError(byCode, `${ERROR_TABLE[byCode].message}: ${e.message}`, { cause: err })
   const byStatus: Record<number, ErrorCode> = {
     400: 'NIMA_INVALID_REQUEST',
     406: 'NIMA_UNSUPPORTED_MEDIA_TYPE',
@@ -40,6 +50,13 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: Nim
 export default fp(
   async function errorHandler(app: FastifyInstance, opts: { metrics: Metrics }) {
     app.setErrorHandler((err, request, reply) => {
+      // Reading the body failed because the connection is gone: either the server closed it
+      // after answering below fastify (a receive timeout, a parse error; answered and
+      // counted there), or the client left mid-upload, which is no error of the request.
+      const socket = request.raw.socket as typeof request.raw.socket | null
+      const answered = answeredStatus(socket)
+      if (answered !== undefined) return reply.code(answered).send()
+      if (!request.raw.complete && (reply.raw.destroyed || socket?.destroyed)) return endAbandoned(request, reply, opts.metrics)
       const nima = toNimaError(err)
       if (nima.code === 'NIMA_INTERNAL') request.log.error({ err }, 'unhandled error')
       else request.log.info({ code: nima.code, reason: nima.message }, 'request refused')

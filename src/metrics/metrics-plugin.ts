@@ -8,7 +8,10 @@ import type { ServiceState } from '../service-state.js'
  * would explode the series count) and serves GET /metrics.
  */
 export default fp(
-  async function metricsPlugin(app: FastifyInstance, { metrics, state, queueDepths }: { metrics: Metrics; state: ServiceState; queueDepths: () => Record<string, number> }) {
+  async function metricsPlugin(
+    app: FastifyInstance,
+    { metrics, state, queueDepths, uploadReservedBytes }: { metrics: Metrics; state: ServiceState; queueDepths: () => Record<string, number>; uploadReservedBytes: () => number },
+  ) {
     app.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched'
       metrics.httpDuration.observe(
@@ -20,6 +23,7 @@ export default fp(
       for (const [model, depth] of Object.entries(queueDepths())) metrics.queueDepth.set({ model }, depth)
       metrics.ready.set(state.ready ? 1 : 0)
       metrics.inflightRequests.set(state.inflight)
+      metrics.uploadReservedBytes.set(uploadReservedBytes())
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
     })
   },

@@ -17,6 +17,7 @@ export interface Metrics {
   fetchBytes: Histogram<never>
   errors: Counter<'code'>
   inflightRequests: Gauge<never>
+  uploadReservedBytes: Gauge<never>
   queueDepth: Gauge<'model'>
   modelInfo: Gauge<'model' | 'version' | 'synthetic' | 'provider' | 'task'>
   providerFallbacks: Counter<'model' | 'provider'>
@@ -24,8 +25,8 @@ export interface Metrics {
   abandoned: Counter<'stage'>
 }
 
-/** Where work stood when its client went away: a URL fetch, waiting for a decode slot, waiting for inference. */
-export const ABANDON_STAGES = ['fetch', 'decode', 'queue'] as const
+/** Where work stood when its client went away: its body still arriving, a URL fetch, waiting for a decode slot, waiting for inference. */
+export const ABANDON_STAGES = ['upload', 'fetch', 'decode', 'queue'] as const
 export type AbandonStage = (typeof ABANDON_STAGES)[number]
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -101,6 +102,11 @@ export function createMetrics(): Metrics {
       help: 'Scoring requests being processed',
       registers,
     }),
+    uploadReservedBytes: new Gauge({
+      name: 'nima_upload_reserved_bytes',
+      help: 'Bytes reserved by request bodies in flight (declared Content-Length; BODY_LIMIT_BYTES when chunked): the most they can buffer, at most UPLOAD_BUDGET_BYTES',
+      registers,
+    }),
     queueDepth: new Gauge({
       name: 'nima_queue_depth',
       help: 'Images waiting for inference, by model',
@@ -127,7 +133,7 @@ export function createMetrics(): Metrics {
     abandoned: zeroed(
       new Counter({
         name: 'nima_abandoned_total',
-        help: 'Images whose work was dropped because the client went away first, by stage (fetch, decode, queue)',
+        help: 'Work dropped because the client went away first, by stage: upload (requests whose body had not all arrived), fetch, decode, queue (images)',
         labelNames: ['stage'],
         registers,
       }),

@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
 import type { ImageSource } from '../fetching/image-source.js'
+import { endAbandoned } from '../http/abandoned.js'
+import { answeredStatus } from '../http/protocol-errors.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { createRequestSignals, type RequestSignals } from '../scoring/deadline.js'
 import type { ServiceState } from '../service-state.js'
@@ -30,7 +32,8 @@ export function parseModelList(value: string | undefined): string[] | undefined 
  * keep-alive response, so the response's own 'close' is the one that fires; the socket's
  * covers a pipelined request whose response is not attached to it yet). Neither
  * `request.signal` nor the request stream's 'close' will do: on Node 20 the request
- * stream closes as soon as its body has been read, long before the response.
+ * stream closes as soon as its body has been read, long before the response. A socket the
+ * server itself closed after answering below fastify (a receive timeout) is no client gone.
  */
 function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs: number): RequestSignals {
   return createRequestSignals(deadlineMs, (gone) => {
@@ -41,7 +44,7 @@ function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs
       return () => {}
     }
     const onClose = () => {
-      if (!res.writableEnded) gone()
+      if (!res.writableEnded && answeredStatus(socket) === undefined) gone()
     }
     res.once('close', onClose)
     socket?.once('close', onClose)
@@ -58,7 +61,7 @@ function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs
  * it failed because its client had left.
  */
 export async function scoringRequest(
-  { config, state }: RouteContext,
+  { config, state, metrics }: RouteContext,
   request: FastifyRequest,
   reply: FastifyReply,
   handle: (signals: RequestSignals) => Promise<FastifyReply>,
@@ -68,20 +71,10 @@ export async function scoringRequest(
   try {
     return await handle(signals)
   } catch (err) {
-    if (signals.clientGone.aborted) return endAbandoned(request, reply)
+    if (signals.clientGone.aborted) return endAbandoned(request, reply, metrics)
     throw err
   } finally {
     signals.dispose()
     leave()
   }
-}
-
-/**
- * The end of a request whose client went away first: what was still waiting was dropped
- * (and counted by stage in nima_abandoned_total), so log it once and answer 499 Client
- * Closed Request, which nobody reads, rather than an error that would count as a failure.
- */
-export function endAbandoned(request: FastifyRequest, reply: FastifyReply, details: Record<string, unknown> = {}): FastifyReply {
-  request.log.info({ ...details, reason: 'client closed the connection' }, 'request abandoned by its client')
-  return reply.code(499).send()
 }

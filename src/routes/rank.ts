@@ -8,7 +8,8 @@ import { deadlineError, withDeadline } from '../scoring/deadline.js'
 import { rankImages } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
-import { endAbandoned, scoringRequest, type RouteContext } from './context.js'
+import { endAbandoned } from '../http/abandoned.js'
+import { scoringRequest, type RouteContext } from './context.js'
 import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
 
 type Outcome = { index: number; url: string; id?: string } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
@@ -71,7 +72,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         })
 
         if (signals.clientGone.aborted) {
-          return endAbandoned(request, reply, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
+          return endAbandoned(request, reply, metrics, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
         }
         const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
         const ranked = rankImages(

@@ -1,6 +1,7 @@
 import { request as httpRequest, Agent, type ClientRequest, type IncomingMessage } from 'node:http'
 import sharp from 'sharp'
 import t, { type Test } from 'tap'
+import { metricSample } from '../helpers/metrics.js'
 import { startTestService, startUpstream } from '../helpers/service.js'
 
 // A client that goes away while its image waits must not cost a decode or an inference.
@@ -39,17 +40,7 @@ async function metricsText(): Promise<string> {
   return (await fetch(`${svc.url}/metrics`)).text()
 }
 
-/** The sum of `name`'s samples whose labels include each of `labels` (e.g. 'model="aesthetic"'). */
-function sample(text: string, name: string, ...labels: string[]): number {
-  let sum = 0
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line)
-    if (m?.[1] === name && labels.every((l) => (m[2] ?? '').includes(l))) sum += Number(m[3])
-  }
-  return sum
-}
-
-const abandoned = async (stage: string) => sample(await metricsText(), 'nima_abandoned_total', `stage="${stage}"`)
+const abandoned = async (stage: string) => metricSample(await metricsText(), 'nima_abandoned_total', `stage="${stage}"`)
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -75,8 +66,8 @@ t.test('clients hanging up while their images wait for a batch: dropped from the
   t.equal(await abandoned('queue'), 0, 'a completed request is not counted as abandoned')
 
   const before = await metricsText()
-  const scoredBefore = sample(before, 'nima_images_scored_total', 'model="aesthetic"')
-  const batchesBefore = sample(before, 'nima_batch_size_count', 'model="aesthetic"')
+  const scoredBefore = metricSample(before, 'nima_images_scored_total', 'model="aesthetic"')
+  const batchesBefore = metricSample(before, 'nima_batch_size_count', 'model="aesthetic"')
   t.ok(scoredBefore > 0 && batchesBefore > 0, 'the counters checked below exist')
 
   // Three clients: one reusing the keep-alive socket, two on one-shot connections.
@@ -92,10 +83,10 @@ t.test('clients hanging up while their images wait for a batch: dropped from the
   await until('3 images counted as abandoned in the queue', async () => (await abandoned('queue')) === 3)
   t.equal(scorer.queueDepth, 0)
   const after = await metricsText()
-  t.equal(sample(after, 'nima_abandoned_total', 'stage="queue"'), 3, 'one per image, though each waited at two models')
-  t.equal(sample(after, 'nima_batch_size_count', 'model="aesthetic"'), batchesBefore, 'no batch ran for them')
-  t.equal(sample(after, 'nima_images_scored_total', 'model="aesthetic"'), scoredBefore, 'none was scored')
-  t.equal(sample(after, 'nima_ready'), 1, 'still ready')
+  t.equal(metricSample(after, 'nima_abandoned_total', 'stage="queue"'), 3, 'one per image, though each waited at two models')
+  t.equal(metricSample(after, 'nima_batch_size_count', 'model="aesthetic"'), batchesBefore, 'no batch ran for them')
+  t.equal(metricSample(after, 'nima_images_scored_total', 'model="aesthetic"'), scoredBefore, 'none was scored')
+  t.equal(metricSample(after, 'nima_ready'), 1, 'still ready')
   t.equal(svc.server.state.inflight, 0, 'nothing left in flight')
 
   // Later requests, on a fresh keep-alive connection and a one-shot one, succeed.
