@@ -21,6 +21,7 @@ export const ERROR_TABLE = {
   NIMA_UNDECODABLE_IMAGE: { status: 422, message: 'The image could not be decoded' },
   NIMA_RATE_LIMITED: { status: 429, message: 'Too many requests' },
   NIMA_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
+  NIMA_CLIENT_GONE: { status: 499, message: 'The client closed the connection before the response was ready' },
   NIMA_INTERNAL: { status: 500, message: 'Internal server error' },
   NIMA_UPSTREAM_FAILED: { status: 502, message: 'Fetching the image failed' },
   NIMA_TOO_MANY_REDIRECTS: { status: 502, message: 'The image URL redirected too many times' },

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { ERROR_TABLE, NimaError, isNimaError, type ErrorCode } from '../errors.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { endAbandoned } from './abandoned.js'
+import { endAbandoned } from './request-lifecycle.js'
 import { answeredStatus } from './protocol-errors.js'
 
 /** fastify errors raised before routing whose status alone says too little. */

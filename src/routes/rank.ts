@@ -4,12 +4,11 @@ import { NimaError } from '../errors.js'
 import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { resolveWeights } from '../scoring/combined.js'
-import { deadlineError, withDeadline } from '../scoring/deadline.js'
 import { rankImages } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
-import { endAbandoned } from '../http/abandoned.js'
-import { scoringRequest, type RouteContext } from './context.js'
+import { countAbandoned, deadlineError, endAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import type { RouteContext } from './context.js'
 import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
 
 type Outcome = { index: number; url: string; id?: string } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
@@ -52,9 +51,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
               fetched = ctx.images.fetch(url, signal)
               fetches.set(url, fetched)
               // Counted once per distinct URL, like the fetch itself.
-              fetched.catch(() => {
-                if (signals.clientGone.aborted) metrics.abandoned.inc({ stage: 'fetch' })
-              })
+              fetched.catch((err: unknown) => countAbandoned(metrics, 'fetch', err))
             }
             const { bytes } = await fetched
             const key = imageId(bytes)

@@ -3,8 +3,8 @@ import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
-import { withDeadline, type RequestSignals } from '../scoring/deadline.js'
-import { parseModelList, scoringRequest, type RouteContext } from './context.js'
+import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
+import { parseModelList, type RouteContext } from './context.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
 
@@ -71,7 +71,7 @@ async function readImage(
   const body = request.body as ScoreUrlBody | undefined
   if (body && typeof body.url === 'string') {
     const { bytes, fetchMs } = await ctx.images.fetch(body.url, signals.signal).catch((err: unknown) => {
-      if (signals.clientGone.aborted) ctx.metrics.abandoned.inc({ stage: 'fetch' })
+      countAbandoned(ctx.metrics, 'fetch', err)
       throw err
     })
     return { bytes, fetchMs, ...(body.weights ? { weights: body.weights } : {}) }

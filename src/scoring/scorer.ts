@@ -5,7 +5,7 @@ import { tensorSize, writeTensor } from '../imaging/tensor.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
-import { isClientGone } from './deadline.js'
+import { isClientGone } from '../http/request-lifecycle.js'
 import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo, NimaModel } from './nima-model.js'
 

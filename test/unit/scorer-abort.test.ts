@@ -6,7 +6,7 @@ import t from 'tap'
 import { loadConfig } from '../../src/config/load.js'
 import { isNimaError } from '../../src/errors.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
-import { ClientGoneError, createRequestSignals, deadlineError, isClientGone } from '../../src/scoring/deadline.js'
+import { ClientGoneError, createRequestSignals, deadlineError, isClientGone } from '../../src/http/request-lifecycle.js'
 import { loadScorer } from '../../src/scoring/load-scorer.js'
 import { Scorer } from '../../src/scoring/scorer.js'
 import { testModelsDir } from '../helpers/models.js'
@@ -82,7 +82,7 @@ t.test('request signals: deadline and client-gone reasons, the combined signal, 
   t.equal(watching, 1)
   await new Promise((r) => setTimeout(r, 30))
   t.ok(a.clientGone.aborted && a.signal.aborted && !a.deadline.aborted)
-  t.ok(isClientGone(a.signal.reason) && a.signal.reason.code === 'NIMA_DEADLINE_EXCEEDED')
+  t.ok(isClientGone(a.signal.reason) && a.signal.reason.code === 'NIMA_CLIENT_GONE')
   a.dispose()
   a.dispose()
   t.equal(watching, 0, 'stopped watching the client, once')
