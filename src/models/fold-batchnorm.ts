@@ -27,8 +27,8 @@ export function foldConvLayer(weights: WeightSet, layer: ConvLayer, epsilon = BN
   const scale = new Float64Array(outC)
   const bias = new Float32Array(outC)
   for (let o = 0; o < outC; o++) {
-    scale[o] = gamma[o] / Math.sqrt(variance[o] + epsilon)
-    bias[o] = beta[o] - mean[o] * scale[o]
+    scale[o] = gamma[o]! / Math.sqrt(variance[o]! + epsilon)
+    bias[o] = beta[o]! - mean[o]! * scale[o]!
   }
 
   if (layer.kind === 'depthwise') {
@@ -36,7 +36,7 @@ export function foldConvLayer(weights: WeightSet, layer: ConvLayer, epsilon = BN
     const weight = new Float32Array(outC * k * k)
     for (let y = 0; y < k; y++)
       for (let x = 0; x < k; x++)
-        for (let c = 0; c < outC; c++) weight[(c * k + y) * k + x] = kernel[(y * k + x) * outC + c] * scale[c]
+        for (let c = 0; c < outC; c++) weight[(c * k + y) * k + x] = kernel[(y * k + x) * outC + c]! * scale[c]!
     return { weight: { shape: [outC, 1, k, k], data: weight }, bias: { shape: [outC], data: bias } }
   }
 
@@ -47,7 +47,7 @@ export function foldConvLayer(weights: WeightSet, layer: ConvLayer, epsilon = BN
     for (let x = 0; x < k; x++)
       for (let i = 0; i < inC; i++) {
         const row = ((y * k + x) * inC + i) * outC
-        for (let o = 0; o < outC; o++) weight[((o * inC + i) * k + y) * k + x] = kernel[row + o] * scale[o]
+        for (let o = 0; o < outC; o++) weight[((o * inC + i) * k + y) * k + x] = kernel[row + o]! * scale[o]!
       }
   return { weight: { shape: [outC, inC, k, k], data: weight }, bias: { shape: [outC], data: bias } }
 }

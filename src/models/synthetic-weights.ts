@@ -48,9 +48,9 @@ function convWithBatchNorm(rng: Rng, layer: ConvLayer): Map<string, Tensor> {
   const gamma = fill(channels, () => rng.uniform(0.6, 1.4))
   const beta = fill(channels, () => 0.2 * rng.normal())
   const mean = fill(channels, () => 0)
-  for (let c = 0; c < channels; c++) mean[c] = 0.7 * Math.sqrt(variance[c]) * rng.normal()
+  for (let c = 0; c < channels; c++) mean[c] = 0.7 * Math.sqrt(variance[c]!) * rng.normal()
   // Output channel is the last axis in both HWIO and depthwise HWC1.
-  for (let i = 0; i < kernel.length; i++) kernel[i] *= Math.sqrt(variance[i % channels])
+  for (let i = 0; i < kernel.length; i++) kernel[i]! *= Math.sqrt(variance[i % channels]!)
   return new Map([
     [layer.kernelTensor, makeTensor(kerasKernelShape(layer), kernel)],
     [`${layer.batchNorm}/gamma`, makeTensor([channels], gamma)],

@@ -27,7 +27,7 @@ export async function loadIdealoInput(path: string): Promise<Float32Array> {
     for (let x = 0; x < SIZE; x++) {
       const from = (sy * info.width + nearestIndex(x, info.width)) * 3
       const to = (y * SIZE + x) * 3
-      for (let c = 0; c < 3; c++) out[to + c] = data[from + c] / 127.5 - 1
+      for (let c = 0; c < 3; c++) out[to + c] = data[from + c]! / 127.5 - 1
     }
   }
   return out

@@ -25,11 +25,12 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
 type Kind = 'raw' | 'multipart' | 'json'
 /** Headers declaring `declared` bytes and the first `sent` of them. */
 function partialUpload(kind: Kind, declared: number, sent: number): string {
-  const [path, type, start] = {
+  const uploads: Record<Kind, [string, string, string]> = {
     raw: ['/score', 'image/jpeg', '\xff\xd8\xff\xe0'],
     multipart: ['/score', 'multipart/form-data; boundary=b', '--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xe0'],
     json: ['/rank', 'application/json', '{"images": ['],
-  }[kind]
+  }
+  const [path, type, start] = uploads[kind]
   return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nContent-Length: ${declared}\r\n\r\n${start.padEnd(sent, ' ')}`
 }
 
