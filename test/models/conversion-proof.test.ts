@@ -15,7 +15,7 @@ import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
 import { syntheticWeights } from '../../src/models/synthetic-weights.js'
 import { imagesDir, loadIdealoInput } from './idealo-input.js'
-import { loadReferenceWeights, meanScore, referenceForward } from './reference-forward.js'
+import { loadReferenceWeights, meanScore, referenceForward } from '../../src/models/reference-forward.js'
 import { runNima } from './run-onnx.js'
 
 const TOLERANCE_P = 1e-5
