@@ -214,7 +214,8 @@ async function importWeights(args: string[], defaultDir: string, io: CliIo): Pro
     log: io.out,
   })
   const m = installed.manifest
-  io.out(`${m.id}/${m.version}: installed ${installed.modelPath} (task ${m.task}); serve it with MODELS=${m.id},...`)
+  const models = m.task === 'aesthetic' ? `${m.id},technical` : `aesthetic,${m.id}`
+  io.out(`${m.id}/${m.version}: installed ${installed.modelPath} (task ${m.task}); serve it with e.g. MODELS=${models}`)
   return 0
 }
 

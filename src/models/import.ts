@@ -64,7 +64,7 @@ async function exists(path: string): Promise<boolean> {
 
 function figures(proof: ConversionProof, inputs: ProofInputs): string {
   return (
-    `${inputs.tensors.length} ${inputs.kind} inputs, max |Δp| ${proof.maxAbsDeltaP.toExponential(2)} (tolerance ${PROOF_TOLERANCE_P}), ` +
+    `${inputs.tensors.length} ${inputs.kind === 'photos' ? 'photos' : 'synthetic photo-like inputs'}, max |Δp| ${proof.maxAbsDeltaP.toExponential(2)} (tolerance ${PROOF_TOLERANCE_P}), ` +
     `max |Δmean| ${proof.maxAbsDeltaMean.toExponential(2)} (tolerance ${PROOF_TOLERANCE_MEAN}), ${proof.seconds.toFixed(1)} s`
   )
 }

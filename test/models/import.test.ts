@@ -101,7 +101,7 @@ t.test('CLI: a nested base with a custom head name, proven on seeded photo-like 
   t.comment(io.stdout)
   t.match(io.stdout, /head nima_scores/)
   t.match(io.stdout, /symmetric padding on stride-2 convs \(layer conv_pad_1 present/)
-  t.match(io.stdout, /conversion proof passed: 3 synthetic inputs, max \|Δp\| \S+ \(tolerance 0\.00001\)/)
+  t.match(io.stdout, /conversion proof passed: 3 synthetic photo-like inputs, max \|Δp\| \S+ \(tolerance 0\.00001\)/)
   const m = await readManifest(join(modelsDir, 'nested', 'v1', 'manifest.json'))
   t.match(m.provenance, { kerasImport: { headLayer: 'nima_scores', padding: 'symmetric' }, conversionProof: { inputs: 'synthetic', count: 3, seed: 18 } })
   t.comment(`proof of 3 synthetic inputs: ${m.provenance.conversionProof?.seconds} s`)

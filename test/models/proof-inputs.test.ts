@@ -36,6 +36,7 @@ t.test('photo inputs skip what does not decode and stop at the count', async (t)
   t.same(inputs.labels, ['chelsea.png', '42039.jpg'])
   t.equal(inputs.skipped.length, 1)
   t.match(inputs.skipped[0], { photo: /truncated-broken\.jpg$/ })
+  t.notMatch(inputs.skipped[0]!.reason, /ENOENT/, 'skipped because it does not decode, not because it is missing')
 })
 
 t.test('proofGap: largest bin and mean differences, and the worst input', async (t) => {
