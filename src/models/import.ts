@@ -85,6 +85,10 @@ export async function importKerasModel(options: ImportOptions): Promise<ImportRe
   const fileName = basename(path)
   log(`${fileName}: NIMA MobileNet v1, ${keras.layout} layout, keras_version ${keras.kerasVersion ?? '(none)'}, head ${keras.headLayer}, sha256 ${hashes.sha256}`)
   log(`${fileName}: ${keras.padding.padding} padding on stride-2 convs (${keras.padding.reason})`)
+  if (keras.padding.assumed === true) {
+    // The proof runs the reference with the same padding, so it cannot catch a wrong guess.
+    log(`${fileName}: WARNING: the file does not show which padding its Keras used; if it was saved by Keras 2.1.5-2.2.0, save it with model.save (which keeps model_config) and import that`)
+  }
 
   const onnx = kerasToOnnx(keras, { task: options.task, url: fileName }, hashes)
   const request: InstallRequest = {
