@@ -31,6 +31,11 @@ commands:
                                           make float16 variants (<version>-fp16) of the float32 models, for GPUs;
                                           --check scores the photos in folder PHOTOS with both and refuses a
                                           variant whose max |mean difference| exceeds T (default 0.02)
+  import FILE --task T --id ID --version V [--dir DIR] [--check PHOTOS] [--force]
+                                          convert your own Keras NIMA MobileNet v1 weights (save_weights or
+                                          model.save HDF5), prove the conversion against a float64 Keras
+                                          reference on 3 photos of folder PHOTOS (default: 3 seeded
+                                          photo-like images), then install <ID>/<V> for task T
   list   [--dir DIR]                      list installed models
 
 DIR defaults to $MODELS_DIR or ./models.`
@@ -47,6 +52,33 @@ function parse(args: string[], options: Record<string, { type: 'string' }>): Rec
   } catch (err) {
     throw usage(err instanceof Error ? err.message : String(err))
   }
+}
+
+/** `models import`'s arguments: one FILE, string options and the --force flag. */
+function parseImport(args: string[]): { file: string; values: Record<string, string | undefined>; force: boolean } {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        dir: { type: 'string' },
+        task: { type: 'string' },
+        id: { type: 'string' },
+        version: { type: 'string' },
+        check: { type: 'string' },
+        force: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: true,
+    })
+  } catch (err) {
+    throw usage(err instanceof Error ? err.message : String(err))
+  }
+  const { positionals, values } = parsed
+  if (positionals.length !== 1) throw usage(`import: expected one weights FILE, got ${positionals.length}${positionals.length > 0 ? ` (${positionals.join(' ')})` : ''}`)
+  for (const option of ['task', 'id', 'version'] as const) if (values[option] === undefined) throw usage(`import: --${option} is required`)
+  const { force, ...strings } = values
+  return { file: positionals[0]!, values: strings, force: force === true }
 }
 
 function parseSeed(text: string | undefined): number | undefined {
@@ -155,6 +187,38 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
   return 0
 }
 
+async function importWeights(args: string[], defaultDir: string, io: CliIo): Promise<number> {
+  const { file, values, force } = parseImport(args)
+  const task = parseTask(values['task'])!
+  const { importKerasModel } = await import('../models/import.js')
+  const { imageFiles } = await import('../scoring/precision-check.js')
+  let photos: string[] | undefined
+  if (values['check'] !== undefined) {
+    try {
+      photos = await imageFiles(values['check'])
+    } catch (err) {
+      throw usage(`--check: cannot read folder ${values['check']}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+    }
+    if (photos.length === 0) throw usage(`--check: no images in ${values['check']}`)
+  }
+  const dir = values['dir'] ?? defaultDir
+  const { installed } = await importKerasModel({
+    dir,
+    file,
+    task,
+    id: values['id']!,
+    version: values['version']!,
+    photos,
+    maxInputPixels: maxInputPixels(io),
+    force,
+    log: io.out,
+  })
+  const m = installed.manifest
+  const models = m.task === 'aesthetic' ? `${m.id},technical` : `aesthetic,${m.id}`
+  io.out(`${m.id}/${m.version}: installed ${installed.modelPath} (task ${m.task}); serve it with e.g. MODELS=${models}`)
+  return 0
+}
+
 async function list(dir: string, io: CliIo): Promise<number> {
   const { scanModels } = await import('../models/catalog.js')
   const { entries, problems } = await scanModels(dir)
@@ -188,6 +252,8 @@ export async function runModelsCommand(args: readonly string[], io: CliIo, deps:
       const values = parse(rest, { id: { type: 'string' }, check: { type: 'string' }, tolerance: { type: 'string' } })
       return fp16(values['dir'] ?? defaultDir, values, io)
     }
+    case 'import':
+      return importWeights(rest, defaultDir, io)
     case 'list':
       return list(parse(rest, {})['dir'] ?? defaultDir, io)
     case undefined:

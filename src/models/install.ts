@@ -48,23 +48,16 @@ export async function toolVersion(): Promise<string> {
   return toolName
 }
 
-/**
- * Installs `<dir>/<id>/<version>/{model.onnx, manifest.json}` so that readers never see a
- * half-written model. Everything is written to a `.partial` folder first; the folder is
- * renamed into place and manifest.json, the file readers look for, appears last by a
- * final rename. A crash leaves at most a folder without manifest.json, which scanners skip.
- * Reinstalling a version removes its manifest before its files, for the same reason.
- */
-export async function installModel(request: InstallRequest): Promise<InstalledModel> {
-  const onnxSha256 = sha256Hex(request.onnx)
-  const manifest = parseManifest(
+/** The manifest `installModel` writes for a request; the import's proof opens the model with it before installing. */
+export async function modelManifest(request: InstallRequest): Promise<ModelManifest> {
+  return parseManifest(
     {
       id: request.id,
       version: request.version,
       task: request.task,
       architecture: 'mobilenet_v1',
       file: MODEL_FILE,
-      sha256: onnxSha256,
+      sha256: sha256Hex(request.onnx),
       synthetic: request.synthetic,
       precision: request.precision ?? 'float32',
       input: idealoInputSpec(),
@@ -73,7 +66,17 @@ export async function installModel(request: InstallRequest): Promise<InstalledMo
     },
     `for ${request.id}/${request.version}`,
   )
+}
 
+/**
+ * Installs `<dir>/<id>/<version>/{model.onnx, manifest.json}` so that readers never see a
+ * half-written model. Everything is written to a `.partial` folder first; the folder is
+ * renamed into place and manifest.json, the file readers look for, appears last by a
+ * final rename. A crash leaves at most a folder without manifest.json, which scanners skip.
+ * Reinstalling a version removes its manifest before its files, for the same reason.
+ */
+export async function installModel(request: InstallRequest): Promise<InstalledModel> {
+  const manifest = await modelManifest(request)
   const idDir = join(request.dir, request.id)
   const finalDir = join(idDir, request.version)
   const staging = join(idDir, `.${request.version}.partial-${randomBytes(4).toString('hex')}`)

@@ -1,6 +1,8 @@
 import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import h5wasm from 'h5wasm/node'
+import { CONV_LAYERS, HEAD, INPUT_CHANNELS, INPUT_SIZE } from './architecture.js'
+import { parseKerasModelConfig } from './keras-model-config.js'
 import { detectPadding, type PaddingDetection } from './keras-padding.js'
 import { ModelError } from './model-error.js'
 import { formatShape, validateWeights, type Tensor, type WeightSet } from './weights.js'
@@ -14,6 +16,10 @@ export interface KerasWeightsFile {
   layerNames: string[]
   /** The stride-2 padding that network computed, read from its layer list. */
   padding: PaddingDetection
+  /** save_weights: layer groups at the root; model: a full model.save, weights under model_weights. */
+  layout: 'save_weights' | 'model'
+  /** The Keras layer the Dense(10) head was read from (dense_1, dense, or any other name). */
+  headLayer: string
 }
 
 type H5Group = InstanceType<typeof h5wasm.Group>
@@ -29,6 +35,22 @@ export function canonicalTensorName(weightName: string, layerName: string): stri
   const param = parts[parts.length - 1] ?? ''
   const layer = parts.length >= 2 ? (parts[parts.length - 2] ?? layerName) : layerName
   return `${/^dense(_\d+)?$/.test(layer) ? 'dense' : layer}/${param}`
+}
+
+/**
+ * A full model.save file knows its input size; MobileNet v1's weights are the same at every
+ * size, so only this attribute can show a model trained for, say, 192x192 inputs, which
+ * would score badly at the 224x224 the service feeds it.
+ */
+function checkInputShapes(shapes: readonly number[][], file: string): void {
+  const expected = [INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS]
+  const wrong = shapes.filter((s) => s.length !== 3 || s.some((d, i) => d !== expected[i]))
+  if (wrong.length === 0) return
+  const found = wrong.map((s) => formatShape(s.map((d) => (Number.isNaN(d) ? -1 : d)))).join(', ')
+  throw new ModelError(
+    'MODEL_WEIGHTS_INVALID',
+    `${file} does not match NIMA MobileNet v1: its model_config declares input shape ${found} (height, width, channels; -1: any); expected ${formatShape(expected)}`,
+  )
 }
 
 /**
@@ -72,8 +94,32 @@ function readLayerNames(root: H5Group, file: string): string[] {
   return layerNames
 }
 
-function collectTensors(root: H5Group, layerNames: readonly string[], file: string): Map<string, Tensor> {
+const BASE_LAYERS: ReadonlySet<string> = new Set(CONV_LAYERS.flatMap((l) => [l.name, l.batchNorm]))
+
+/**
+ * A head may have any name: when no dense/dense_N layer is found and exactly one layer
+ * outside the MobileNet table holds weights, and those are a kernel and a bias, it is the
+ * head. Anything else is left as it is, for the validator to list.
+ */
+function adoptHead(tensors: Map<string, Tensor>, layerOf: Map<string, string>): void {
+  if (tensors.has(HEAD.kernel)) return
+  const outside = [...tensors.keys()].filter((name) => !BASE_LAYERS.has(name.split('/')[0] ?? ''))
+  const layers = new Set(outside.map((name) => name.split('/')[0]))
+  const [layer] = layers
+  if (layers.size !== 1 || layer === undefined || outside.length !== 2) return
+  const kernel = tensors.get(`${layer}/kernel`)
+  const bias = tensors.get(`${layer}/bias`)
+  if (kernel === undefined || bias === undefined) return
+  for (const [from, to, tensor] of [[`${layer}/kernel`, HEAD.kernel, kernel], [`${layer}/bias`, HEAD.bias, bias]] as const) {
+    tensors.delete(from)
+    tensors.set(to, tensor)
+    layerOf.set(to, layerOf.get(from) ?? layer)
+  }
+}
+
+function collectTensors(root: H5Group, layerNames: readonly string[], file: string): { tensors: Map<string, Tensor>; headLayer: string } {
   const tensors = new Map<string, Tensor>()
+  const layerOf = new Map<string, string>()
   const duplicates: string[] = []
   for (const layerName of layerNames) {
     const layer = root.get(layerName)
@@ -94,12 +140,20 @@ function collectTensors(root: H5Group, layerNames: readonly string[], file: stri
         throw new ModelError('MODEL_FILE_UNREADABLE', `dataset ${where}: shape ${formatShape(shape)} but ${data.length} values`)
       }
       tensors.set(name, { shape, data })
+      layerOf.set(name, weightLayer(weightName, layerName))
     }
   }
   if (duplicates.length > 0) {
     throw new ModelError('MODEL_WEIGHTS_INVALID', `${file} holds some tensors twice: ${duplicates.join(', ')}`)
   }
-  return tensors
+  adoptHead(tensors, layerOf)
+  return { tensors, headLayer: layerOf.get(HEAD.kernel) ?? '(none)' }
+}
+
+/** The Keras layer a weight belongs to, as saved (before canonicalTensorName renames it). */
+function weightLayer(weightName: string, layerName: string): string {
+  const parts = weightName.replace(/:\d+$/, '').split('/')
+  return parts.length >= 2 ? (parts[parts.length - 2] ?? layerName) : layerName
 }
 
 const HDF5_SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a])
@@ -152,10 +206,16 @@ export async function readKerasFile(path: string): Promise<KerasWeightsFile> {
     const nested = file.get('model_weights')
     const root = nested instanceof h5wasm.Group ? nested : file
     const layerNames = readLayerNames(root, absolute)
-    const weights = collectTensors(root, layerNames, absolute)
+    const modelConfigText = stringAttribute(file, 'model_config')
+    const config = modelConfigText === undefined ? undefined : parseKerasModelConfig(modelConfigText)
+    const { tensors: weights, headLayer } = collectTensors(root, layerNames, absolute)
     validateWeights(weights, absolute)
+    if (config !== undefined) checkInputShapes(config.inputShapes, absolute)
     const kerasVersion = stringAttribute(root, 'keras_version') ?? stringAttribute(file, 'keras_version')
-    return { weights, kerasVersion, layerNames, padding: detectPadding(layerNames, kerasVersion) }
+    // A nested base model's weight-less layers appear only in model_config.
+    const allLayers = config === undefined ? layerNames : [...new Set([...layerNames, ...config.layerNames])]
+    const layout = nested instanceof h5wasm.Group ? 'model' : 'save_weights'
+    return { weights, kerasVersion, layerNames, padding: detectPadding(allLayers, kerasVersion), layout, headLayer }
   } finally {
     file.close()
   }

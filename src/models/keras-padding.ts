@@ -4,6 +4,8 @@ export interface PaddingDetection {
   padding: PaddingMode
   /** One line saying what in the file decided it, for logs and provenance. */
   reason: string
+  /** Set when the file does not show its padding (a nested base without model_config) and the default was taken. */
+  assumed?: true
 }
 
 /**
@@ -29,5 +31,5 @@ export function detectPadding(layerNames: readonly string[], kerasVersion?: stri
   if (layerNames.includes('conv1')) {
     return { padding: 'keras', reason: `no ZeroPadding2D layers${version}: TF 'same' padding, bottom/right on stride-2 convs` }
   }
-  return { padding: 'keras', reason: `base layers not listed (nested model?)${version}: assuming Keras >= 2.2.1 padding` }
+  return { padding: 'keras', reason: `base layers not listed (nested model?)${version}: assuming Keras >= 2.2.1 padding`, assumed: true }
 }

@@ -32,8 +32,32 @@ export const OutputSpec = Type.Object({
   features: Type.Optional(Type.Object({ name: Type.String(), size: Type.Integer({ minimum: 1 }) })),
 })
 
+/** What `models import` read from the user's Keras file. */
+export const KerasImport = Type.Object({
+  fileName: Type.String(),
+  layout: Type.Union([Type.Literal('save_weights'), Type.Literal('model')], { description: 'save_weights HDF5, or a full model.save HDF5 (weights under model_weights/)' }),
+  kerasVersion: Type.Optional(Type.String({ description: 'the file\'s keras_version attribute' })),
+  headLayer: Type.String({ description: 'the Keras layer the Dense(10) head was read from' }),
+  padding: Type.Union([Type.Literal('keras'), Type.Literal('symmetric')], { description: 'stride-2 padding the converter used' }),
+  paddingReason: Type.String({ description: 'what in the file decided the padding' }),
+})
+
+/** The conversion proof `models import` ran before installing (src/models/conversion-proof.ts). */
+export const ConversionProofRecord = Type.Object({
+  inputs: Type.Union([Type.Literal('photos'), Type.Literal('synthetic')], { description: 'photos: --check photos; synthetic: seeded photo-like tensors' }),
+  count: Type.Integer({ minimum: 1 }),
+  seed: Type.Optional(Type.Integer({ description: 'seed of the synthetic inputs' })),
+  photos: Type.Optional(Type.Array(Type.String(), { description: 'file names of the photos used' })),
+  maxAbsDeltaP: Type.Number({ description: 'largest |p_onnx - p_reference| over all bins and inputs' }),
+  maxAbsDeltaMean: Type.Number({ description: 'largest |mean_onnx - mean_reference| over the inputs' }),
+  toleranceP: Type.Number(),
+  toleranceMean: Type.Number(),
+  seconds: Type.Number({ description: 'wall time of the proof (float64 reference and ONNX Runtime)' }),
+  provider: Type.String(),
+})
+
 export const Provenance = Type.Object({
-  kind: Type.Union([Type.Literal('synthetic'), Type.Literal('idealo-keras'), Type.Literal('finetuned')]),
+  kind: Type.Union([Type.Literal('synthetic'), Type.Literal('idealo-keras'), Type.Literal('finetuned'), Type.Literal('keras-import')]),
   seed: Type.Optional(Type.Integer()),
   sourceUrl: Type.Optional(Type.String()),
   sourceGitBlobSha1: Type.Optional(Type.String()),
@@ -44,6 +68,8 @@ export const Provenance = Type.Object({
   tool: Type.String({ description: 'what produced the file, with version' }),
   createdAt: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T', description: 'ISO 8601 time' }),
   notes: Type.Optional(Type.String()),
+  kerasImport: Type.Optional(KerasImport),
+  conversionProof: Type.Optional(ConversionProofRecord),
 })
 
 export const ModelManifest = Type.Object({

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path'
 import { downloadVerified, type DownloadOptions } from './download.js'
 import { installModel, type InstallRequest, type InstalledModel } from './install.js'
 import { gitBlobSha1, sha256Hex } from './integrity.js'
-import { readKerasFile } from './keras-hdf5.js'
+import { readKerasFile, type KerasWeightsFile } from './keras-hdf5.js'
 import type { PaddingDetection } from './keras-padding.js'
 import { ModelError } from './model-error.js'
 import { buildOnnxModel } from './onnx-graph.js'
@@ -49,6 +49,23 @@ export function pulledModelFields(
 }
 
 /**
+ * The ONNX model of a Keras file read by readKerasFile, with the padding the file's own
+ * layer list calls for; `pull` and `import` both convert through here.
+ */
+export function kerasToOnnx(file: KerasWeightsFile, source: Pick<KerasSource, 'task' | 'url' | 'synthetic'>, hashes: SourceHashes): Uint8Array {
+  return buildOnnxModel(file.weights, {
+    padding: file.padding.padding,
+    docString: `NIMA MobileNet v1 (${source.task}) converted from ${source.url}`,
+    metadata: {
+      task: source.task,
+      source_git_blob_sha1: hashes.gitBlobSha1,
+      synthetic: String(source.synthetic === true),
+      padding_reason: file.padding.reason,
+    },
+  })
+}
+
+/**
  * Reads a Keras HDF5, builds the ONNX model with the padding the file's own layer list
  * calls for, and installs it with its provenance.
  */
@@ -61,16 +78,7 @@ export async function installFromKeras(
 ): Promise<InstalledModel> {
   const file = await readKerasFile(hdf5Path)
   log(`${source.fileName}: ${file.padding.padding} padding on stride-2 convs (${file.padding.reason})`)
-  const onnx = buildOnnxModel(file.weights, {
-    padding: file.padding.padding,
-    docString: `NIMA MobileNet v1 (${source.task}) converted from ${source.url}`,
-    metadata: {
-      task: source.task,
-      source_git_blob_sha1: hashes.gitBlobSha1,
-      synthetic: String(source.synthetic === true),
-      padding_reason: file.padding.reason,
-    },
-  })
+  const onnx = kerasToOnnx(file, source, hashes)
   return installModel({ dir, id: source.id, version: source.version, task: source.task, onnx, ...pulledModelFields(source, hashes, file.padding) })
 }
 

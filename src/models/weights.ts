@@ -1,4 +1,4 @@
-import { EXPECTED_TENSORS, elementCount } from './architecture.js'
+import { CONV_LAYERS, EXPECTED_TENSORS, HEAD, elementCount } from './architecture.js'
 import { ModelError } from './model-error.js'
 
 /** One weight tensor in Keras layout (row-major, last axis fastest). */
@@ -58,14 +58,45 @@ export function weightProblems(
   return problems
 }
 
-/** Throws one MODEL_WEIGHTS_INVALID error that lists every problem, not just the first. */
+// Layer names Keras gives MobileNetV2 (and V3) but never v1.
+const MOBILENET_V2_LAYER = /^(Conv1|bn_Conv1|Conv_1|Conv_1_bn|expanded_conv(_\d+)?_\w+|block_\d+_\w+)$/
+
+/**
+ * What the weights look like as a whole, next to what NIMA MobileNet v1 needs, so a user who
+ * picked the wrong file reads "MobileNetV2" or "alpha 0.5" before the per-tensor list.
+ * Empty when nothing but details differ.
+ */
+export function architectureFindings(weights: WeightSet): string[] {
+  const findings: string[] = []
+  const layers = [...new Set([...weights.keys()].map((name) => name.split('/')[0] ?? ''))]
+  const v2 = layers.filter((layer) => MOBILENET_V2_LAYER.test(layer))
+  if (v2.length > 0) {
+    findings.push(`found MobileNetV2-style layers (${v2.slice(0, 3).join(', ')}${v2.length > 3 ? ', ...' : ''}); expected MobileNet v1 layers conv1, conv_dw_1..13, conv_pw_1..13`)
+  }
+  const first = CONV_LAYERS[0]!
+  const conv1 = weights.get(first.kernelTensor)?.shape
+  if (conv1?.length === 4 && conv1[3] !== first.outChannels) {
+    findings.push(`found ${first.name} with ${conv1[3]} filters, i.e. MobileNet v1 alpha ${(conv1[3]! / first.outChannels).toString()}; expected ${first.outChannels} filters (alpha 1.0)`)
+  }
+  const head = weights.get(HEAD.kernel)?.shape
+  if (head?.length === 2 && head[1] !== HEAD.outputs) findings.push(`found a head with ${head[1]} bins; expected ${HEAD.outputs} (scores 1 to 10)`)
+  if (head?.length === 2 && head[0] !== HEAD.inputs) findings.push(`found a head over ${head[0]} features; expected ${HEAD.inputs} (global average pooling of the last conv)`)
+  return findings
+}
+
+// A MobileNetV2 file misses all 137 tensors; the first ones make the point.
+const LISTED_PROBLEMS = 20
+
+/** Throws one MODEL_WEIGHTS_INVALID error that lists every problem (up to 20), not just the first. */
 export function validateWeights(weights: WeightSet, source: string): void {
   const problems = weightProblems(weights)
   if (problems.length === 0) return
   const noun = problems.length === 1 ? 'problem' : 'problems'
+  const listed = problems.length > LISTED_PROBLEMS ? [...problems.slice(0, LISTED_PROBLEMS), `... and ${problems.length - LISTED_PROBLEMS} more`] : problems
+  const lines = [...architectureFindings(weights), ...listed]
   throw new ModelError(
     'MODEL_WEIGHTS_INVALID',
-    `weights from ${source} do not match NIMA MobileNet v1 (alpha 1.0), ${problems.length} ${noun}:\n  ${problems.join('\n  ')}`,
+    `weights from ${source} do not match NIMA MobileNet v1 (alpha 1.0, 224x224 input, Dense(10) head), ${problems.length} ${noun}:\n  ${lines.join('\n  ')}`,
   )
 }
 

@@ -4,22 +4,22 @@
  * forward pass on real photos. The wrong 'symmetric' padding must fail the same
  * comparison, which shows the test can tell the two apart. A file with Keras 2.1.6's layer
  * list must be detected and converted with that Keras' symmetric padding instead.
+ * `models import` runs the same comparison (src/models/conversion-proof.ts) before installing.
  */
 import { rmSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
+import { PROOF_TOLERANCE_MEAN as TOLERANCE_MEAN, PROOF_TOLERANCE_P as TOLERANCE_P, proofGap } from '../../src/models/conversion-proof.js'
 import { readKerasFile, readKerasWeights } from '../../src/models/keras-hdf5.js'
 import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
 import { syntheticWeights } from '../../src/models/synthetic-weights.js'
 import { imagesDir, loadIdealoInput } from './idealo-input.js'
-import { loadReferenceWeights, meanScore, referenceForward } from './reference-forward.js'
+import { loadReferenceWeights, meanScore, referenceForward } from '../../src/models/reference-forward.js'
 import { runNima } from './run-onnx.js'
 
-const TOLERANCE_P = 1e-5
-const TOLERANCE_MEAN = 1e-4
 const PHOTOS = ['idealo/42039.jpg', 'idealo/aesthetic1.jpg', 'natural/chelsea.png', 'tid2013/ref_I06.png']
 
 interface Gap {
@@ -28,14 +28,8 @@ interface Gap {
 }
 
 function compare(onnx: readonly Float32Array[], reference: readonly Float64Array[]): Gap {
-  let maxDp = 0
-  let maxDmean = 0
-  onnx.forEach((p, i) => {
-    const ref = reference[i]!
-    for (let b = 0; b < 10; b++) maxDp = Math.max(maxDp, Math.abs(p[b]! - ref[b]!))
-    maxDmean = Math.max(maxDmean, Math.abs(meanScore(p) - meanScore(ref)))
-  })
-  return { maxDp, maxDmean }
+  const gap = proofGap(onnx, reference)
+  return { maxDp: gap.maxAbsDeltaP, maxDmean: gap.maxAbsDeltaMean }
 }
 
 // Removed at exit rather than via t.testdir(), whose root folder can go before subtests end.

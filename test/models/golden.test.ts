@@ -16,7 +16,7 @@ import { comparePrecision } from '../../src/scoring/precision-check.js'
 import { loadConfig } from '../../src/config/load.js'
 import { samplePhotos } from '../helpers/paths.js'
 import { imagesDir, loadIdealoInput, referenceDir } from './idealo-input.js'
-import { meanScore } from './reference-forward.js'
+import { meanScore } from '../../src/models/reference-forward.js'
 import { runNima } from './run-onnx.js'
 
 /**

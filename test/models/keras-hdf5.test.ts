@@ -130,6 +130,9 @@ t.test('the padding convention is read from the layer list', async (t) => {
     [{}, 'keras', /layers conv_pad_2\/4\/6\/12 only \(keras_version 2\.2\.4\)/],
     [{ mobilenet: 'keras-2.1.6' }, 'symmetric', /layer conv_pad_1 present \(keras_version 2\.1\.6\): Keras 2\.1\.5-2\.2\.0 MobileNet/],
     [{ nestedBase: 'model_1' }, 'keras', /base layers not listed \(nested model\?\)/],
+    // A full model.save keeps model_config, whose nested layer list shows the pad layers.
+    [{ nestedBase: 'model_1', layout: 'model', mobilenet: 'keras-2.1.6' }, 'symmetric', /layer conv_pad_1 present/],
+    [{ layout: 'model', headLayer: 'predictions' }, 'keras', /layers conv_pad_2\/4\/6\/12 only/],
   ] as const
   for (const [options, padding, reason] of cases) {
     const path = join(dir, `${padding}-${Object.keys(options).join() || 'default'}.hdf5`)
@@ -137,6 +140,10 @@ t.test('the padding convention is read from the layer list', async (t) => {
     const file = await readKerasFile(path)
     t.equal(file.padding.padding, padding, JSON.stringify(options))
     t.match(file.padding.reason, reason)
+    t.equal(file.padding.assumed, /not listed/.test(reason.source) ? true : undefined, 'an assumption is marked as one')
+    t.same(differences(file.weights, weights), [], 'every tensor round-trips bit for bit')
+    t.equal(file.layout, 'layout' in options ? 'model' : 'save_weights')
+    t.equal(file.headLayer, 'headLayer' in options ? options.headLayer : 'dense_1')
   }
   t.match(detectPadding(['input_1', 'conv1', 'conv1_bn', 'conv_dw_1']), { padding: 'keras', reason: /no ZeroPadding2D layers: TF 'same' padding/ })
 })

@@ -38,7 +38,7 @@ t.test('one error lists every missing, mis-shaped and unexpected tensor', async 
   t.equal(
     error.message,
     [
-      'weights from weights.hdf5 do not match NIMA MobileNet v1 (alpha 1.0), 5 problems:',
+      'weights from weights.hdf5 do not match NIMA MobileNet v1 (alpha 1.0, 224x224 input, Dense(10) head), 5 problems:',
       '  mis-shaped conv1_bn/beta: expected shape [32], got [16]',
       '  missing conv_dw_3/depthwise_kernel: expected shape [3,3,128,1]',
       '  mis-shaped conv_pw_5/kernel: expected shape [1,1,256,256], got [1,1,256,128]',

@@ -1,9 +1,11 @@
 /**
  * An independent float64 forward pass of idealo's NIMA MobileNet v1, written the plain way
  * Keras computes it: NHWC, explicit ZeroPadding2D, 'valid' convs, unfolded BatchNorm,
- * ReLU6, global average pooling, Dense, softmax. It shares nothing with src/models on
- * purpose: the layer table, the padding rule and the HDF5 paths are restated here, so a
- * mistake in the converter cannot cancel out against the same mistake in the reference.
+ * ReLU6, global average pooling, Dense, softmax. It shares nothing with the converter on
+ * purpose: the layer table, the padding rule and the way tensors are found in the HDF5 file
+ * are restated here, so a mistake in the converter cannot cancel out against the same
+ * mistake in the reference. `models import` runs it as its conversion proof, and so does
+ * test/models/conversion-proof.test.ts; keep it free of imports from the converter.
  */
 import { resolve } from 'node:path'
 import h5wasm from 'h5wasm/node'
@@ -15,17 +17,43 @@ const STRIDE2 = [2, 4, 6, 12]
 
 export type ReferenceWeights = Map<string, Float64Array>
 
-/** Reads every dataset of a flat Keras save_weights file: `<layer>/<layer>/<param>:0`. */
-export async function loadReferenceWeights(path: string, head = 'dense_1'): Promise<ReferenceWeights> {
+type H5Group = InstanceType<typeof h5wasm.Group>
+type H5Dataset = InstanceType<typeof h5wasm.Dataset>
+
+/** Every dataset under `group`, keyed by its last two path parts (`<layer>/<param>:0`). */
+function datasetsByLayer(group: H5Group, found = new Map<string, H5Dataset[]>()): Map<string, H5Dataset[]> {
+  for (const key of group.keys()) {
+    const child = group.get(key)
+    if (child instanceof h5wasm.Group) datasetsByLayer(child, found)
+    else if (child instanceof h5wasm.Dataset) {
+      const parts = child.path.split('/')
+      const tail = parts.slice(-2).join('/')
+      found.set(tail, [...(found.get(tail) ?? []), child])
+    }
+  }
+  return found
+}
+
+/**
+ * Reads the network's tensors from a Keras HDF5, whichever way it was saved: flat
+ * `save_weights` (`conv1/conv1/kernel:0`), a full `model.save` (the same under
+ * model_weights/), or a base model nested in one group (`model_1/conv1/kernel:0`). The head
+ * is the one layer outside the MobileNet table with a [1024, bins] kernel, whatever its name.
+ */
+export async function loadReferenceWeights(path: string): Promise<ReferenceWeights> {
   await h5wasm.ready
   const file = new h5wasm.File(resolve(path), 'r')
   const weights: ReferenceWeights = new Map()
-  const read = (layer: string, param: string, key = `${layer}/${param}`): void => {
-    const dataset = file.get(`${layer}/${layer}/${param}:0`)
-    if (!(dataset instanceof h5wasm.Dataset)) throw new Error(`reference: no dataset ${layer}/${layer}/${param}:0`)
-    weights.set(key, Float64Array.from(dataset.value as Float32Array))
-  }
   try {
+    const saved = file.get('model_weights')
+    const datasets = datasetsByLayer(saved instanceof h5wasm.Group ? saved : file)
+    const baseLayers = new Set<string>()
+    const read = (layer: string, param: string, key = `${layer}/${param}`): void => {
+      baseLayers.add(layer)
+      const matches = datasets.get(`${layer}/${param}:0`) ?? []
+      if (matches.length !== 1) throw new Error(`reference: expected one dataset ${layer}/${param}:0, found ${matches.length}`)
+      weights.set(key, Float64Array.from(matches[0]!.value as Float32Array))
+    }
     const bn = (layer: string): void => ['gamma', 'beta', 'moving_mean', 'moving_variance'].forEach((p) => read(layer, p))
     read('conv1', 'kernel')
     bn('conv1_bn')
@@ -35,6 +63,12 @@ export async function loadReferenceWeights(path: string, head = 'dense_1'): Prom
       read(`conv_pw_${b}`, 'kernel')
       bn(`conv_pw_${b}_bn`)
     }
+    const heads = [...datasets.entries()].filter(([tail, [d]]) => {
+      const [layer = '', param = ''] = tail.split('/')
+      return param === 'kernel:0' && !baseLayers.has(layer) && d!.shape?.length === 2 && d!.shape[0] === 1024
+    })
+    if (heads.length !== 1) throw new Error(`reference: expected one [1024, bins] head kernel, found ${heads.length}`)
+    const head = heads[0]![0].split('/')[0]!
     read(head, 'kernel', 'dense/kernel')
     read(head, 'bias', 'dense/bias')
   } finally {

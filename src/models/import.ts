@@ -1,0 +1,153 @@
+/**
+ * `models import`: a user's own Keras NIMA MobileNet v1 weights, converted by the same code
+ * as `pull`, proven against the independent float64 reference on a few inputs, and only
+ * then installed, with the file's hashes, keras_version, padding decision and the proof's
+ * figures in the manifest.
+ */
+import { access, readFile } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
+import { PROOF_TOLERANCE_MEAN, PROOF_TOLERANCE_P, runConversionProof, type ConversionProof } from './conversion-proof.js'
+import { installModel, MANIFEST_FILE, modelManifest, type InstallRequest, type InstalledModel } from './install.js'
+import { gitBlobSha1, sha256Hex } from './integrity.js'
+import { readKerasFile, type KerasWeightsFile } from './keras-hdf5.js'
+import { ModelManifest } from './manifest.js'
+import { ModelError } from './model-error.js'
+import { photoProofInputs, syntheticProofInputs, type ProofInputs } from './proof-inputs.js'
+import { kerasToOnnx } from './pull.js'
+import type { Task } from './sources.js'
+import { tensorSpecOf } from '../scoring/model-pipeline.js'
+
+/** Inputs the proof runs when none are named: about 2 s each on one core (docs/_drafts/import.md). */
+export const DEFAULT_PROOF_INPUTS = 3
+/** Seed of the photo-like inputs used when the user passes no photos. */
+export const PROOF_SEED = 18
+
+export interface ImportOptions {
+  /** The models folder to install into. */
+  dir: string
+  /** The Keras HDF5 file. */
+  file: string
+  task: Task
+  id: string
+  version: string
+  /** Candidate photos for the proof (e.g. the images of --check DIR); seeded photo-like inputs when absent. */
+  photos?: readonly string[]
+  /** How many inputs the proof runs; default DEFAULT_PROOF_INPUTS. */
+  proofInputs?: number
+  /** MAX_INPUT_PIXELS, so the proof decodes photos as the service would. */
+  maxInputPixels: number
+  /** Replace an installed model of the same id and version. */
+  force?: boolean
+  log?: (line: string) => void
+}
+
+export interface ImportResult {
+  installed: InstalledModel
+  keras: KerasWeightsFile
+  proof: ConversionProof
+  inputs: ProofInputs
+}
+
+function checkName(option: 'id' | 'version', value: string): void {
+  const pattern = ModelManifest.properties[option].pattern
+  if (pattern !== undefined && !new RegExp(pattern).test(value)) {
+    throw new ModelError('MODEL_USAGE', `--${option}: expected a value matching ${pattern}, got ${JSON.stringify(value)}`)
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  )
+}
+
+function figures(proof: ConversionProof, inputs: ProofInputs): string {
+  return (
+    `${inputs.tensors.length} ${inputs.kind === 'photos' ? 'photos' : 'synthetic photo-like inputs'}, max |Δp| ${proof.maxAbsDeltaP.toExponential(2)} (tolerance ${PROOF_TOLERANCE_P}), ` +
+    `max |Δmean| ${proof.maxAbsDeltaMean.toExponential(2)} (tolerance ${PROOF_TOLERANCE_MEAN}), ${proof.seconds.toFixed(1)} s`
+  )
+}
+
+export async function importKerasModel(options: ImportOptions): Promise<ImportResult> {
+  const log = options.log ?? (() => {})
+  checkName('id', options.id)
+  checkName('version', options.version)
+  const path = resolve(options.file)
+  const target = join(options.dir, options.id, options.version)
+  if (options.force !== true && (await exists(join(target, MANIFEST_FILE)))) {
+    throw new ModelError('MODEL_USAGE', `${options.id}/${options.version} is already installed in ${target}; choose another --version, or pass --force to replace it`)
+  }
+
+  const keras = await readKerasFile(path)
+  const content = await readFile(path)
+  const hashes = { gitBlobSha1: gitBlobSha1(content), sha256: sha256Hex(content) }
+  const fileName = basename(path)
+  log(`${fileName}: NIMA MobileNet v1, ${keras.layout} layout, keras_version ${keras.kerasVersion ?? '(none)'}, head ${keras.headLayer}, sha256 ${hashes.sha256}`)
+  log(`${fileName}: ${keras.padding.padding} padding on stride-2 convs (${keras.padding.reason})`)
+  if (keras.padding.assumed === true) {
+    // The proof runs the reference with the same padding, so it cannot catch a wrong guess.
+    log(`${fileName}: WARNING: the file does not show which padding its Keras used; if it was saved by Keras 2.1.5-2.2.0, save it with model.save (which keeps model_config) and import that`)
+  }
+
+  const onnx = kerasToOnnx(keras, { task: options.task, url: fileName }, hashes)
+  const request: InstallRequest = {
+    dir: options.dir,
+    id: options.id,
+    version: options.version,
+    task: options.task,
+    onnx,
+    synthetic: false,
+    provenance: {
+      kind: 'keras-import',
+      sourceGitBlobSha1: hashes.gitBlobSha1,
+      sourceSha256: hashes.sha256,
+      notes: `imported from ${fileName}; BatchNorm folded, ${keras.padding.padding} padding on stride-2 convs (${keras.padding.reason})`,
+      kerasImport: {
+        fileName,
+        layout: keras.layout,
+        ...(keras.kerasVersion === undefined ? {} : { kerasVersion: keras.kerasVersion }),
+        headLayer: keras.headLayer,
+        padding: keras.padding.padding,
+        paddingReason: keras.padding.reason,
+      },
+    },
+  }
+  const manifest = await modelManifest(request)
+  const spec = tensorSpecOf(manifest)
+  const count = options.proofInputs ?? DEFAULT_PROOF_INPUTS
+  const inputs =
+    options.photos === undefined ? syntheticProofInputs(PROOF_SEED, count, spec) : await photoProofInputs(options.photos, count, spec, options.maxInputPixels)
+  for (const { photo, reason } of inputs.skipped) log(`proof: skipped ${photo}: ${reason}`)
+  if (inputs.tensors.length === 0) {
+    throw new ModelError('MODEL_USAGE', `--check: none of the ${options.photos?.length ?? 0} images could be decoded, so the conversion cannot be proven`)
+  }
+
+  const proof = await runConversionProof(path, keras.padding.padding, onnx, manifest, inputs.tensors)
+  if (!proof.passed) {
+    throw new ModelError(
+      'MODEL_CONVERSION_PROOF_FAILED',
+      `${fileName}: not installed: the converted model disagrees with the float64 Keras reference: ${figures(proof, inputs)}; worst input ${inputs.labels[proof.worst]}`,
+    )
+  }
+  log(`${fileName}: conversion proof passed: ${figures(proof, inputs)}`)
+
+  const installed = await installModel({
+    ...request,
+    provenance: {
+      ...request.provenance,
+      conversionProof: {
+        inputs: inputs.kind,
+        count: inputs.tensors.length,
+        ...(inputs.kind === 'synthetic' ? { seed: PROOF_SEED } : { photos: inputs.labels }),
+        maxAbsDeltaP: proof.maxAbsDeltaP,
+        maxAbsDeltaMean: proof.maxAbsDeltaMean,
+        toleranceP: PROOF_TOLERANCE_P,
+        toleranceMean: PROOF_TOLERANCE_MEAN,
+        seconds: Number(proof.seconds.toFixed(3)),
+        provider: proof.provider,
+      },
+    },
+  })
+  return { installed, keras, proof, inputs }
+}
