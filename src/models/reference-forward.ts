@@ -125,9 +125,9 @@ function conv3x3(x: Feature, kernel: Float64Array, cout: number, stride: number)
         for (let kx = 0; kx < 3; kx++) {
           const i = ((oy * stride + ky) * x.w + ox * stride + kx) * x.c
           for (let ci = 0; ci < x.c; ci++) {
-            const v = x.data[i + ci]
+            const v = x.data[i + ci]!
             const k = ((ky * 3 + kx) * x.c + ci) * cout
-            for (let co = 0; co < cout; co++) out[o + co] += v * kernel[k + co]
+            for (let co = 0; co < cout; co++) out[o + co]! += v * kernel[k + co]!
           }
         }
     }
@@ -147,7 +147,7 @@ function depthwise3x3(x: Feature, kernel: Float64Array, stride: number): Feature
         for (let kx = 0; kx < 3; kx++) {
           const i = ((oy * stride + ky) * x.w + ox * stride + kx) * c
           const k = (ky * 3 + kx) * c
-          for (let ch = 0; ch < c; ch++) out[o + ch] += x.data[i + ch] * kernel[k + ch]
+          for (let ch = 0; ch < c; ch++) out[o + ch]! += x.data[i + ch]! * kernel[k + ch]!
         }
     }
   return { data: out, h, w, c }
@@ -160,10 +160,10 @@ function pointwise(x: Feature, kernel: Float64Array, cout: number): Feature {
   for (let p = 0; p < pixels; p++) {
     const o = p * cout
     for (let ci = 0; ci < x.c; ci++) {
-      const v = x.data[p * x.c + ci]
+      const v = x.data[p * x.c + ci]!
       if (v === 0) continue
       const k = ci * cout
-      for (let co = 0; co < cout; co++) out[o + co] += v * kernel[k + co]
+      for (let co = 0; co < cout; co++) out[o + co]! += v * kernel[k + co]!
     }
   }
   return { data: out, h: x.h, w: x.w, c: cout }
@@ -178,7 +178,7 @@ function batchNormRelu6(x: Feature, weights: ReferenceWeights, name: string): Fe
   const { data, c } = x
   for (let i = 0; i < data.length; i++) {
     const ch = i % c
-    const y = (gamma[ch] * (data[i] - mean[ch])) / Math.sqrt(variance[ch] + EPS) + beta[ch]
+    const y = (gamma[ch]! * (data[i]! - mean[ch]!)) / Math.sqrt(variance[ch]! + EPS) + beta[ch]!
     data[i] = y < 0 ? 0 : y > 6 ? 6 : y
   }
   return x
@@ -197,12 +197,12 @@ export function referenceForward(weights: ReferenceWeights, image: ArrayLike<num
   })
 
   const pooled = new Float64Array(x.c)
-  for (let p = 0; p < x.h * x.w; p++) for (let ch = 0; ch < x.c; ch++) pooled[ch] += x.data[p * x.c + ch]
-  for (let ch = 0; ch < x.c; ch++) pooled[ch] /= x.h * x.w
+  for (let p = 0; p < x.h * x.w; p++) for (let ch = 0; ch < x.c; ch++) pooled[ch]! += x.data[p * x.c + ch]!
+  for (let ch = 0; ch < x.c; ch++) pooled[ch]! /= x.h * x.w
 
   const kernel = get(weights, 'dense/kernel')
   const logits = Float64Array.from(get(weights, 'dense/bias'))
-  for (let i = 0; i < x.c; i++) for (let j = 0; j < logits.length; j++) logits[j] += pooled[i] * kernel[i * logits.length + j]
+  for (let i = 0; i < x.c; i++) for (let j = 0; j < logits.length; j++) logits[j]! += pooled[i]! * kernel[i * logits.length + j]!
   const top = Math.max(...logits)
   const exp = logits.map((v) => Math.exp(v - top))
   const sum = exp.reduce((a, b) => a + b, 0)
@@ -212,6 +212,6 @@ export function referenceForward(weights: ReferenceWeights, image: ArrayLike<num
 /** NIMA mean score: sum of i * p_i over bins i = 1..10. */
 export function meanScore(probabilities: ArrayLike<number>): number {
   let mean = 0
-  for (let i = 0; i < probabilities.length; i++) mean += (i + 1) * probabilities[i]
+  for (let i = 0; i < probabilities.length; i++) mean += (i + 1) * probabilities[i]!
   return mean
 }
