@@ -37,6 +37,8 @@ export interface ResultLine {
   height?: number
   format?: string
   bytes?: number
+  /** 64-bit perceptual hash (src/imaging/phash.ts), 16 hex digits: rank-hotels groups near-duplicates by it. */
+  phash?: string
   scores?: Record<string, ScoreSummary>
   combined?: CombinedScore
   models?: Record<string, { id: string; version: string; task: string; synthetic: boolean }>
@@ -215,7 +217,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     models.forEach((m, i) => {
       scores[m.info.id] = have[i] ?? result.scores[m.info.id]!
     })
-    const image = { width: result.image.width, height: result.image.height, format: result.image.format }
+    const image = { width: result.image.width, height: result.image.height, format: result.image.format, phash: result.image.phash }
     cache?.put(sha, image, missing.map((m) => [identity(m), result.scores[m.info.id]!] as const))
     return { image, scores }
   }
@@ -275,6 +277,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         width: r.image.width,
         height: r.image.height,
         format: r.image.format,
+        phash: r.image.phash,
         scores: r.scores,
         combined: combinedScore(models.map((m) => m.info), means, deps.weights),
         models: modelInfo,

@@ -56,6 +56,7 @@ export const ImageInfo = Type.Object(
     height: Type.Integer(),
     format: Type.String(),
     bytes: Type.Integer(),
+    phash: Type.String({ pattern: '^[0-9a-f]{16}$', description: '64-bit perceptual hash (DCT of a 32×32 luma thumbnail), 16 hex digits; near-duplicates differ in few bits' }),
   },
   { $id: 'ImageInfo' },
 )
