@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs'
-import sharp from 'sharp'
+import sharp, { type Sharp } from 'sharp'
 import t from 'tap'
 import { hammingDistance, hashBits, isPhash, lowDct, lumaThumbnail, phash } from '../../src/imaging/phash.js'
 import type { RgbImage } from '../../src/imaging/tensor.js'
 import { samplePhotos } from '../helpers/paths.js'
 
-async function rgb(input: Buffer | sharp.Sharp): Promise<RgbImage> {
+async function rgb(input: Buffer | Sharp): Promise<RgbImage> {
   const s = Buffer.isBuffer(input) ? sharp(input) : input
   const { data, info } = await s.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true })
   return { data, width: info.width, height: info.height }
