@@ -13,7 +13,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import sharp from 'sharp'
+import sharp, { type Sharp } from 'sharp'
 import { decodeImage, type DecodedImage } from '../src/imaging/decode.js'
 import { hammingDistance, phash } from '../src/imaging/phash.js'
 import { normalizationTable, tensorSize, writeTensor } from '../src/imaging/tensor.js'
@@ -35,7 +35,7 @@ const SAME_SCENE: Record<string, string> = {
   'idealo/technical6.png': 'tid2013/ref_I03.png',
 }
 
-type Variant = { kind: string; edit: (s: sharp.Sharp, w: number, h: number) => sharp.Sharp }
+type Variant = { kind: string; edit: (s: Sharp, w: number, h: number) => Sharp }
 
 /** `pct` % of the width and of the height cut off: centred, or all of it off the left and top edges (a shift as well as a scale). */
 const crop = (pct: number, centred: boolean): Variant => ({
@@ -89,7 +89,7 @@ function listPhotos(): string[] {
   return out
 }
 
-async function encode(s: sharp.Sharp, originalFormat: string): Promise<Buffer> {
+async function encode(s: Sharp, originalFormat: string): Promise<Buffer> {
   // Edits that are not a re-encode keep the original's container, losslessly where it was.
   return (s as unknown as { options: { formatOut: string } }).options.formatOut === 'input'
     ? originalFormat === 'png'

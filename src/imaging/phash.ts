@@ -102,3 +102,13 @@ export function hammingDistance(a: string, b: string): number {
   }
   return n
 }
+
+/**
+ * Similarity of two hashes on 0..1: 1 − distance/32, floored at 0. Unrelated photos differ
+ * in about half the bits (32), so they score 0 rather than 0.5; identical hashes score 1.
+ * Without both hashes: 0 (nothing known, nothing penalised).
+ */
+export function hashSimilarity(a: string | undefined, b: string | undefined): number {
+  if (a === undefined || b === undefined) return 0
+  return Math.max(0, 1 - hammingDistance(a, b) / 32)
+}
