@@ -53,6 +53,11 @@ export const ConfigSchema = Type.Object({
   URL_MAX_REDIRECTS: Type.Integer({ default: 3, minimum: 0, maximum: 20, description: 'Redirects followed (each hop re-checked)' }),
   URL_ALLOWLIST: Type.String({ default: '', description: 'Comma-separated hosts (exact or *.suffix) or CIDRs allowed despite the private-address deny list' }),
   RANK_MAX_IMAGES: Type.Integer({ default: 100, minimum: 1, maximum: 10000, description: 'Most images in one POST /rank' }),
+  RANK_UPLOAD_MAX_BYTES: Type.Integer({
+    default: 100 * 1024 * 1024,
+    minimum: 1024,
+    description: 'Largest total of the image parts of one multipart POST /rank (each part is also limited by BODY_LIMIT_BYTES); all are held in memory while scored',
+  }),
   RANK_FETCH_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Parallel URL fetches per /rank request' }),
   RANK_PER_HOST_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Parallel fetches to one host, across all requests' }),
   COMBINED_WEIGHTS: Type.String({

@@ -9,8 +9,8 @@
  * picked by maximal marginal relevance (src/scoring/diversity.ts), the rest follow by score.
  */
 import { hashSimilarity } from '../imaging/phash.js'
-import { relevance, selectMmr } from './diversity.js'
-import { groupNearDuplicates } from './near-duplicates.js'
+import { DEFAULT_DIVERSITY, relevance, selectMmr } from './diversity.js'
+import { DEFAULT_MAX_DISTANCE, groupNearDuplicates } from './near-duplicates.js'
 
 /** What ranking needs of one successfully scored input. */
 export interface RankEntry<T> {
@@ -33,6 +33,24 @@ export interface RankOptions {
   nearDuplicates?: { maxDistance: number }
   /** The first `k` entries by maximal marginal relevance with this `diversity` (0..1). */
   select?: { k: number; diversity: number }
+}
+
+/** Ranking options as a caller states them (POST /rank body, rank-hotels flags); every field optional. */
+export interface RequestedRankOptions {
+  nearDuplicates?: { enabled?: boolean; maxDistance?: number }
+  select?: { k: number; diversity?: number }
+}
+
+/**
+ * The defaults filled in: near-duplicate grouping on at DEFAULT_MAX_DISTANCE, selection
+ * only when asked for, at DEFAULT_DIVERSITY.
+ */
+export function resolveRankOptions(requested: RequestedRankOptions = {}): RankOptions {
+  const near = requested.nearDuplicates
+  return {
+    ...(near?.enabled !== false ? { nearDuplicates: { maxDistance: near?.maxDistance ?? DEFAULT_MAX_DISTANCE } } : {}),
+    ...(requested.select ? { select: { k: requested.select.k, diversity: requested.select.diversity ?? DEFAULT_DIVERSITY } } : {}),
+  }
 }
 
 export interface NearDuplicate<T> {
