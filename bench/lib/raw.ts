@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { decodeImage, type DecodedImage } from '../../src/imaging/decode.js'
+import { phash } from '../../src/imaging/phash.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../../src/imaging/tensor.js'
 import { openSession, type ModelSession, type SessionOptions } from '../../src/inference/onnx-backend.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
@@ -74,11 +75,12 @@ export async function measureDecode(images: readonly SampleImage[], concurrency:
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
 
-/** decode + writeTensor, as Scorer.decode + scoreDecoded do before inference. */
+/** decode + writeTensor + phash, as Scorer.decode + prepare do before inference. */
 export async function measureDecodePreprocess(images: readonly SampleImage[], spec: TensorSpec, concurrency: number, ms: number): Promise<DecodeStageResult> {
   const r = await rateOver(ms, concurrency, async (i) => {
     const d = await decodeImage(images[i % images.length]!.bytes, { maxInputPixels: MAX_INPUT_PIXELS })
     writeTensor(d, spec, new Float32Array(tensorSize(spec)))
+    phash(d)
   })
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
@@ -86,6 +88,10 @@ export async function measureDecodePreprocess(images: readonly SampleImage[], sp
 export interface MicroCosts {
   /** writeTensor alone (nearest-neighbour resize + LUT) on decoded photos, ms per photo. */
   writeTensorMs: number
+  /** phash (perceptual hash for near-duplicates) alone on decoded photos, ms per photo. */
+  phashMs: number
+  /** decodeImage alone, ms per photo (one at a time): what phashMs is compared with. */
+  decodeMs: number
   /** sha256 of the JPEG bytes (image id), ms per photo. */
   sha256Ms: number
   /** Copying one 224×224×3 float tensor into a batch buffer (NimaModel's batch assembly), ms. */
@@ -105,9 +111,17 @@ export async function measureMicroCosts(images: readonly SampleImage[], spec: Te
     while (performance.now() - started < ms / 4) fn(n++)
     return (performance.now() - started) / n
   }
+  const timeAsync = async (fn: (i: number) => Promise<unknown>) => {
+    let n = 0
+    const started = performance.now()
+    while (performance.now() - started < ms / 4) await fn(n++)
+    return (performance.now() - started) / n
+  }
   const batch = new Float32Array(per * 8)
   return {
     writeTensorMs: round(timeSync((i) => writeTensor(decoded[i % decoded.length]!, spec, t)), 3),
+    phashMs: round(timeSync((i) => phash(decoded[i % decoded.length]!)), 3),
+    decodeMs: round(await timeAsync((i) => decodeImage(images[i % images.length]!.bytes, { maxInputPixels: MAX_INPUT_PIXELS })), 3),
     sha256Ms: round(timeSync((i) => createHash('sha256').update(images[i % images.length]!.bytes).digest('hex')), 3),
     batchCopyMs: round(timeSync((i) => batch.set(t, (i % 8) * per)), 3),
     allocMs: round(timeSync(() => new Float32Array(per)), 3),
