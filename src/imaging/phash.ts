@@ -108,11 +108,18 @@ export function hammingDistance(a: string, b: string): number {
 }
 
 /**
- * Similarity of two hashes on 0..1: 1 − distance/32, floored at 0. Unrelated photos differ
- * in about half the bits (32), so they score 0 rather than 0.5; identical hashes score 1.
- * Without both hashes: 0 (nothing known, nothing penalised).
+ * Below this distance two hashes say something about each other: no two distinct sample
+ * photos came closer than 20 bits (bench/near-duplicates.ts), unrelated ones are ~32 apart.
+ */
+export const UNRELATED_DISTANCE = 20
+
+/**
+ * Similarity of two hashes on 0..1: 1 − distance/20, floored at 0. Distances of 20 and
+ * more are the noise between unrelated photos and score 0, so diverse selection does not
+ * penalise a photo for a chance resemblance; identical hashes score 1. Without both
+ * hashes: 0 (nothing known, nothing penalised).
  */
 export function hashSimilarity(a: string | undefined, b: string | undefined): number {
   if (a === undefined || b === undefined) return 0
-  return Math.max(0, 1 - hammingDistance(a, b) / 32)
+  return Math.max(0, 1 - hammingDistance(a, b) / UNRELATED_DISTANCE)
 }

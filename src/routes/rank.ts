@@ -150,37 +150,53 @@ function fromJson(body: RankBody, config: Config): { inputs: Input[]; options: R
  * most one field `options` (JSON, RankUploadOptions). Every image is read into memory
  * before scoring starts: at most RANK_MAX_IMAGES parts of BODY_LIMIT_BYTES each, and
  * RANK_UPLOAD_MAX_BYTES in all.
+ *
+ * After the first bad part the rest of the body is still read (and dropped) before the
+ * error is answered: Node closes a connection whose request body was left unread, and a
+ * client still sending would see the reset instead of the error.
  */
 async function readUploads(request: FastifyRequest, config: Config): Promise<{ inputs: Input[]; options: RankUploadOptions }> {
   const inputs: Input[] = []
   let options: RankUploadOptions = {}
   let total = 0
+  let failure: unknown
   try {
     for await (const part of request.parts()) {
-      if (part.type === 'field') {
-        if (part.fieldname !== 'options') throw new NimaError('NIMA_INVALID_REQUEST', `unexpected field ${JSON.stringify(part.fieldname)}; the only field is "options" (JSON)`)
-        options = parseUploadOptions(part.value)
+      if (failure !== undefined) {
+        if (part.type === 'file') part.file.resume()
         continue
       }
-      if (part.fieldname !== 'image') {
-        part.file.resume()
-        throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send each image as a part named "image"`)
+      try {
+        if (part.type === 'field') {
+          if (part.fieldname !== 'options') throw new NimaError('NIMA_INVALID_REQUEST', `unexpected field ${JSON.stringify(part.fieldname)}; the only field is "options" (JSON)`)
+          options = parseUploadOptions(part.value)
+          continue
+        }
+        if (part.fieldname !== 'image') {
+          throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send each image as a part named "image"`)
+        }
+        checkCount(inputs.length + 1, config)
+        const bytes = await part.toBuffer()
+        total += bytes.length
+        if (total > config.RANK_UPLOAD_MAX_BYTES) {
+          throw new NimaError('NIMA_PAYLOAD_TOO_LARGE', `the uploaded images add up to more than RANK_UPLOAD_MAX_BYTES (${config.RANK_UPLOAD_MAX_BYTES} bytes)`)
+        }
+        const index = inputs.length
+        const id = part.filename ? part.filename.slice(0, 256) : undefined
+        inputs.push({ bytes, ref: { ...(id !== undefined ? { id } : {}), part: index } })
+      } catch (err) {
+        failure = err
+        if (part.type === 'file') part.file.resume()
       }
-      checkCount(inputs.length + 1, config)
-      const bytes = await part.toBuffer()
-      total += bytes.length
-      if (total > config.RANK_UPLOAD_MAX_BYTES) {
-        throw new NimaError('NIMA_PAYLOAD_TOO_LARGE', `the uploaded images add up to more than RANK_UPLOAD_MAX_BYTES (${config.RANK_UPLOAD_MAX_BYTES} bytes)`)
-      }
-      const index = inputs.length
-      const id = part.filename ? part.filename.slice(0, 256) : undefined
-      inputs.push({ bytes, ref: { ...(id !== undefined ? { id } : {}), part: index } })
     }
   } catch (err) {
+    failure ??= err
+  }
+  if (failure !== undefined) {
     // busboy reports malformed bodies (no boundary, cut short) as plain Errors: the client's
     // fault. Errors with a status (limits) and our own pass through.
-    if (err instanceof NimaError || (err as { statusCode?: number }).statusCode) throw err
-    throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`, { cause: err })
+    if (failure instanceof NimaError || (failure as { statusCode?: number }).statusCode) throw failure
+    throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(failure as Error).message}`, { cause: failure })
   }
   if (inputs.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file part "image"')
   return { inputs, options }

@@ -169,7 +169,7 @@ export const RankResponse = Type.Object(
           Type.Object({
             ...ImageRefFields,
             distance: Type.Integer({ description: 'Hamming distance between its perceptual hash and this entry’s (0..64)' }),
-            similarity: Type.Number({ description: 'max(0, 1 − distance/32)' }),
+            similarity: Type.Number({ description: 'max(0, 1 − distance/20): 1 identical, 0 from 20 bits on (the distance between unrelated photos)' }),
           }),
           { description: 'Inputs judged the same picture (resized, recompressed, cropped, watermarked) but scoring lower; not ranked separately' },
         ),

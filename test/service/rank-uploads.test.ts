@@ -49,7 +49,7 @@ t.test('uploads: near-duplicates fold into the best of them, with distance and s
   for (const e of all.json.ranked) scoreOf.set(e.id, e.combined.score)
   for (const n of lead.nearDuplicates) {
     t.ok(n.distance >= 0 && n.distance <= 14, `${n.id}: within the default threshold (${n.distance})`)
-    t.equal(n.similarity, Math.max(0, 1 - n.distance / 32))
+    t.equal(n.similarity, Math.max(0, 1 - n.distance / 20))
     t.ok(scoreOf.get(n.id)! <= lead.combined.score, `${n.id} scores no better than the entry that represents it`)
     t.type(n.part, 'number')
   }
