@@ -236,12 +236,13 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       remember(sha, scored)
       return { ...scored, cached: true }
     }
+    // Every score cached but no image info (or one from before phash): decoded only to hash it.
     const p = compute(bytes, sha, have)
     inflightScores.set(sha, p)
     try {
       const scored = await p
       remember(sha, scored)
-      return { ...scored, cached: false }
+      return { ...scored, cached: have.every((s) => s !== undefined) }
     } finally {
       inflightScores.delete(sha)
     }
