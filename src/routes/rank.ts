@@ -52,7 +52,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         const { signal } = signals
         const started = performance.now()
         const scorer = state.requireScorer()
-        const { inputs, options } = request.isMultipart() ? await readUploads(request, config) : fromJson(request.body as RankBody, config)
+        const { inputs, options } = request.isMultipart() ? await readUploads(request, config) : fromJson(request.body as RankBody | undefined, config)
         const models = scorer.resolveModels(options.models)
         const weights = options.weights
         const rankOptions = resolveRankOptions(options)
@@ -139,7 +139,11 @@ function checkCount(n: number, config: Config): void {
   if (n > config.RANK_MAX_IMAGES) throw new NimaError('NIMA_TOO_MANY_IMAGES', `${n} images sent; RANK_MAX_IMAGES allows ${config.RANK_MAX_IMAGES}`)
 }
 
-function fromJson(body: RankBody, config: Config): { inputs: Input[]; options: RankUploadOptions } {
+function fromJson(body: RankBody | undefined, config: Config): { inputs: Input[]; options: RankUploadOptions } {
+  // The schema checks JSON bodies only (uploads are parsed apart): an empty body gets here unchecked.
+  if (typeof body !== 'object' || body === null || !Array.isArray(body.images)) {
+    throw new NimaError('NIMA_MISSING_IMAGE', 'send JSON {"images": [{"url": ...}]}, or multipart/form-data with one "image" part per photo')
+  }
   const { images, ...options } = body
   checkCount(images.length, config)
   return { inputs: images.map(({ url, id }) => ({ url, ref: { url, ...(id !== undefined ? { id } : {}) } })), options }

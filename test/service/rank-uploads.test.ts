@@ -112,4 +112,6 @@ t.test('limits and bad forms', async (t) => {
   t.equal(broken.status, 200, 'a bad image lands in failed, the call succeeds')
   t.match(broken.json.failed, [{ id: 'broken.jpg', part: 1, error: { code: /NIMA_(UNDECODABLE_IMAGE|UNSUPPORTED_MEDIA_TYPE)/ } }])
   t.equal((await fetch(svc.url + '/rank', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ images: [{ url: 'http://x/' }], select: { k: 2, diversity: 2 } }) })).status, 400)
+  const empty = await fetch(svc.url + '/rank', { method: 'POST' })
+  t.match({ status: empty.status, json: await empty.json() }, { status: 400, json: { error: { code: 'NIMA_MISSING_IMAGE' } } }, 'no body at all: a 400, not a crash')
 })
