@@ -19,10 +19,29 @@ export const openapiInfo = {
  */
 export function addUploadBodies(doc: { paths?: Record<string, any> }): void {
   const post = doc.paths?.['/score']?.post
-  if (!post) return
-  const content = (post.requestBody ??= { required: true, content: {} }).content
-  content['multipart/form-data'] = {
-    schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary', description: 'The image file' } } },
+  if (post) {
+    const content = (post.requestBody ??= { required: true, content: {} }).content
+    content['multipart/form-data'] = {
+      schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary', description: 'The image file' } } },
+    }
+    for (const type of RAW_BODY_MEDIA_TYPES) content[type] = { schema: { type: 'string', format: 'binary' } }
   }
-  for (const type of RAW_BODY_MEDIA_TYPES) content[type] = { schema: { type: 'string', format: 'binary' } }
+  const rank = doc.paths?.['/rank']?.post
+  if (rank) {
+    const content = (rank.requestBody ??= { required: true, content: {} }).content
+    content['multipart/form-data'] = {
+      schema: {
+        type: 'object',
+        required: ['image'],
+        properties: {
+          image: {
+            type: 'array',
+            items: { type: 'string', format: 'binary' },
+            description: 'One part per photo (at most RANK_MAX_IMAGES, each at most BODY_LIMIT_BYTES, RANK_UPLOAD_MAX_BYTES in all); its filename is echoed as `id`',
+          },
+          options: { type: 'string', description: 'JSON: the options of the JSON form (weights, models, nearDuplicates, select), without images' },
+        },
+      },
+    }
+  }
 }

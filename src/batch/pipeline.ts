@@ -36,6 +36,8 @@ export interface ResultLine {
   height?: number
   format?: string
   bytes?: number
+  /** 64-bit perceptual hash (src/imaging/phash.ts), 16 hex digits: rank-hotels groups near-duplicates by it. */
+  phash?: string
   scores?: Record<string, ScoreSummary>
   combined?: CombinedScore
   models?: Record<string, { id: string; version: string; task: string; synthetic: boolean }>
@@ -207,7 +209,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     models.forEach((m, i) => {
       scores[m.info.id] = have[i] ?? result.scores[m.info.id]!
     })
-    const image = { width: result.image.width, height: result.image.height, format: result.image.format }
+    const image = { width: result.image.width, height: result.image.height, format: result.image.format, phash: result.image.phash }
     cache?.put(sha, image, missing.map((m) => [identity(m), result.scores[m.info.id]!] as const))
     return { image, scores }
   }
@@ -226,12 +228,13 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       remember(sha, scored)
       return { ...scored, cached: true }
     }
+    // Every score cached but no image info (or one from before phash): decoded only to hash it.
     const p = compute(bytes, sha, have)
     inflightScores.set(sha, p)
     try {
       const scored = await p
       remember(sha, scored)
-      return { ...scored, cached: false }
+      return { ...scored, cached: have.every((s) => s !== undefined) }
     } finally {
       inflightScores.delete(sha)
     }
@@ -265,6 +268,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         width: r.image.width,
         height: r.image.height,
         format: r.image.format,
+        phash: r.image.phash,
         scores: r.scores,
         combined: combinedScore(models.map((m) => m.info), means, deps.weights),
         models: modelInfo,

@@ -2,7 +2,9 @@
  * rank-hotels: batch results (JSONL, one or more files, e.g. one per shard) in, one line
  * per hotel out, its images best first by the service's one ranking rule
  * (src/scoring/ranking.ts, shared with POST /rank), byte-identical images listed once with
- * their duplicates, failed images apart.
+ * their duplicates, near-duplicates (by the `phash` of each line) folded into the best of
+ * them with the same defaults as /rank, optionally the first k picked for diversity,
+ * failed images apart. Lines written before batch carried `phash` are never grouped.
  *
  * Memory: a hotel's images must be together to be ranked, and a results file is in
  * completion order, not grouped. With one partition every image's compact entry
@@ -16,7 +18,8 @@ import { mkdir, mkdtemp, open, rename, rm, stat, type FileHandle } from 'node:fs
 import { dirname, join } from 'node:path'
 import { tmpdir } from 'node:os'
 import type { CombinedScore } from '../scoring/combined.js'
-import { rankImages } from '../scoring/ranking.js'
+import { isPhash } from '../imaging/phash.js'
+import { rankImages, resolveRankOptions, type RankOptions, type RequestedRankOptions } from '../scoring/ranking.js'
 import { readLines } from './line-reader.js'
 
 export interface RankHotelsOptions {
@@ -26,6 +29,8 @@ export interface RankHotelsOptions {
   partitions?: number
   /** Where partition files go; default: the OS temp folder. */
   tmpDir?: string
+  /** Near-duplicate grouping and selection, as POST /rank takes them; defaults as there. */
+  rank?: RequestedRankOptions
 }
 
 export interface RankHotelsSummary {
@@ -34,6 +39,8 @@ export interface RankHotelsSummary {
   /** Distinct images ranked (duplicates not counted). */
   ranked: number
   duplicates: number
+  /** Images folded into a better one as near-duplicates (their byte-identical copies included). */
+  nearDuplicates: number
   failed: number
   /** Result lines without a hotel_id (not ranked). */
   withoutHotel: number
@@ -52,6 +59,7 @@ interface Entry {
   image_id?: string
   source?: string
   sha256?: string
+  phash?: string
   combined?: CombinedScore
   scores?: Record<string, number>
   tasks?: Record<string, string>
@@ -69,6 +77,7 @@ interface HotelLine {
     combined: CombinedScore
     scores: Record<string, number>
     duplicates: { key: string; image_id?: string; source?: string }[]
+    near_duplicates: { key: string; image_id?: string; source?: string; distance: number; similarity: number }[]
   }[]
   failed: { key: string; image_id?: string; source?: string; error: { code: string; message: string } }[]
 }
@@ -102,6 +111,7 @@ export function parseResult(text: string): Parsed {
   if (imageId !== undefined) entry.image_id = imageId
   if (source !== undefined) entry.source = source
   if (sha !== undefined) entry.sha256 = sha
+  if (isPhash(v['phash'])) entry.phash = v['phash']
   const error = v['error'] as { code?: unknown; message?: unknown } | undefined
   const combined = v['combined'] as { score?: unknown; weights?: unknown } | undefined
   if (error !== undefined && error !== null) {
@@ -127,7 +137,11 @@ export function parseResult(text: string): Parsed {
 }
 
 /** Ranks one hotel's entries. A key seen more than once keeps its last successful line (else its last line). */
-export function rankHotel(hotel: string, entries: readonly Entry[]): { line: HotelLine; superseded: number; duplicates: number } {
+export function rankHotel(
+  hotel: string,
+  entries: readonly Entry[],
+  options: RankOptions = resolveRankOptions(),
+): { line: HotelLine; superseded: number; duplicates: number; nearDuplicates: number } {
   const byKey = new Map<string, Entry>()
   let superseded = 0
   for (const e of entries) {
@@ -143,10 +157,22 @@ export function rankHotel(hotel: string, entries: readonly Entry[]): { line: Hot
   for (const e of byKey.values()) (e.error === undefined ? ok : bad).push(e)
   bad.sort((a, b) => a.line - b.line)
   let duplicates = 0
+  let nearDuplicates = 0
+  const ids = (e: Entry) => ({ key: e.key, ...(e.image_id !== undefined ? { image_id: e.image_id } : {}), ...(e.source !== undefined ? { source: e.source } : {}) })
   const ranked = rankImages(
-    ok.map((e) => ({ index: e.line, contentKey: e.sha256 ?? `key:${e.key}`, combined: e.combined!.score, means: e.scores ?? {}, tasks: e.tasks ?? {}, item: e })),
-  ).map(({ rank, item: first, duplicates: rest }) => {
+    ok.map((e) => ({
+      index: e.line,
+      contentKey: e.sha256 ?? `key:${e.key}`,
+      ...(e.phash !== undefined ? { phash: e.phash } : {}),
+      combined: e.combined!.score,
+      means: e.scores ?? {},
+      tasks: e.tasks ?? {},
+      item: e,
+    })),
+    options,
+  ).map(({ rank, item: first, duplicates: rest, nearDuplicates: near }) => {
     duplicates += rest.length
+    nearDuplicates += near.length
     return {
       rank,
       key: first.key,
@@ -155,7 +181,8 @@ export function rankHotel(hotel: string, entries: readonly Entry[]): { line: Hot
       ...(first.sha256 !== undefined ? { sha256: first.sha256 } : {}),
       combined: first.combined!,
       scores: first.scores ?? {},
-      duplicates: rest.map((d) => ({ key: d.key, ...(d.image_id !== undefined ? { image_id: d.image_id } : {}), ...(d.source !== undefined ? { source: d.source } : {}) })),
+      duplicates: rest.map(ids),
+      near_duplicates: near.map((n) => ({ ...ids(n.item), distance: n.distance, similarity: n.similarity })),
     }
   })
   const failed = bad.map((e) => ({
@@ -164,7 +191,7 @@ export function rankHotel(hotel: string, entries: readonly Entry[]): { line: Hot
     ...(e.source !== undefined ? { source: e.source } : {}),
     error: e.error!,
   }))
-  return { line: { hotel_id: hotel, ranked, failed }, superseded, duplicates }
+  return { line: { hotel_id: hotel, ranked, failed }, superseded, duplicates, nearDuplicates }
 }
 
 /** Buffered line writer over a file handle. */
@@ -203,17 +230,19 @@ export async function rankHotels(options: RankHotelsOptions): Promise<RankHotels
   let totalBytes = 0
   for (const input of options.inputs) totalBytes += (await stat(input)).size
   const partitions = options.partitions ?? Math.max(1, Math.ceil(totalBytes / BYTES_PER_PARTITION))
-  const summary: RankHotelsSummary = { output: options.output, hotels: 0, ranked: 0, duplicates: 0, failed: 0, withoutHotel: 0, unparsable: 0, superseded: 0, partitions, wallSeconds: 0 }
+  const summary: RankHotelsSummary = { output: options.output, hotels: 0, ranked: 0, duplicates: 0, nearDuplicates: 0, failed: 0, withoutHotel: 0, unparsable: 0, superseded: 0, partitions, wallSeconds: 0 }
 
   await mkdir(dirname(options.output), { recursive: true })
   const tmpOut = `${options.output}.tmp-${process.pid}`
   const out = new LineSink(await open(tmpOut, 'w'))
+  const rankOptions = resolveRankOptions(options.rank)
   const emit = async (hotel: string, entries: readonly Entry[]): Promise<void> => {
-    const r = rankHotel(hotel, entries)
+    const r = rankHotel(hotel, entries, rankOptions)
     summary.hotels += 1
     summary.ranked += r.line.ranked.length
     summary.failed += r.line.failed.length
     summary.duplicates += r.duplicates
+    summary.nearDuplicates += r.nearDuplicates
     summary.superseded += r.superseded
     await out.write(JSON.stringify(r.line))
   }

@@ -7,6 +7,9 @@ import { INPUT_FORMATS, InputError, formatFromPath, readInput, type InputFormat 
 import { runBatch, type BatchSummary } from '../batch/pipeline.js'
 import { createBatchProgress, formatDuration } from '../batch/progress.js'
 import { rankHotels, type RankHotelsSummary } from '../batch/rank-hotels.js'
+import { DEFAULT_DIVERSITY } from '../scoring/diversity.js'
+import { DEFAULT_MAX_DISTANCE } from '../scoring/near-duplicates.js'
+import type { RequestedRankOptions } from '../scoring/ranking.js'
 import { OutputError, checkOutputAvailable, type OutputMode } from '../batch/result-log.js'
 import { ScoreCache } from '../batch/score-cache.js'
 import { parseShard, type Shard } from '../batch/shard.js'
@@ -59,10 +62,15 @@ export const RANK_HOTELS_USAGE = `usage: nima-serve rank-hotels --input RESULTS.
 
 Groups batch results by hotel_id and writes one line per hotel: its images best first
 (combined score, ties on the aesthetic mean, then input order), identical images once with
-their duplicates, failed images apart.
+their duplicates, near-duplicates (perceptual hash within --max-distance bits) folded into
+the best of them as near_duplicates, failed images apart. The same rule as POST /rank.
 
-  --partitions P   spread hotels over P temporary files to bound memory (default: one per 256 MiB of input)
-  --tmp-dir DIR    where the partition files go (default: the OS temp folder)`
+  --partitions P         spread hotels over P temporary files to bound memory (default: one per 256 MiB of input)
+  --tmp-dir DIR          where the partition files go (default: the OS temp folder)
+  --max-distance N       near-duplicate threshold, Hamming distance of 64 bits (default ${DEFAULT_MAX_DISTANCE})
+  --no-near-duplicates   fold byte-identical images only
+  --select K             put the first K of each hotel by maximal marginal relevance (diverse picks)
+  --diversity D          MMR trade-off 0..1 for --select (default ${DEFAULT_DIVERSITY})`
 
 export const DEFAULT_BATCH_SIZE = 16
 
@@ -375,7 +383,7 @@ export async function runBatchCommand(argv: readonly string[], io: CliIo, deps: 
 
 function describeRank(s: RankHotelsSummary): string {
   return (
-    `rank-hotels: ${s.hotels} hotels, ${s.ranked} images ranked (${s.duplicates} duplicates folded), ${s.failed} failed; ` +
+    `rank-hotels: ${s.hotels} hotels, ${s.ranked} images ranked (${s.duplicates} duplicates and ${s.nearDuplicates} near-duplicates folded), ${s.failed} failed; ` +
     `${s.withoutHotel} lines without hotel_id, ${s.unparsable} unparsable, ${s.superseded} superseded; ${s.partitions} partition(s), ${s.wallSeconds} s`
   )
 }
@@ -388,6 +396,10 @@ export async function runRankHotelsCommand(argv: readonly string[], io: CliIo): 
       output: { type: 'string' },
       partitions: { type: 'string' },
       'tmp-dir': { type: 'string' },
+      'max-distance': { type: 'string' },
+      'no-near-duplicates': { type: 'boolean' },
+      select: { type: 'string' },
+      diversity: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     })
     if (v['help'] === true) {
@@ -407,7 +419,19 @@ export async function runRankHotelsCommand(argv: readonly string[], io: CliIo): 
     }
     const partitions = intOption(v, 'partitions', 1, 65_536)
     const tmpDir = stringOption(v, 'tmp-dir')
-    const summary = await rankHotels({ inputs, output, ...(partitions !== undefined ? { partitions } : {}), ...(tmpDir !== undefined ? { tmpDir } : {}) })
+    const maxDistance = intOption(v, 'max-distance', 0, 64)
+    const k = intOption(v, 'select', 1, 10_000)
+    const diversityText = stringOption(v, 'diversity')
+    const diversity = diversityText === undefined ? undefined : Number(diversityText)
+    if (diversity !== undefined && !(/^\d*\.?\d+$/.test(diversityText!) && diversity <= 1)) {
+      throw new UsageError(`--diversity: expected a number from 0 to 1, got ${JSON.stringify(diversityText)}`)
+    }
+    if (diversity !== undefined && k === undefined) throw new UsageError('--diversity needs --select K')
+    const rank: RequestedRankOptions = {
+      nearDuplicates: { enabled: v['no-near-duplicates'] !== true, ...(maxDistance !== undefined ? { maxDistance } : {}) },
+      ...(k !== undefined ? { select: { k, ...(diversity !== undefined ? { diversity } : {}) } } : {}),
+    }
+    const summary = await rankHotels({ inputs, output, rank, ...(partitions !== undefined ? { partitions } : {}), ...(tmpDir !== undefined ? { tmpDir } : {}) })
     io.err(describeRank(summary))
     io.out(JSON.stringify(summary))
     return 0

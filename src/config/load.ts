@@ -58,10 +58,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     combinedWeights[k] = w
   }
   // A budget smaller than one largest upload would refuse that upload forever, with a 503 that says "retry".
-  if (raw.UPLOAD_BUDGET_BYTES < raw.BODY_LIMIT_BYTES) {
-    throw new ConfigError(
-      `invalid configuration:\n  UPLOAD_BUDGET_BYTES: must be at least BODY_LIMIT_BYTES (${raw.BODY_LIMIT_BYTES}) (got ${raw.UPLOAD_BUDGET_BYTES})`,
-    )
+  const largestUpload = Math.max(raw.BODY_LIMIT_BYTES, raw.RANK_UPLOAD_MAX_BYTES)
+  if (raw.UPLOAD_BUDGET_BYTES < largestUpload) {
+    const which = raw.RANK_UPLOAD_MAX_BYTES > raw.BODY_LIMIT_BYTES ? 'RANK_UPLOAD_MAX_BYTES' : 'BODY_LIMIT_BYTES'
+    throw new ConfigError(`invalid configuration:\n  UPLOAD_BUDGET_BYTES: must be at least ${which} (${largestUpload}) (got ${raw.UPLOAD_BUDGET_BYTES})`)
   }
   const config: Config = {
     ...raw,

@@ -66,7 +66,7 @@ export const ConfigSchema = Type.Object({
   UPLOAD_BUDGET_BYTES: Type.Integer({
     default: 256 * 1024 * 1024,
     minimum: 1024,
-    description: 'Bytes all request bodies in flight may hold together, counted up front from Content-Length (chunked bodies count as BODY_LIMIT_BYTES); a request past it gets 503 NIMA_OVERLOADED before its body is read. At least BODY_LIMIT_BYTES',
+    description: 'Bytes all request bodies in flight may hold together, counted up front from Content-Length (chunked bodies count as BODY_LIMIT_BYTES); a request past it gets 503 NIMA_OVERLOADED before its body is read. A multipart POST /rank reserves up to RANK_UPLOAD_MAX_BYTES. At least BODY_LIMIT_BYTES and RANK_UPLOAD_MAX_BYTES',
   }),
   MAX_INPUT_PIXELS: Type.Integer({ default: 64_000_000, minimum: 1, description: 'Largest decoded image (width x height); bombs are refused before decoding' }),
   URL_MAX_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest image body fetched from a URL' }),
@@ -76,6 +76,11 @@ export const ConfigSchema = Type.Object({
   URL_MAX_REDIRECTS: Type.Integer({ default: 3, minimum: 0, maximum: 20, description: 'Redirects followed (each hop re-checked)' }),
   URL_ALLOWLIST: Type.String({ default: '', description: 'Comma-separated hosts (exact or *.suffix) or CIDRs allowed despite the private-address deny list' }),
   RANK_MAX_IMAGES: Type.Integer({ default: 100, minimum: 1, maximum: 10000, description: 'Most images in one POST /rank' }),
+  RANK_UPLOAD_MAX_BYTES: Type.Integer({
+    default: 100 * 1024 * 1024,
+    minimum: 1024,
+    description: 'Largest total of the image parts of one multipart POST /rank (each part is also limited by BODY_LIMIT_BYTES); all are held in memory while scored',
+  }),
   RANK_FETCH_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Parallel URL fetches per /rank request' }),
   RANK_PER_HOST_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Parallel fetches to one host, across all requests' }),
   COMBINED_WEIGHTS: Type.String({

@@ -63,7 +63,9 @@ export class UploadBudget {
 export default fp(
   async function uploadBudget(app: FastifyInstance, { budget, bodyLimit }: { budget: UploadBudget; bodyLimit: number }) {
     app.addHook('preParsing', async (request, reply, payload) => {
-      const bytes = bodyReservation(request.headers, bodyLimit)
+      // A route that takes larger bodies than the service's limit says so in its config.
+      const routeLimit = (request.routeOptions.config as { uploadLimit?: number } | undefined)?.uploadLimit
+      const bytes = bodyReservation(request.headers, routeLimit ?? bodyLimit)
       if (bytes === 0) return payload
       const release = budget.tryReserve(bytes)
       if (!release) {

@@ -1,32 +1,50 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { Config } from '../config/load.js'
 import { NimaError } from '../errors.js'
 import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { resolveWeights } from '../scoring/combined.js'
-import { rankImages } from '../scoring/ranking.js'
+import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
 import type { ImageScore } from '../scoring/scorer.js'
 import { mapPool } from '../util/map-pool.js'
 import { countAbandoned, deadlineError, endAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
 import type { RouteContext } from './context.js'
-import { ErrorResponse, RankBody, RankResponse } from './schemas.js'
+import { ErrorResponse, RankBody, RankResponse, RankUploadOptions } from './schemas.js'
 
-type Outcome = { index: number; url: string; id?: string } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
+/** How the response names an input: its URL (and id) in the JSON form, its part number (and filename) for uploads. */
+type Ref = { url?: string; id?: string; part?: number }
+type Input = { ref: Ref } & ({ url: string } | { bytes: Buffer })
+type Outcome = { index: number; ref: Ref } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
+
+const checkUploadOptions = TypeCompiler.Compile(RankUploadOptions)
 
 /**
- * POST /rank: fetch a hotel's images through a bounded pool, score each distinct image
- * once, and return them best first. A bad URL lands in `failed`, never fails the call.
+ * POST /rank: a hotel's images as URLs (JSON) or as uploads (multipart), each distinct
+ * image scored once, returned best first with near-duplicates folded into the best of
+ * them and, on request, the first k picked for diversity (src/scoring/ranking.ts). URLs
+ * are fetched through a bounded pool; a bad image lands in `failed`, never fails the call.
  * If the client goes away, fetches in progress are aborted and the images not yet
  * fetched, decoded or inferred are dropped.
  */
 export default async function rankRoute(app: FastifyInstance, ctx: RouteContext) {
   const { config, state, metrics } = ctx
+  await app.register(multipart, {
+    // One file over the count so that NIMA_TOO_MANY_IMAGES, not busboy's limit, answers it.
+    limits: { fileSize: config.BODY_LIMIT_BYTES, files: config.RANK_MAX_IMAGES + 1, fields: 1, parts: config.RANK_MAX_IMAGES + 2, fieldSize: 64 * 1024 },
+  })
   app.withTypeProvider<TypeBoxTypeProvider>().post(
     '/rank',
     {
+      // Uploads may add up to RANK_UPLOAD_MAX_BYTES: the upload budget reserves up to that.
+      config: { uploadLimit: config.RANK_UPLOAD_MAX_BYTES },
       schema: {
         summary: "Rank a set of images (e.g. one hotel's photos) by combined score",
-        body: RankBody,
+        description:
+          'Send JSON `{images: [{url, id?}], ...options}`, or multipart/form-data with one file part `image` per photo (its filename is echoed as `id`) and an optional JSON field `options` holding the same options. Near-duplicates are folded into the best-scoring of them; `select` picks the first k by maximal marginal relevance.',
+        body: { content: { 'application/json': { schema: RankBody } } } as never,
         response: { 200: RankResponse, '4xx': ErrorResponse, '5xx': ErrorResponse },
       },
     },
@@ -35,68 +53,69 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         const { signal } = signals
         const started = performance.now()
         const scorer = state.requireScorer()
-        const { images, weights } = request.body
-        if (images.length > config.RANK_MAX_IMAGES) {
-          throw new NimaError('NIMA_TOO_MANY_IMAGES', `${images.length} images sent; RANK_MAX_IMAGES allows ${config.RANK_MAX_IMAGES}`)
-        }
-        const models = scorer.resolveModels(request.body.models)
+        const { inputs, options } = request.isMultipart() ? await readUploads(request, config) : fromJson(request.body as RankBody | undefined, config)
+        const models = scorer.resolveModels(options.models)
+        const weights = options.weights
+        const rankOptions = resolveRankOptions(options)
         const fetches = new Map<string, Promise<{ bytes: Buffer }>>()
         const scores = new Map<string, Promise<ImageScore>>()
 
-        const outcomes = await mapPool(images, config.RANK_FETCH_CONCURRENCY, async ({ url, id }, index): Promise<Outcome> => {
-          const ref = { index, url, ...(id !== undefined ? { id } : {}) }
+        const outcomes = await mapPool(inputs, config.RANK_FETCH_CONCURRENCY, async (input, index): Promise<Outcome> => {
+          const { ref } = input
           try {
-            let fetched = fetches.get(url)
-            if (!fetched) {
-              fetched = ctx.images.fetch(url, signal)
-              fetches.set(url, fetched)
-              // Counted once per distinct URL, like the fetch itself.
-              fetched.catch((err: unknown) => countAbandoned(metrics, 'fetch', err))
+            let bytes: Buffer
+            if ('bytes' in input) bytes = input.bytes
+            else {
+              let fetched = fetches.get(input.url)
+              if (!fetched) {
+                fetched = ctx.images.fetch(input.url, signal)
+                fetches.set(input.url, fetched)
+                // Counted once per distinct URL, like the fetch itself.
+                fetched.catch((err: unknown) => countAbandoned(metrics, 'fetch', err))
+              }
+              bytes = (await fetched).bytes
             }
-            const { bytes } = await fetched
             const key = imageId(bytes)
             let scored = scores.get(key)
             if (!scored) scores.set(key, (scored = withDeadline(scorer.scoreBytes(bytes, models, weights, signal), signals.deadline)))
-            return { ...ref, ok: true, score: await scored }
+            return { index, ref, ok: true, score: await scored }
           } catch (err) {
             // Nobody will read this failure: no error to count (endAbandoned below logs once).
-            if (signals.clientGone.aborted) return { ...ref, ok: false, error: toNimaError(err) }
+            if (signals.clientGone.aborted) return { index, ref, ok: false, error: toNimaError(err) }
             const error = signals.deadline.aborted ? deadlineError() : toNimaError(err)
             metrics.errors.inc({ code: error.code })
             if (error.code === 'NIMA_INTERNAL') request.log.error({ err, index }, 'rank: image failed')
-            return { ...ref, ok: false, error }
+            return { index, ref, ok: false, error }
           }
         })
 
         if (signals.clientGone.aborted) {
-          return endAbandoned(request, reply, metrics, { images: images.length, scored: outcomes.filter((o) => o.ok).length })
+          return endAbandoned(request, reply, metrics, { images: inputs.length, scored: outcomes.filter((o) => o.ok).length })
         }
         const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
         const ranked = rankImages(
           scored.map((o) => ({
             index: o.index,
             contentKey: o.score.image.id,
+            phash: o.score.image.phash,
             combined: o.score.combined.score,
             means: Object.fromEntries(Object.entries(o.score.scores).map(([id, s]) => [id, s.mean])),
             tasks: Object.fromEntries(Object.entries(o.score.models).map(([id, m]) => [id, m.task])),
             item: o,
           })),
-        ).map(({ rank, item, duplicates }) => ({
+          rankOptions,
+        ).map(({ rank, item, duplicates, nearDuplicates }) => ({
           rank,
-          url: item.url,
-          ...(item.id !== undefined ? { id: item.id } : {}),
+          ...item.ref,
           image: item.score.image,
           combined: item.score.combined,
           scores: item.score.scores,
-          duplicates: duplicates.map((d) => ({ url: d.url, ...(d.id !== undefined ? { id: d.id } : {}) })),
+          duplicates: duplicates.map((d) => d.ref),
+          nearDuplicates: nearDuplicates.map((n) => ({ ...n.item.ref, distance: n.distance, similarity: n.similarity })),
         }))
         const failed = outcomes
           .filter((o): o is Outcome & { ok: false } => !o.ok)
-          .map((o) => ({
-            url: o.url,
-            ...(o.id !== undefined ? { id: o.id } : {}),
-            error: { code: o.error.code, message: o.error.message },
-          }))
+          .map((o) => ({ ...o.ref, error: { code: o.error.code, message: o.error.message } }))
         const info = Object.fromEntries(models.map((m) => [m.info.id, m.info]))
         return reply.send({
           requestId: String(request.id),
@@ -104,8 +123,98 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           failed,
           weights: resolveWeights(models.map((m) => m.info), config.combinedWeights, weights),
           models: info,
+          nearDuplicates: {
+            enabled: rankOptions.nearDuplicates !== undefined,
+            maxDistance: rankOptions.nearDuplicates?.maxDistance ?? resolveRankOptions().nearDuplicates!.maxDistance,
+          },
+          ...(rankOptions.select ? { select: rankOptions.select } : {}),
           timings: { totalMs: performance.now() - started },
         })
       }),
   )
+}
+
+function checkCount(n: number, config: Config): void {
+  if (n > config.RANK_MAX_IMAGES) throw new NimaError('NIMA_TOO_MANY_IMAGES', `${n} images sent; RANK_MAX_IMAGES allows ${config.RANK_MAX_IMAGES}`)
+}
+
+function fromJson(body: RankBody | undefined, config: Config): { inputs: Input[]; options: RankUploadOptions } {
+  // The schema checks JSON bodies only (uploads are parsed apart): an empty body gets here unchecked.
+  if (typeof body !== 'object' || body === null || !Array.isArray(body.images)) {
+    throw new NimaError('NIMA_MISSING_IMAGE', 'send JSON {"images": [{"url": ...}]}, or multipart/form-data with one "image" part per photo')
+  }
+  const { images, ...options } = body
+  checkCount(images.length, config)
+  return { inputs: images.map(({ url, id }) => ({ url, ref: { url, ...(id !== undefined ? { id } : {}) } })), options }
+}
+
+/**
+ * The multipart form: file parts named `image` (each part's filename is its id) and at
+ * most one field `options` (JSON, RankUploadOptions). Every image is read into memory
+ * before scoring starts: at most RANK_MAX_IMAGES parts of BODY_LIMIT_BYTES each, and
+ * RANK_UPLOAD_MAX_BYTES in all.
+ *
+ * After the first bad part the rest of the body is still read (and dropped) before the
+ * error is answered: Node closes a connection whose request body was left unread, and a
+ * client still sending would see the reset instead of the error.
+ */
+async function readUploads(request: FastifyRequest, config: Config): Promise<{ inputs: Input[]; options: RankUploadOptions }> {
+  const inputs: Input[] = []
+  let options: RankUploadOptions = {}
+  let total = 0
+  let failure: unknown
+  try {
+    for await (const part of request.parts()) {
+      if (failure !== undefined) {
+        if (part.type === 'file') part.file.resume()
+        continue
+      }
+      try {
+        if (part.type === 'field') {
+          if (part.fieldname !== 'options') throw new NimaError('NIMA_INVALID_REQUEST', `unexpected field ${JSON.stringify(part.fieldname)}; the only field is "options" (JSON)`)
+          options = parseUploadOptions(part.value)
+          continue
+        }
+        if (part.fieldname !== 'image') {
+          throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send each image as a part named "image"`)
+        }
+        checkCount(inputs.length + 1, config)
+        const bytes = await part.toBuffer()
+        total += bytes.length
+        if (total > config.RANK_UPLOAD_MAX_BYTES) {
+          throw new NimaError('NIMA_PAYLOAD_TOO_LARGE', `the uploaded images add up to more than RANK_UPLOAD_MAX_BYTES (${config.RANK_UPLOAD_MAX_BYTES} bytes)`)
+        }
+        const index = inputs.length
+        const id = part.filename ? part.filename.slice(0, 256) : undefined
+        inputs.push({ bytes, ref: { ...(id !== undefined ? { id } : {}), part: index } })
+      } catch (err) {
+        failure = err
+        if (part.type === 'file') part.file.resume()
+      }
+    }
+  } catch (err) {
+    failure ??= err
+  }
+  if (failure !== undefined) {
+    // busboy reports malformed bodies (no boundary, cut short) as plain Errors: the client's
+    // fault. Errors with a status (limits) and our own pass through.
+    if (failure instanceof NimaError || (failure as { statusCode?: number }).statusCode) throw failure
+    throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(failure as Error).message}`, { cause: failure })
+  }
+  if (inputs.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file part "image"')
+  return { inputs, options }
+}
+
+function parseUploadOptions(value: unknown): RankUploadOptions {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(String(value))
+  } catch (err) {
+    throw new NimaError('NIMA_INVALID_REQUEST', `field "options" is not JSON: ${(err as Error).message}`)
+  }
+  if (!checkUploadOptions.Check(parsed)) {
+    const first = checkUploadOptions.Errors(parsed).First()
+    throw new NimaError('NIMA_INVALID_REQUEST', `field "options"${first?.path || ''}: ${first?.message ?? 'invalid'}`)
+  }
+  return parsed
 }

@@ -56,6 +56,7 @@ export const ImageInfo = Type.Object(
     height: Type.Integer(),
     format: Type.String(),
     bytes: Type.Integer(),
+    phash: Type.String({ pattern: '^[0-9a-f]{16}$', description: '64-bit perceptual hash (DCT of a 32×32 luma thumbnail), 16 hex digits; near-duplicates differ in few bits' }),
   },
   { $id: 'ImageInfo' },
 )
@@ -96,6 +97,34 @@ export const ScoreResponse = Type.Object(
   { $id: 'ScoreResponse' },
 )
 
+/** Ranking options shared by the JSON form and the `options` field of the multipart form. */
+const rankOptionFields = {
+  weights: Type.Optional(Weights),
+  models: Type.Optional(Type.Array(ModelId, { minItems: 1, maxItems: 16 })),
+  nearDuplicates: Type.Optional(
+    Type.Object(
+      {
+        enabled: Type.Optional(Type.Boolean({ description: 'Fold near-duplicates into one entry (default true); false: byte-identical images only' })),
+        maxDistance: Type.Optional(
+          Type.Integer({ minimum: 0, maximum: 64, description: 'Largest Hamming distance between perceptual hashes (of 64 bits) counted as the same picture (default 14)' }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+  select: Type.Optional(
+    Type.Object(
+      {
+        k: Type.Integer({ minimum: 1, maximum: 10000, description: 'How many entries to pick first by maximal marginal relevance' }),
+        diversity: Type.Optional(
+          Type.Number({ minimum: 0, maximum: 1, description: 'MMR trade-off λ in (1-λ)·relevance − λ·max similarity to the picks (default 0.3; 0 = plain ranking)' }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+}
+
 export const RankBody = Type.Object(
   {
     images: Type.Array(
@@ -108,14 +137,22 @@ export const RankBody = Type.Object(
       ),
       { minItems: 1, maxItems: 10000, description: 'At most RANK_MAX_IMAGES (default 100)' },
     ),
-    weights: Type.Optional(Weights),
-    models: Type.Optional(Type.Array(ModelId, { minItems: 1, maxItems: 16 })),
+    ...rankOptionFields,
   },
   { additionalProperties: false, $id: 'RankBody' },
 )
 export type RankBody = Static<typeof RankBody>
 
-const ImageRef = Type.Object({ url: Type.String(), id: Type.Optional(Type.String()) })
+/** The JSON `options` field of a multipart POST /rank: RankBody without `images`. */
+export const RankUploadOptions = Type.Object(rankOptionFields, { additionalProperties: false })
+export type RankUploadOptions = Static<typeof RankUploadOptions>
+
+const ImageRefFields = {
+  url: Type.Optional(Type.String({ description: 'The URL sent (JSON form)' })),
+  id: Type.Optional(Type.String({ description: "Caller's id (JSON form), or the part's filename (uploads)" })),
+  part: Type.Optional(Type.Integer({ minimum: 0, description: 'Position among the uploaded image parts, from 0 (uploads)' })),
+}
+const ImageRef = Type.Object(ImageRefFields)
 
 export const RankResponse = Type.Object(
   {
@@ -123,23 +160,31 @@ export const RankResponse = Type.Object(
     ranked: Type.Array(
       Type.Object({
         rank: Type.Integer({ minimum: 1 }),
-        url: Type.String(),
-        id: Type.Optional(Type.String()),
+        ...ImageRefFields,
         image: Type.Ref(ImageInfo),
         combined: Type.Ref(Combined),
         scores: Type.Record(Type.String(), Type.Ref(ScoreSummary)),
         duplicates: Type.Array(ImageRef, { description: 'Other inputs with byte-identical images, scored once' }),
+        nearDuplicates: Type.Array(
+          Type.Object({
+            ...ImageRefFields,
+            distance: Type.Integer({ description: 'Hamming distance between its perceptual hash and this entry’s (0..64)' }),
+            similarity: Type.Number({ description: 'max(0, 1 − distance/20): 1 identical, 0 from 20 bits on (the distance between unrelated photos)' }),
+          }),
+          { description: 'Inputs judged the same picture (resized, recompressed, cropped, watermarked) but scoring lower; not ranked separately' },
+        ),
       }),
     ),
     failed: Type.Array(
       Type.Object({
-        url: Type.String(),
-        id: Type.Optional(Type.String()),
+        ...ImageRefFields,
         error: Type.Object({ code: Type.String(), message: Type.String() }),
       }),
     ),
     weights: Type.Record(Type.String(), Type.Number()),
     models: Type.Record(Type.String(), Type.Ref(ModelInfo)),
+    nearDuplicates: Type.Object({ enabled: Type.Boolean(), maxDistance: Type.Integer() }, { description: 'The near-duplicate options in effect' }),
+    select: Type.Optional(Type.Object({ k: Type.Integer(), diversity: Type.Number() }, { description: 'Present when the first k entries were picked by MMR' })),
     timings: Type.Object({ totalMs: Type.Number() }),
   },
   { $id: 'RankResponse' },

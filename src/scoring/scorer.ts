@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os'
 import { NimaError } from '../errors.js'
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
+import { phash } from '../imaging/phash.js'
 import { tensorSize, writeTensor } from '../imaging/tensor.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
@@ -15,6 +16,8 @@ export interface ImageSummary {
   height: number
   format: string
   bytes: number
+  /** 64-bit perceptual hash, 16 hex digits (src/imaging/phash.ts): near-duplicate grouping. */
+  phash: string
 }
 
 export interface ImageScore {
@@ -107,7 +110,7 @@ export class Scorer {
       writeTensor(image, m.tensorSpec, t)
       tensors.set(m.inputKey, t)
     }
-    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes }
+    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, phash: phash(image) }
     return { summary, tensors, prepMs: performance.now() - started }
   }
 

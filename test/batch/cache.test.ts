@@ -17,7 +17,7 @@ writeFileSync(input, [0, 1, 2, 0, 1, 2].map((p, i) => JSON.stringify({ hotel_id:
 const cacheDir = join(dir, 'cache')
 
 const byKey = (rows: ResultLine[]) => new Map(rows.map((r) => [r.key, r]))
-const content = (r: ResultLine) => ({ sha256: r.sha256, width: r.width, height: r.height, format: r.format, bytes: r.bytes, scores: r.scores, combined: r.combined })
+const content = (r: ResultLine) => ({ sha256: r.sha256, width: r.width, height: r.height, format: r.format, bytes: r.bytes, phash: r.phash, scores: r.scores, combined: r.combined })
 
 t.test('first run scores each distinct image once; a second run (cache reopened from disk) is all cached, with identical scores', async (t) => {
   const scorer = await loadTestScorer()
@@ -39,6 +39,24 @@ t.test('first run scores each distinct image once; a second run (cache reopened 
     t.ok(run2.get(r.key)!.cached, `${r.key} cached`)
     t.same(content(run2.get(r.key)!), content(r), `${r.key}: same bytes, same scores, bit for bit`)
   }
+
+  t.ok(run1.every((r) => /^[0-9a-f]{16}$/.test(r.phash ?? '')), 'every line carries the perceptual hash, cached or not')
+
+  // A cache written before phash existed: image info without it. Scores still hit; the
+  // image is decoded once more to hash it, and the info is rewritten with the hash.
+  const { open } = await import('lmdb')
+  const raw = open<unknown, string>({ path: join(cacheDir, 'scores.lmdb'), compression: false })
+  for (const r of run1) await raw.put(`i1/${r.sha256}`, { width: r.width, height: r.height, format: r.format })
+  await raw.close()
+  const cache3 = await ScoreCache.open(cacheDir)
+  const third = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run2b.jsonl') }, { cache: cache3 })
+  await cache3.close()
+  t.match(third, { written: 6, scored: 0, cached: 6 }, 'no model ran: every score came from the cache')
+  const run2b = byKey(readResults(join(dir, 'run2b.jsonl')))
+  for (const r of run1) t.same(content(run2b.get(r.key)!), content(r), `${r.key}: the hash recomputed from the pixels, the same`)
+  const cache4 = await ScoreCache.open(cacheDir)
+  t.ok(run1.every((r) => cache4.getImage(r.sha256!)?.phash === r.phash), 'the image info was rewritten with the hash')
+  await cache4.close()
 
   const nocache = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run3.jsonl') })
   t.match(nocache, { scored: 6, cached: 0 }, 'without a cache every line is scored')

@@ -109,3 +109,40 @@ t.test('the CLI command: summary on stdout, usage errors exit 2, missing input e
   t.equal(await runRankHotelsCommand(['--input', join(dir, 'nope.jsonl'), '--output', out], missing), 1)
   t.match(missing.stderr, /cannot read --input .*nope.jsonl \(ENOENT\)/)
 })
+
+t.test('near-duplicates by phash and diverse picks; the CLI flags reach the ranking', async (t) => {
+  const A = '0123456789abcdef'
+  const A2 = '0123456789abcdec' // 2 bits from A (...1111 vs ...1100)
+  const A5 = '0123456776543210' // 32 bits from A and from B
+  const B = 'fedcba9876543210'
+  const withHash = (image: string, line: number, combined: number, phash?: string) => ({ ...ok('h9', image, line, combined, combined), ...(phash ? { phash } : {}) })
+  const input = join(dir, 'near.jsonl')
+  writeFileSync(
+    input,
+    [withHash('best', 1, 7, A), withHash('copy', 2, 6.9, A2), withHash('other', 3, 6, B), withHash('old', 4, 6.95), withHash('far', 5, 6.8, A5), { ...withHash('bad', 6, 5), phash: 'XYZ' }]
+      .map((l) => JSON.stringify(l))
+      .join('\n') + '\n',
+  )
+  const out = join(dir, 'near-out.jsonl')
+  const run = async (args: string[]) => {
+    const io = recordIo()
+    t.equal(await runRankHotelsCommand(['--input', input, '--output', out, ...args], io), 0, io.stderr)
+    return readOut(out)[0] as { ranked: { image_id: string; near_duplicates: { image_id: string; distance: number }[] }[] }
+  }
+  const near = (await run([])).ranked
+  t.same(near.map((r) => r.image_id), ['best', 'old', 'far', 'other', 'bad'], 'copy folded into best; a line without a (valid) phash is never grouped')
+  t.same(near[0]!.near_duplicates.map((n) => [n.image_id, n.distance]), [['copy', 2]])
+  const farDistance = (await run(['--max-distance', '64'])).ranked[0]!.near_duplicates.map((n) => n.image_id)
+  t.ok(farDistance.includes('far') && farDistance.includes('other'), '--max-distance 64 folds every hashed image')
+  t.same((await run(['--no-near-duplicates'])).ranked.map((r) => r.image_id), ['best', 'old', 'copy', 'far', 'other', 'bad'], '--no-near-duplicates: the plain order')
+  const picks = (await run(['--no-near-duplicates', '--select', '2', '--diversity', '0.5'])).ranked.map((r) => r.image_id)
+  t.not(picks[1], 'copy', 'the second pick is not the copy of the first')
+  const bad = recordIo()
+  t.equal(await runRankHotelsCommand(['--input', input, '--output', out, '--diversity', '0.5'], bad), 2)
+  t.match(bad.stderr, /--diversity needs --select K/)
+  const bad2 = recordIo()
+  t.equal(await runRankHotelsCommand(['--input', input, '--output', out, '--select', '2', '--diversity', '1.5'], bad2), 2)
+  t.match(bad2.stderr, /--diversity: expected a number from 0 to 1, got "1.5"/)
+  const bad3 = recordIo()
+  t.equal(await runRankHotelsCommand(['--input', input, '--output', out, '--max-distance', '65'], bad3), 2)
+})

@@ -8,7 +8,7 @@ import { startTestService } from '../helpers/service.js'
 // budget are refused up front; clients hanging up mid-upload are abandoned, not errors.
 const KiB = 1024
 const BODY_TIMEOUT_MS = 800
-const svc = await startTestService({ BODY_LIMIT_BYTES: 1024 * KiB, UPLOAD_BUDGET_BYTES: 2560 * KiB, BODY_TIMEOUT_MS })
+const svc = await startTestService({ BODY_LIMIT_BYTES: 1024 * KiB, UPLOAD_BUDGET_BYTES: 2560 * KiB, RANK_UPLOAD_MAX_BYTES: 2048 * KiB, BODY_TIMEOUT_MS })
 t.teardown(() => svc.server.shutdown())
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const metrics = async () => (await fetch(`${svc.url}/metrics`)).text()

@@ -33,7 +33,8 @@ t.test('receiveTimeouts: Node checks often enough for the timeout to mean someth
   t.equal(receiveTimeouts(100).connectionsCheckingInterval, 25)
 })
 
-t.test('UPLOAD_BUDGET_BYTES below BODY_LIMIT_BYTES is refused at start-up', async (t) => {
-  t.throws(() => loadConfig({ BODY_LIMIT_BYTES: '2000000', UPLOAD_BUDGET_BYTES: '1000000' }), /UPLOAD_BUDGET_BYTES: must be at least BODY_LIMIT_BYTES \(2000000\) \(got 1000000\)/)
+t.test('UPLOAD_BUDGET_BYTES below the largest upload (BODY_LIMIT_BYTES or RANK_UPLOAD_MAX_BYTES) is refused at start-up', async (t) => {
+  t.throws(() => loadConfig({ BODY_LIMIT_BYTES: '2000000', UPLOAD_BUDGET_BYTES: '1000000', RANK_UPLOAD_MAX_BYTES: '1000000' }), /UPLOAD_BUDGET_BYTES: must be at least BODY_LIMIT_BYTES \(2000000\) \(got 1000000\)/)
+  t.throws(() => loadConfig({ UPLOAD_BUDGET_BYTES: '50000000' }), /UPLOAD_BUDGET_BYTES: must be at least RANK_UPLOAD_MAX_BYTES \(104857600\) \(got 50000000\)/)
   t.equal(loadConfig({}).UPLOAD_BUDGET_BYTES, 256 * 1024 * 1024)
 })
