@@ -16,6 +16,8 @@ export const ERROR_TABLE = {
   NIMA_URL_TOO_LARGE: { status: 413, message: 'The image behind the URL is too large' },
   NIMA_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
   NIMA_UNDECODABLE_IMAGE: { status: 422, message: 'The image could not be decoded' },
+  NIMA_TOO_MANY_SCANS: { status: 422, message: 'The JPEG image has more scans than JPEG_MAX_SCANS allows' },
+  NIMA_DECODE_TIMEOUT: { status: 422, message: 'Decoding the image took longer than DECODE_TIMEOUT_MS allows' },
   NIMA_RATE_LIMITED: { status: 429, message: 'Too many requests' },
   NIMA_INTERNAL: { status: 500, message: 'Internal server error' },
   NIMA_UPSTREAM_FAILED: { status: 502, message: 'Fetching the image failed' },
