@@ -19,6 +19,8 @@ export interface SampledImage {
   samples: RgbImage[]
 }
 
+const shuttingDown = (): NimaError => new NimaError('NIMA_NOT_READY', 'The service is shutting down')
+
 interface Slot {
   proc: ChildProcess | undefined
   ready: Promise<void> | undefined
@@ -63,8 +65,13 @@ export class DecodePool {
     return { size: this.#slots.length, busy: this.#slots.filter((s) => s.busy).length, timeouts: this.#timeouts, crashes: this.#crashes }
   }
 
+  /** Process ids of the decode processes now running (undefined: not started yet). */
+  get pids(): (number | undefined)[] {
+    return this.#slots.map((s) => s.proc?.pid)
+  }
+
   async decode(bytes: Uint8Array, sizes: readonly (readonly [number, number])[]): Promise<SampledImage> {
-    if (this.#closed) throw new NimaError('NIMA_NOT_READY', 'The service is shutting down')
+    if (this.#closed) throw shuttingDown()
     const slot = this.#slots.find((s) => !s.busy)
     if (!slot) throw new Error(`DecodePool: more decodes at once than its ${this.#slots.length} processes; callers must hold a decode slot`)
     slot.busy = true
@@ -72,7 +79,10 @@ export class DecodePool {
       if (!slot.proc) this.#spawn(slot)
       // A busy process keeps the server process alive until it answers.
       slot.proc?.channel?.ref()
-      await slot.ready
+      await slot.ready?.catch((err: unknown) => {
+        throw this.#closed ? shuttingDown() : new NimaError('NIMA_INTERNAL', 'A decode process could not start', { cause: err })
+      })
+      if (this.#closed) throw shuttingDown()
       const reply = await this.#run(slot, { bytes, sizes, maxInputPixels: this.#options.maxInputPixels })
       if (!reply.ok) throw new NimaError(reply.code, reply.message, reply.cause === undefined ? {} : { cause: new Error(reply.cause) })
       return { image: reply.image, samples: reply.samples.map((data, i) => ({ data, width: sizes[i]![0], height: sizes[i]![1] })) }
@@ -88,7 +98,7 @@ export class DecodePool {
     this.#closed = true
     const exits: Promise<unknown>[] = []
     for (const slot of this.#slots) {
-      slot.settle?.(new NimaError('NIMA_NOT_READY', 'The service is shutting down'))
+      slot.settle?.(shuttingDown())
       const proc = slot.proc
       slot.proc = undefined
       if (proc && proc.exitCode === null && proc.signalCode === null) {
