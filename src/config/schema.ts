@@ -46,7 +46,7 @@ export const ConfigSchema = Type.Object({
       'process: each decode runs in one of DECODE_CONCURRENCY child processes, killed and replaced past DECODE_TIMEOUT_MS; inline: in the server process, unstoppable (kept for comparison benchmarks)',
   }),
   DECODE_TIMEOUT_MS: Type.Integer({
-    default: 10000,
+    default: 5000,
     minimum: 50,
     description: 'Longest one decode may run (process isolation) before its process is killed and the image refused with 422 NIMA_DECODE_TIMEOUT',
   }),

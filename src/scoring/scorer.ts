@@ -50,7 +50,7 @@ export interface ScorerOptions {
    * (default): in this process, unstoppable; kept for tools and comparison benchmarks.
    */
   decodeIsolation?: 'process' | 'inline'
-  /** Process isolation: longest one decode may run. Default 10,000 ms. */
+  /** Process isolation: longest one decode may run. Default 5,000 ms. */
   decodeTimeoutMs?: number
   /**
    * Estimated bytes (decode-cost.ts) the decodes in flight may hold together; more wait
@@ -94,7 +94,7 @@ export class Scorer {
     // One decode process per decode slot: a slot held always finds an idle process.
     this.#pool =
       options.decodeIsolation === 'process'
-        ? new DecodePool({ size: this.#decodeSlots.limit, timeoutMs: options.decodeTimeoutMs ?? 10_000, maxInputPixels: options.maxInputPixels })
+        ? new DecodePool({ size: this.#decodeSlots.limit, timeoutMs: options.decodeTimeoutMs ?? 5000, maxInputPixels: options.maxInputPixels })
         : undefined
   }
 
