@@ -33,7 +33,7 @@ const modelsDir = await testModelsDir()
 
 const OLD = { DECODE_ISOLATION: 'inline', JPEG_MAX_SCANS: '1000000', DECODE_MEMORY_BUDGET_BYTES: String(2 ** 50) }
 const NEW = {}
-const common = { DECODE_CONCURRENCY: '2', LOG_LEVEL: 'warn', REQUEST_DEADLINE_MS: '60000' }
+const common = { DECODE_CONCURRENCY: '2', REQUEST_DEADLINE_MS: '60000' }
 
 /** Pids of `root` and all its descendants, from /proc/<pid>/stat. */
 function tree(root: number): number[] {
