@@ -25,7 +25,7 @@ import { runLoad } from './lib/load.js'
 import { markNoise, noiseSince } from './lib/noise.js'
 import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, images: { type: 'string', default: resolve(projectRoot, '../shared/images/idealo') } } })
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, decodes: { type: 'string', default: '2' }, images: { type: 'string', default: resolve(projectRoot, '../shared/images/idealo') } } })
 const quick = args.quick
 const entry = buildDist((m) => console.log(m))
 if (!entry) process.exit(1)
@@ -33,7 +33,7 @@ const modelsDir = await testModelsDir()
 
 const OLD = { DECODE_ISOLATION: 'inline', JPEG_MAX_SCANS: '1000000', DECODE_MEMORY_BUDGET_BYTES: String(2 ** 50) }
 const NEW = {}
-const common = { DECODE_CONCURRENCY: '2', REQUEST_DEADLINE_MS: '60000' }
+const common = { DECODE_CONCURRENCY: args.decodes, REQUEST_DEADLINE_MS: '60000' }
 
 /** Pids of `root` and all its descendants, from /proc/<pid>/stat. */
 function tree(root: number): number[] {
@@ -91,9 +91,10 @@ const tiny = await sharp({ create: { width: 64, height: 48, channels: 3, backgro
 const photo = readFileSync(join(args.images, readdirSync(args.images).find((f) => f.endsWith('.jpg'))!))
 const large = await sharp(photo).resize(6000, 8000, { fit: 'fill' }).jpeg({ quality: 90, progressive: true }).toBuffer()
 
-console.log(`hostile: ${hostile.length} bytes; large progressive: 6000x8000, ${large.length} bytes; entry ${entry}`)
-console.log('\n1. stall of a 64x48 JPEG sent 100 ms after two 2,647-scan 4000x4000 JPEGs (DECODE_CONCURRENCY=2)')
-for (const [name, env] of [['old', OLD], ['new', NEW], ['new, scan limit lifted', { JPEG_MAX_SCANS: '1000000' }]] as const) {
+console.log(`DECODE_CONCURRENCY=${args.decodes}; hostile: ${hostile.length} bytes; large progressive: 6000x8000, ${large.length} bytes; entry ${entry}`)
+const run = (part: string) => args.only === undefined || args.only === part
+if (run('stall')) console.log('\n1. stall of a 64x48 JPEG sent 100 ms after two 2,647-scan 4000x4000 JPEGs (DECODE_CONCURRENCY as set)')
+if (run('stall')) for (const [name, env] of [['old', OLD], ['new', NEW], ['new, scan limit lifted', { JPEG_MAX_SCANS: '1000000' }]] as const) {
   await withService('stall', env, async (svc) => {
     await post(svc, tiny)
     const h = [post(svc, hostile), post(svc, hostile)]
@@ -104,8 +105,8 @@ for (const [name, env] of [['old', OLD], ['new', NEW], ['new, scan limit lifted'
   })
 }
 
-console.log('\n2. peak RSS (service + decode processes) while 8 progressive 6000x8000 JPEGs are scored at once')
-for (const [name, env] of [['old', OLD], ['new', NEW]] as const) {
+if (run('rss')) console.log('\n2. peak RSS (service + decode processes) while 8 progressive 6000x8000 JPEGs are scored at once')
+if (run('rss')) for (const [name, env] of [['old', OLD], ['new', NEW]] as const) {
   await withService('rss', env, async (svc) => {
     await post(svc, tiny)
     const idle = treeRss(svc.pid)
@@ -119,6 +120,7 @@ for (const [name, env] of [['old', OLD], ['new', NEW]] as const) {
   })
 }
 
+if (!run('load')) process.exit(0)
 console.log(`\n3. throughput at 8 connections on ${args.images} (old, new alternated)`)
 const rounds = quick ? 1 : 2
 const durationSec = quick ? 8 : 15
@@ -127,10 +129,15 @@ for (let r = 0; r < rounds; r++) {
   for (const [name, env] of [['old', OLD], ['new', NEW]] as const) {
     await withService('load', env, async (svc) => {
       const mark = markNoise(treeCpu(svc.pid))
+      const cpu0 = treeCpu(svc.pid)
+      const main0 = cpuSeconds(svc.pid)
       const res = await runLoad({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: 8, durationSec, warmupSec: 3, timeoutSec: 30 })
       const noise = noiseSince(mark, treeCpu(svc.pid) + res.loadGenCores * (durationSec + 3))
       figures[name]!.push(res.imagesPerSec)
-      console.log(`  round ${r + 1} ${name.padEnd(4)} ${res.imagesPerSec.toFixed(1)} images/s, p50 ${res.latency.p50Ms.toFixed(0)} ms, p99 ${res.latency.p99Ms.toFixed(0)} ms, non-2xx ${JSON.stringify(res.non2xx)}; foreign load ${noise.foreignCores} cores`)
+      const images = res.ok + res.warmupOk
+      const cpuMsPerImage = ((treeCpu(svc.pid) - cpu0) * 1000) / images
+      const mainMsPerImage = ((cpuSeconds(svc.pid) - main0) * 1000) / images
+      console.log(`  round ${r + 1} ${name.padEnd(4)} ${res.imagesPerSec.toFixed(1)} images/s, ${cpuMsPerImage.toFixed(0)} ms CPU/image (service + decode processes; service alone ${mainMsPerImage.toFixed(0)}), p50 ${res.latency.p50Ms.toFixed(0)} ms, p99 ${res.latency.p99Ms.toFixed(0)} ms, non-2xx ${JSON.stringify(res.non2xx)}; foreign load ${noise.foreignCores} cores`)
     })
   }
 }
