@@ -45,6 +45,12 @@ export const ConfigSchema = Type.Object({
     description:
       'process: each decode runs in one of DECODE_CONCURRENCY child processes, killed and replaced past DECODE_TIMEOUT_MS; inline: in the server process, unstoppable (kept for comparison benchmarks)',
   }),
+  DECODE_INLINE_MAX_PIXELS: Type.Integer({
+    default: 2_000_000,
+    minimum: 0,
+    description:
+      'process isolation: JPEG and PNG images up to this many pixels decode in the server process (cost bounded by pixels and JPEG_MAX_SCANS; the round trip would cost more than the decode); 0 sends every image to a decode process',
+  }),
   DECODE_TIMEOUT_MS: Type.Integer({
     default: 5000,
     minimum: 50,

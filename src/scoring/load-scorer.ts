@@ -58,6 +58,7 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
       maxInputPixels: config.MAX_INPUT_PIXELS,
       decodeConcurrency: config.DECODE_CONCURRENCY,
       decodeIsolation: config.DECODE_ISOLATION,
+      decodeInlineMaxPixels: config.DECODE_INLINE_MAX_PIXELS,
       decodeTimeoutMs: config.DECODE_TIMEOUT_MS,
       decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
       maxJpegScans: config.JPEG_MAX_SCANS,

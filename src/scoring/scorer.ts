@@ -50,6 +50,13 @@ export interface ScorerOptions {
    * (default): in this process, unstoppable; kept for tools and comparison benchmarks.
    */
   decodeIsolation?: 'process' | 'inline'
+  /**
+   * Process isolation: JPEG and PNG images of at most this many pixels are decoded in
+   * this process all the same. Their cost is bounded by construction (pixels × scans,
+   * scans ≤ maxJpegScans; see docs), and for them the round trip to a decode process
+   * would cost more than the decode. 0: every image goes to a decode process. Default 0.
+   */
+  decodeInlineMaxPixels?: number
   /** Process isolation: longest one decode may run. Default 5,000 ms. */
   decodeTimeoutMs?: number
   /**
@@ -62,6 +69,8 @@ export interface ScorerOptions {
 }
 
 const NO_BUDGET = Number.MAX_SAFE_INTEGER
+// Formats whose decode cost the header bounds: pixels (and for JPEG scans, counted).
+const INLINE_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png'])
 const MiB = 1024 * 1024
 
 /**
@@ -174,7 +183,8 @@ export class Scorer {
         `Decoding this ${header.width}x${header.height} ${header.format.toUpperCase()} image needs about ${Math.ceil(cost / MiB)} MiB, more than DECODE_MEMORY_BUDGET_BYTES (${Math.floor(budget / MiB)} MiB)`,
       )
     }
-    const pool = this.#pool
+    const inline = INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)
+    const pool = inline ? undefined : this.#pool
     return this.#decodeMemory.run(
       () =>
         this.#decodeSlots.run(async () => {
