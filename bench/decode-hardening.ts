@@ -11,8 +11,8 @@
  *     Also "new, scan limit lifted", where only the decode timeout stops them.
  *  2. memory: peak RSS of the service and its decode processes together while 8
  *     progressive 6000x8000 JPEGs are scored at once.
- *  3. throughput at 8 connections on the sample JPEGs, old and new alternated
- *     (old, new, old, new) so that drift in foreign load hits both.
+ *  3. throughput at 8 connections on the sample JPEGs, old, new and "all isolated"
+ *     (DECODE_INLINE_MAX_PIXELS=0) alternated, so that drift in foreign load hits each.
  * Foreign load (CPU used by other tenants during each throughput run) is printed with it.
  */
 import { readdirSync, readFileSync } from 'node:fs'
@@ -124,9 +124,10 @@ if (!run('load')) process.exit(0)
 console.log(`\n3. throughput at 8 connections on ${args.images} (old, new alternated)`)
 const rounds = quick ? 1 : 2
 const durationSec = quick ? 8 : 15
-const figures: Record<string, number[]> = { old: [], new: [] }
+const figures: Record<string, number[]> = { old: [], new: [], 'all isolated': [] }
+// "all isolated": DECODE_INLINE_MAX_PIXELS=0, so the sample photos too go to decode processes.
 for (let r = 0; r < rounds; r++) {
-  for (const [name, env] of [['old', OLD], ['new', NEW]] as const) {
+  for (const [name, env] of [['old', OLD], ['new', NEW], ['all isolated', { DECODE_INLINE_MAX_PIXELS: '0' }]] as const) {
     await withService('load', env, async (svc) => {
       const mark = markNoise(treeCpu(svc.pid))
       const cpu0 = treeCpu(svc.pid)
@@ -137,11 +138,13 @@ for (let r = 0; r < rounds; r++) {
       const images = res.ok + res.warmupOk
       const cpuMsPerImage = ((treeCpu(svc.pid) - cpu0) * 1000) / images
       const mainMsPerImage = ((cpuSeconds(svc.pid) - main0) * 1000) / images
-      console.log(`  round ${r + 1} ${name.padEnd(4)} ${res.imagesPerSec.toFixed(1)} images/s, ${cpuMsPerImage.toFixed(0)} ms CPU/image (service + decode processes; service alone ${mainMsPerImage.toFixed(0)}), p50 ${res.latency.p50Ms.toFixed(0)} ms, p99 ${res.latency.p99Ms.toFixed(0)} ms, non-2xx ${JSON.stringify(res.non2xx)}; foreign load ${noise.foreignCores} cores`)
+      console.log(`  round ${r + 1} ${name.padEnd(12)} ${res.imagesPerSec.toFixed(1)} images/s, ${cpuMsPerImage.toFixed(0)} ms CPU/image (service + decode processes; service alone ${mainMsPerImage.toFixed(0)}), p50 ${res.latency.p50Ms.toFixed(0)} ms, p99 ${res.latency.p99Ms.toFixed(0)} ms, non-2xx ${JSON.stringify(res.non2xx)}; foreign load ${noise.foreignCores} cores`)
     })
   }
 }
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 const o = mean(figures.old!)
-const n = mean(figures.new!)
-console.log(`  mean: old ${o.toFixed(1)}, new ${n.toFixed(1)} images/s: ${(((n - o) / o) * 100).toFixed(1)} %`)
+for (const name of ['new', 'all isolated']) {
+  const n = mean(figures[name]!)
+  console.log(`  mean: old ${o.toFixed(1)}, ${name} ${n.toFixed(1)} images/s: ${(((n - o) / o) * 100).toFixed(1)} %`)
+}
