@@ -15,13 +15,13 @@ async function handle(job: DecodeJob): Promise<DecodeReply> {
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength)
     const img = await decodeImage(bytes, { maxInputPixels: job.maxInputPixels })
     const samples = job.sizes.map(([w, h]) => sampleNearest(img, w, h).data)
-    return { ok: true, image: { id: img.id, format: img.format, width: img.width, height: img.height, bytes: img.bytes }, samples }
+    return { ok: true, image: { id: img.id, format: img.format, width: img.width, height: img.height, bytes: img.bytes }, samples, rss: process.memoryUsage.rss() }
   } catch (err) {
     if (isNimaError(err)) {
       const cause = err.cause instanceof Error ? err.cause.message : err.cause === undefined ? undefined : String(err.cause)
-      return { ok: false, code: err.code, message: err.message, cause }
+      return { ok: false, code: err.code, message: err.message, cause, rss: process.memoryUsage.rss() }
     }
-    return { ok: false, code: 'NIMA_INTERNAL', message: 'The decoder failed', cause: err instanceof Error ? err.message : String(err) }
+    return { ok: false, code: 'NIMA_INTERNAL', message: 'The decoder failed', cause: err instanceof Error ? err.message : String(err), rss: process.memoryUsage.rss() }
   }
 }
 

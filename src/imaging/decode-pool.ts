@@ -11,6 +11,12 @@ export interface DecodePoolOptions {
   /** A decode running longer is killed (SIGKILL) and its process replaced. */
   timeoutMs: number
   maxInputPixels: number
+  /**
+   * A process whose RSS is above this after a decode is replaced by the spare: the C
+   * allocators keep much of a large decode's memory mapped after it is freed, and a few
+   * processes each keeping hundreds of MB would defeat the memory budget. Default 192 MiB.
+   */
+  recycleRssBytes?: number
 }
 
 export interface SampledImage {
@@ -73,6 +79,7 @@ export class DecodePool {
   #closed = false
   #timeouts = 0
   #crashes = 0
+  #recycled = 0
 
   constructor(options: DecodePoolOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError(`DecodePool: size must be an integer ≥ 1, got ${String(options.size)}`)
@@ -81,9 +88,9 @@ export class DecodePool {
     this.#spare = this.#start()
   }
 
-  /** Decodes killed for overrunning the timeout, and processes that died mid-decode. */
-  get stats(): { size: number; busy: number; timeouts: number; crashes: number } {
-    return { size: this.#slots.length, busy: this.#slots.filter((s) => s.busy).length, timeouts: this.#timeouts, crashes: this.#crashes }
+  /** Decodes killed for overrunning the timeout, processes that died mid-decode, processes replaced for their RSS. */
+  get stats(): { size: number; busy: number; timeouts: number; crashes: number; recycled: number } {
+    return { size: this.#slots.length, busy: this.#slots.filter((s) => s.busy).length, timeouts: this.#timeouts, crashes: this.#crashes, recycled: this.#recycled }
   }
 
   /** Process ids of the slots' decode processes (undefined: none at the moment), spare not included. */
@@ -104,6 +111,15 @@ export class DecodePool {
       })
       if (this.#closed) throw shuttingDown()
       const reply = await this.#run(slot, worker, { bytes, sizes, maxInputPixels: this.#options.maxInputPixels })
+      if (reply.rss > (this.#options.recycleRssBytes ?? 192 * 1024 * 1024) && slot.worker === worker && !this.#closed) {
+        this.#recycled += 1
+        slot.worker = this.#takeSpare()
+        // The slot (and the caller's share of the memory budget) is held until the memory is
+        // really returned, or the next large decode would overlap with it.
+        const exited = new Promise((resolve) => worker.proc.once('exit', resolve))
+        worker.proc.kill('SIGKILL')
+        await exited
+      }
       if (!reply.ok) throw new NimaError(reply.code, reply.message, reply.cause === undefined ? {} : { cause: new Error(reply.cause) })
       return { image: reply.image, samples: reply.samples.map((data, i) => ({ data, width: sizes[i]![0], height: sizes[i]![1] })) }
     } finally {

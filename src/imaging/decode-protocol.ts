@@ -18,8 +18,8 @@ export interface DecodedSummary {
 }
 
 export type DecodeReply =
-  | { ok: true; image: DecodedSummary; samples: Uint8Array[] }
-  | { ok: false; code: ErrorCode; message: string; cause: string | undefined }
+  | { ok: true; image: DecodedSummary; samples: Uint8Array[]; rss: number }
+  | { ok: false; code: ErrorCode; message: string; cause: string | undefined; rss: number }
 
 /** The first message of a decode process: it has loaded sharp and listens. */
 export const READY = 'ready'

@@ -120,7 +120,7 @@ export class Scorer {
   }
 
   /** Decode processes (process isolation only): decodes killed on timeout, processes that died mid-decode. */
-  get decodeProcesses(): { size: number; busy: number; timeouts: number; crashes: number } | undefined {
+  get decodeProcesses(): { size: number; busy: number; timeouts: number; crashes: number; recycled: number } | undefined {
     return this.#pool?.stats
   }
 

@@ -77,3 +77,16 @@ t.test('more decodes at once than processes is a caller bug; close fails the one
   t.notOk(alive(pids[0]), 'process stopped')
   await t.rejects(small.decode(overrunning, [[8, 8]]), { code: 'NIMA_NOT_READY' })
 })
+
+t.test('a process above recycleRssBytes after a decode is replaced by the spare, and is gone before the call returns', async (t) => {
+  const p = new DecodePool({ size: 1, timeoutMs: 10_000, maxInputPixels: 64_000_000, recycleRssBytes: 1 })
+  t.teardown(() => p.close())
+  const photo = readFileSync(photos[0]!)
+  const first = p.pids[0]
+  const r = await p.decode(photo, [[8, 8]])
+  t.equal(r.samples[0]!.data.length, 8 * 8 * 3)
+  t.equal(p.stats.recycled, 1)
+  t.not(p.pids[0], first, 'a different process holds the slot')
+  t.notOk(alive(first), 'the recycled process has exited')
+  t.equal((await p.decode(photo, [[8, 8]])).image.format, 'jpeg', 'and the replacement decodes')
+})
