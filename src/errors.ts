@@ -19,6 +19,8 @@ export const ERROR_TABLE = {
   NIMA_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
   NIMA_EXPECTATION_FAILED: { status: 417, message: 'The Expect header cannot be met' },
   NIMA_UNDECODABLE_IMAGE: { status: 422, message: 'The image could not be decoded' },
+  NIMA_TOO_MANY_SCANS: { status: 422, message: 'The JPEG image has more scans than JPEG_MAX_SCANS allows' },
+  NIMA_DECODE_TIMEOUT: { status: 422, message: 'Decoding the image took longer than DECODE_TIMEOUT_MS allows' },
   NIMA_RATE_LIMITED: { status: 429, message: 'Too many requests' },
   NIMA_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
   NIMA_CLIENT_GONE: { status: 499, message: 'The client closed the connection before the response was ready' },

@@ -53,6 +53,32 @@ export const ConfigSchema = Type.Object({
     maximum: 256,
     description: 'Images decoded and preprocessed at once, the others wait in arrival order (0: the CPU budget, see CPU_LIMIT)',
   }),
+  DECODE_ISOLATION: Type.Union([Type.Literal('process'), Type.Literal('inline')], {
+    default: 'process',
+    description:
+      'process: each decode runs in one of DECODE_CONCURRENCY child processes, killed and replaced past DECODE_TIMEOUT_MS; inline: in the server process, unstoppable (kept for comparison benchmarks)',
+  }),
+  DECODE_INLINE_MAX_PIXELS: Type.Integer({
+    default: 2_000_000,
+    minimum: 0,
+    description:
+      'process isolation: JPEG and PNG images up to this many pixels decode in the server process (cost bounded by pixels and JPEG_MAX_SCANS; the round trip would cost more than the decode); 0 sends every image to a decode process',
+  }),
+  DECODE_TIMEOUT_MS: Type.Integer({
+    default: 5000,
+    minimum: 50,
+    description: 'Longest one decode may run (process isolation) before its process is killed and the image refused with 422 NIMA_DECODE_TIMEOUT',
+  }),
+  DECODE_MEMORY_BUDGET_BYTES: Type.Integer({
+    default: 768 * 1024 * 1024,
+    minimum: 1024 * 1024,
+    description: 'Estimated bytes all decodes in flight may hold together (estimate from the header); more wait in arrival order, and an image estimated above it alone gets 413',
+  }),
+  JPEG_MAX_SCANS: Type.Integer({
+    default: 100,
+    minimum: 1,
+    description: 'Most scans (SOS segments) in one JPEG, counted from the bytes before decoding; more get 422 NIMA_TOO_MANY_SCANS',
+  }),
   BATCH_MAX_SIZE: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
   BATCH_MAX_WAIT_MS: Type.Number({ default: 2, minimum: 0, maximum: 1000, description: 'Longest a lone image waits for company' }),
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),

@@ -34,16 +34,13 @@ export function imageId(bytes: Uint8Array): string {
  * pixels, and parity with the original pipeline needs the fully decoded image.
  */
 export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
-  if (bytes.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'The image is empty (0 bytes)')
-  const format = sniffFormat(bytes)
-  if (!SUPPORTED_FORMATS.includes(format)) {
-    const what = format === 'unknown' ? 'not a recognised image format' : `${format.toUpperCase()} images are not accepted`
-    throw new NimaError('NIMA_UNSUPPORTED_MEDIA_TYPE', `${what}; send one of: ${SUPPORTED_FORMATS.join(', ')}`)
-  }
+  const format = acceptedFormat(bytes)
   try {
     const { data, info } = await sharp(bytes, {
       limitInputPixels: limits.maxInputPixels,
-      failOn: 'truncated',
+      // libtiff reports a strip cut short or placed past the end of the file as an error
+      // that libvips only warns about at 'truncated', and then reads the gap as black.
+      failOn: format === 'tiff' ? 'error' : 'truncated',
       pages: 1,
       page: 0,
       sequentialRead: true,
@@ -67,13 +64,34 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
   }
 }
 
-function toDecodeError(err: unknown, format: ImageFormat): NimaError {
+/** The sniffed format of `bytes` if the service decodes it; a 400 or 415 otherwise. */
+export function acceptedFormat(bytes: Uint8Array): ImageFormat {
+  if (bytes.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'The image is empty (0 bytes)')
+  const format = sniffFormat(bytes)
+  if (!SUPPORTED_FORMATS.includes(format)) {
+    const what = format === 'unknown' ? 'not a recognised image format' : `${format.toUpperCase()} images are not accepted`
+    throw new NimaError('NIMA_UNSUPPORTED_MEDIA_TYPE', `${what}; send one of: ${SUPPORTED_FORMATS.join(', ')}`)
+  }
+  return format
+}
+
+/**
+ * A decoder failure as a client error. libvips and libjpeg messages name internal
+ * buffers, seek offsets and library limits: clients get a fixed message per kind of
+ * failure, the original stays in `cause` for the log.
+ */
+export function toDecodeError(err: unknown, format: ImageFormat): NimaError {
   if (err instanceof NimaError) return err
   const message = err instanceof Error ? err.message : String(err)
+  const name = format.toUpperCase()
   if (/pixel limit/i.test(message)) {
     return new NimaError('NIMA_IMAGE_TOO_LARGE', 'The image has more pixels than MAX_INPUT_PIXELS allows', { cause: err })
   }
-  // libvips messages name internal buffers and are not for clients: keep the first line.
-  const first = message.split('\n')[0]?.slice(0, 200) ?? ''
-  return new NimaError('NIMA_UNDECODABLE_IMAGE', `The ${format.toUpperCase()} image could not be decoded: ${first}`, { cause: err })
+  if (/maximum supported image dimension|image too large|exceeds.*(width|height|dimension)/i.test(message)) {
+    return new NimaError('NIMA_IMAGE_TOO_LARGE', `The ${name} image is wider or taller than the decoder supports`, { cause: err })
+  }
+  if (/truncat|premature end|read error|seek|unexpected end|end of (file|stream|data)|not enough (data|image data)/i.test(message)) {
+    return new NimaError('NIMA_UNDECODABLE_IMAGE', `The ${name} image is truncated: its data ends before the image does`, { cause: err })
+  }
+  return new NimaError('NIMA_UNDECODABLE_IMAGE', `The ${name} image is corrupt or not a valid ${name} file`, { cause: err })
 }

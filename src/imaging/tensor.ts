@@ -64,3 +64,27 @@ export function writeTensor(img: RgbImage, spec: TensorSpec, out: Float32Array, 
 export function tensorSize(spec: Pick<TensorSpec, 'width' | 'height'>): number {
   return spec.width * spec.height * 3
 }
+
+/**
+ * The pixels `writeTensor` would read for a `width`×`height` input, as a small RGB image:
+ * PIL's nearest rule applied once. Sampling is idempotent (nearestIndices(n, n) is the
+ * identity), so writeTensor on the result equals writeTensor on the full image, value
+ * for value, and a decoder process can send back ~150 KB instead of the full pixels.
+ */
+export function sampleNearest(img: RgbImage, width: number, height: number): RgbImage {
+  const xs = nearestIndices(img.width, width)
+  const ys = nearestIndices(img.height, height)
+  const out = new Uint8Array(width * height * 3)
+  let o = 0
+  for (let y = 0; y < height; y++) {
+    const row = ys[y]! * img.width
+    for (let x = 0; x < width; x++) {
+      const s = (row + xs[x]!) * 3
+      out[o] = img.data[s]!
+      out[o + 1] = img.data[s + 1]!
+      out[o + 2] = img.data[s + 2]!
+      o += 3
+    }
+  }
+  return { data: out, width, height }
+}

@@ -53,7 +53,21 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
     await Promise.all([...models.values()].map((m) => m.dispose()))
     throw err
   }
-  return new Scorer(models, { defaultModels: config.models.slice(0, 2), defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS, decodeConcurrency: threads.decodeSlots.value }, metrics)
+  return new Scorer(
+    models,
+    {
+      defaultModels: config.models.slice(0, 2),
+      defaultWeights: config.combinedWeights,
+      maxInputPixels: config.MAX_INPUT_PIXELS,
+      decodeConcurrency: threads.decodeSlots.value,
+      decodeIsolation: config.DECODE_ISOLATION,
+      decodeInlineMaxPixels: config.DECODE_INLINE_MAX_PIXELS,
+      decodeTimeoutMs: config.DECODE_TIMEOUT_MS,
+      decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
+      maxJpegScans: config.JPEG_MAX_SCANS,
+    },
+    metrics,
+  )
 }
 
 /**

@@ -1,8 +1,10 @@
 import { availableParallelism } from 'node:os'
 import { NimaError } from '../errors.js'
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
+import { decodeBytesEstimate, readImageHeader } from '../imaging/decode-cost.js'
+import { DecodePool } from '../imaging/decode-pool.js'
 import { phash } from '../imaging/phash.js'
-import { tensorSize, writeTensor } from '../imaging/tensor.js'
+import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
@@ -45,7 +47,34 @@ export interface ScorerOptions {
    * 45 ms past about 8 at once).
    */
   decodeConcurrency?: number
+  /**
+   * 'process': `scoreBytes` decodes in a pool of `decodeConcurrency` child processes, and
+   * a decode past `decodeTimeoutMs` is killed (422 NIMA_DECODE_TIMEOUT). 'inline'
+   * (default): in this process, unstoppable; kept for tools and comparison benchmarks.
+   */
+  decodeIsolation?: 'process' | 'inline'
+  /**
+   * Process isolation: JPEG and PNG images of at most this many pixels are decoded in
+   * this process all the same. Their cost is bounded by construction (pixels × scans,
+   * scans ≤ maxJpegScans; see docs), and for them the round trip to a decode process
+   * would cost more than the decode. 0: every image goes to a decode process. Default 0.
+   */
+  decodeInlineMaxPixels?: number
+  /** Process isolation: longest one decode may run. Default 5,000 ms. */
+  decodeTimeoutMs?: number
+  /**
+   * Estimated bytes (decode-cost.ts) the decodes in flight may hold together; more wait
+   * in arrival order, an image estimated above it alone is refused (413). Default: none.
+   */
+  decodeMemoryBudgetBytes?: number
+  /** Most scans in one JPEG (422 NIMA_TOO_MANY_SCANS past it). Default 100. */
+  maxJpegScans?: number
 }
+
+const NO_BUDGET = Number.MAX_SAFE_INTEGER
+// Formats whose decode cost the header bounds: pixels (and for JPEG scans, counted).
+const INLINE_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png'])
+const MiB = 1024 * 1024
 
 /**
  * Bytes in, scores out: decode (at most `decodeConcurrency` at once) → one tensor per
@@ -61,6 +90,8 @@ export class Scorer {
   readonly #options: ScorerOptions
   readonly #metrics: Metrics
   readonly #decodeSlots: Limiter
+  readonly #decodeMemory: Limiter
+  readonly #pool: DecodePool | undefined
 
   constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, metrics: Metrics) {
     const decodeConcurrency = options.decodeConcurrency ?? 0
@@ -71,12 +102,29 @@ export class Scorer {
     this.#options = options
     this.#metrics = metrics
     this.#decodeSlots = createLimiter(decodeConcurrency === 0 ? availableParallelism() : decodeConcurrency)
+    this.#decodeMemory = createLimiter(options.decodeMemoryBudgetBytes ?? NO_BUDGET)
+    // One decode process per decode slot: a slot held always finds an idle process.
+    this.#pool =
+      options.decodeIsolation === 'process'
+        ? new DecodePool({ size: this.#decodeSlots.limit, timeoutMs: options.decodeTimeoutMs ?? 5000, maxInputPixels: options.maxInputPixels })
+        : undefined
   }
 
   /** Decodes running (`running`) and waiting for a slot (`waiting`) in `scoreBytes`, and the limit. */
   get decodes(): { running: number; waiting: number; limit: number } {
     const slots = this.#decodeSlots
     return { running: slots.active, waiting: slots.pending, limit: slots.limit }
+  }
+
+  /** Estimated bytes held by decodes in flight, decodes waiting for memory, and the budget. */
+  get decodeMemory(): { usedBytes: number; waiting: number; budgetBytes: number } {
+    const m = this.#decodeMemory
+    return { usedBytes: m.used, waiting: m.pending, budgetBytes: m.limit }
+  }
+
+  /** Decode processes (process isolation only): decodes killed on timeout, processes that died mid-decode. */
+  get decodeProcesses(): { size: number; busy: number; timeouts: number; crashes: number; recycled: number } | undefined {
+    return this.#pool?.stats
   }
 
   /** The models a request asks for, or the defaults; unknown ids are a 400. */
@@ -103,15 +151,54 @@ export class Scorer {
    */
   prepare(image: DecodedImage, models: readonly NimaModel[]): Prepared {
     const started = performance.now()
-    const tensors = new Map<string, Float32Array>()
-    for (const m of models) {
-      if (tensors.has(m.inputKey)) continue
-      const t = new Float32Array(tensorSize(m.tensorSpec))
-      writeTensor(image, m.tensorSpec, t)
-      tensors.set(m.inputKey, t)
-    }
+    const tensors = tensorsFor(models, () => image)
     const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, phash: phash(image) }
     return { summary, tensors, prepMs: performance.now() - started }
+  }
+
+  /**
+   * `prepare` with the decode in a decode process: it sends back only the pixels each
+   * input size samples (tensor.ts sampleNearest), and sampling those again is the
+   * identity, so the tensors are the ones `prepare` makes, value for value.
+   */
+  async #prepareIsolated(pool: DecodePool, bytes: Buffer, models: readonly NimaModel[]): Promise<Prepared> {
+    const started = performance.now()
+    const sizes = [...new Set(models.map((m) => `${m.tensorSpec.width}x${m.tensorSpec.height}`))].map((k) => k.split('x').map(Number) as [number, number])
+    const { image, samples } = await pool.decode(bytes, sizes)
+    this.#metrics.decodeDuration.observe({ format: image.format }, (performance.now() - started) / 1000)
+    const tensors = tensorsFor(models, (spec) => samples[sizes.findIndex(([w, h]) => w === spec.width && h === spec.height)]!)
+    return { summary: image, tensors, prepMs: performance.now() - started }
+  }
+
+  /**
+   * Cost-based admission, then the decode: the header is read first (pixels, JPEG scans,
+   * estimated bytes), the estimate waits for room in the memory budget, then the image
+   * waits for a decode slot; both in arrival order, both left when `signal` fires.
+   */
+  async #decodeAdmitted(bytes: Buffer, models: readonly NimaModel[], signal: AbortSignal | undefined): Promise<Prepared> {
+    const o = this.#options
+    const header = await readImageHeader(bytes, { maxInputPixels: o.maxInputPixels, maxJpegScans: o.maxJpegScans ?? 100 })
+    const cost = Math.max(1, Math.ceil(decodeBytesEstimate(header)))
+    const budget = this.#decodeMemory.limit
+    if (cost > budget) {
+      throw new NimaError(
+        'NIMA_IMAGE_TOO_LARGE',
+        `Decoding this ${header.width}x${header.height} ${header.format.toUpperCase()} image needs about ${Math.ceil(cost / MiB)} MiB, more than DECODE_MEMORY_BUDGET_BYTES (${Math.floor(budget / MiB)} MiB)`,
+      )
+    }
+    const inline = INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)
+    const pool = inline ? undefined : this.#pool
+    return this.#decodeMemory.run(
+      () =>
+        this.#decodeSlots.run(async () => {
+          const t0 = performance.now()
+          const p = pool ? await this.#prepareIsolated(pool, bytes, models) : this.prepare(await this.decode(bytes), models)
+          p.prepMs = performance.now() - t0
+          return p
+        }, signal),
+      signal,
+      cost,
+    )
   }
 
   /** Runs the prepared tensors through `models`; see the class comment for `signal`. */
@@ -149,22 +236,12 @@ export class Scorer {
    * decode and preprocessing itself, not the wait for a slot.
    */
   async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
-    let decodeMs = 0
     // No local holds the decoded image across the inference await.
-    const prepared = await this.#decodeSlots
-      .run(async () => {
-        const t0 = performance.now()
-        const p = this.prepare(await this.decode(bytes), models)
-        decodeMs = performance.now() - t0
-        return p
-      }, signal)
-      .catch((err: unknown) => {
-        this.#noteAbandoned('decode', err, signal)
-        throw err
-      })
-    const result = await this.infer(prepared, models, weights, signal)
-    result.timings.decodeMs = decodeMs
-    return result
+    const prepared = await this.#decodeAdmitted(bytes, models, signal).catch((err: unknown) => {
+      this.#noteAbandoned('decode', err, signal)
+      throw err
+    })
+    return this.infer(prepared, models, weights, signal)
   }
 
   /** Counts an image dropped at `stage` because its client went away (and nothing else). */
@@ -184,5 +261,18 @@ export class Scorer {
 
   async dispose(): Promise<void> {
     await Promise.all([...this.models.values()].map((m) => m.dispose()))
+    await this.#pool?.close()
   }
+}
+
+/** One tensor per distinct model input (models sharing an input spec share it). */
+function tensorsFor(models: readonly NimaModel[], pixelsFor: (spec: TensorSpec) => RgbImage): Map<string, Float32Array> {
+  const tensors = new Map<string, Float32Array>()
+  for (const m of models) {
+    if (tensors.has(m.inputKey)) continue
+    const t = new Float32Array(tensorSize(m.tensorSpec))
+    writeTensor(pixelsFor(m.tensorSpec), m.tensorSpec, t)
+    tensors.set(m.inputKey, t)
+  }
+  return tensors
 }

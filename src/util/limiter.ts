@@ -3,17 +3,26 @@
  * in arrival order (a finishing task hands its slot straight to the oldest waiter, so a
  * newcomer can never overtake), and a waiting task whose AbortSignal fires leaves the
  * line and rejects with the signal's reason without ever running.
+ *
+ * A task may weigh more than one unit (`cost`): then `limit` is a budget (bytes of
+ * memory, say) and the tasks running at once never weigh more than it together. The
+ * oldest waiter still goes first: a light newcomer waits behind a heavy one rather
+ * than starve it.
  */
 export interface Limiter {
-  run<T>(fn: () => T | PromiseLike<T>, signal?: AbortSignal): Promise<T>
+  /** @param cost units the task holds while it runs: an integer in 1..limit (default 1). */
+  run<T>(fn: () => T | PromiseLike<T>, signal?: AbortSignal, cost?: number): Promise<T>
   /** Tasks running now. */
   readonly active: number
   /** Tasks waiting for a slot. */
   readonly pending: number
+  /** Units held by the running tasks (equals `active` when every cost is 1). */
+  readonly used: number
   readonly limit: number
 }
 
 interface Waiter {
+  cost: number
   start(): void
   next: Waiter | undefined
   prev: Waiter | undefined
@@ -27,6 +36,7 @@ interface Waiter {
 export function createLimiter(limit: number, onIdle?: () => void): Limiter {
   if (!Number.isInteger(limit) || limit < 1) throw new TypeError(`createLimiter: limit must be an integer ≥ 1, got ${String(limit)}`)
   let active = 0
+  let used = 0
   let pending = 0
   // A doubly linked list: an aborted waiter leaves in O(1) from anywhere in the line.
   let head: Waiter | undefined
@@ -49,15 +59,22 @@ export function createLimiter(limit: number, onIdle?: () => void): Limiter {
     pending -= 1
   }
 
-  const release = (): void => {
-    const next = head
-    if (next) {
-      // The slot passes straight to the oldest waiter: `active` does not change.
+  // Free units pass straight to the oldest waiters, in order, as long as they fit:
+  // nobody arriving later can take them first.
+  const admit = (): void => {
+    while (head && used + head.cost <= limit) {
+      const next = head
       unlink(next)
+      active += 1
+      used += next.cost
       next.start()
-      return
     }
+  }
+
+  const release = (cost: number): void => {
     active -= 1
+    used -= cost
+    admit()
     if (active === 0) onIdle?.()
   }
 
@@ -69,8 +86,14 @@ export function createLimiter(limit: number, onIdle?: () => void): Limiter {
     get pending() {
       return pending
     },
+    get used() {
+      return used
+    },
 
-    run<T>(fn: () => T | PromiseLike<T>, signal?: AbortSignal): Promise<T> {
+    run<T>(fn: () => T | PromiseLike<T>, signal?: AbortSignal, cost = 1): Promise<T> {
+      if (!Number.isInteger(cost) || cost < 1 || cost > limit) {
+        return Promise.reject(new RangeError(`Limiter.run: cost must be an integer in 1..${limit} (the limit), got ${String(cost)}`))
+      }
       if (signal?.aborted) return Promise.reject(signal.reason)
       return new Promise<T>((resolve, reject) => {
         const execute = (): void => {
@@ -84,27 +107,32 @@ export function createLimiter(limit: number, onIdle?: () => void): Limiter {
           // counts already updated.
           result.then(
             (value) => {
-              release()
+              release(cost)
               resolve(value)
             },
             (err: unknown) => {
-              release()
+              release(cost)
               reject(err)
             },
           )
         }
 
-        if (active < limit) {
+        if (!head && used + cost <= limit) {
           active += 1
+          used += cost
           execute()
           return
         }
 
         const onAbort = (): void => {
+          const wasHead = waiter === head
           unlink(waiter)
           reject(signal?.reason)
+          // A heavy head leaving may let the lighter waiters behind it start.
+          if (wasHead) admit()
         }
         const waiter: Waiter = {
+          cost,
           next: undefined,
           prev: undefined,
           start: () => {

@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import { deflateSync } from 'node:zlib'
+import { manyScanJpeg } from '../helpers/many-scan-jpeg.js'
 import { samplePhotos } from '../helpers/paths.js'
+import { truncatedTiffs } from '../helpers/tiff-strips.js'
 
 export interface HostileCase {
   name: string
@@ -133,6 +135,13 @@ export function hostileCorpus(up: UpstreamUrls): HostileCase[] {
   add({ name: 'image with no Content-Type', headers: {}, body: photo, expect: [UNSUPPORTED, [400, 'NIMA_MISSING_IMAGE']] })
   add({ name: 'PNG claiming 50,000 x 50,000 pixels', headers: raw('image/png'), body: pngClaiming(50_000, 50_000), expect: [[413, 'NIMA_IMAGE_TOO_LARGE']] })
   add({ name: 'PNG claiming 2^31-1 x 2^31-1 pixels', headers: raw('image/png'), body: pngClaiming(0x7fffffff, 0x7fffffff), expect: [[413, 'NIMA_IMAGE_TOO_LARGE'], UNDECODABLE] })
+  // Decode cost (issue #12): legal progressive JPEGs with every scan the standard allows
+  // (2,647; 11 s of decoding at 4000x4000 before JPEG_MAX_SCANS), refused from the bytes.
+  add({ name: 'progressive JPEG with 2,647 scans, 4000x4000 (192 KB)', headers: raw('image/jpeg'), body: manyScanJpeg({ width: 4000, height: 4000 }), expect: [[422, 'NIMA_TOO_MANY_SCANS']] })
+  add({ name: 'progressive JPEG with 2,647 scans, 8000x8000 (685 KB)', headers: raw('image/jpeg'), body: manyScanJpeg({ width: 8000, height: 8000 }), expect: [[413, 'NIMA_IMAGE_TOO_LARGE'], [422, 'NIMA_TOO_MANY_SCANS']] })
+  add({ name: 'JPEG frame 65535 pixels wide (past libjpeg-turbo\'s 65500)', headers: raw('image/jpeg'), body: manyScanJpeg({ width: 65535, height: 8, maxScans: 1 }), expect: [[413, 'NIMA_IMAGE_TOO_LARGE']] })
+  // Truncated TIFFs (issue #12): libvips only warned and read the gap as black.
+  for (const { name, bytes } of truncatedTiffs()) add({ name, headers: raw('image/tiff'), body: bytes, expect: [UNDECODABLE] })
   add({ name: 'PNG claiming 0 x 0 pixels', headers: raw('image/png'), body: pngClaiming(0, 0), expect: [UNDECODABLE] })
   // Huge EXIF: junk IFDs in the maximum APP1 size, repeated. The photo itself is valid,
   // so it is scored: the junk must neither crash nor stall the decoder.

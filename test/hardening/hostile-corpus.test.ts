@@ -8,6 +8,9 @@ import { hostileCorpus } from './corpus.js'
  * stays up and healthy, and memory stays bounded.
  */
 const PER_REQUEST_BOUND_MS = 10_000
+// Decoder internals that must never reach a client (issue #12, item 6): library names,
+// seek offsets, scanlines, internal buffers.
+const DECODER_INTERNALS = /vips|libjpeg|libtiff|tiff2vips|libspng|libheif|seek|source:|scanline|buffer/i
 
 // The upstream lives on 127.0.0.2 and only that address is allowlisted, so every other
 // loopback form (127.0.0.1, localhost, ::1, mapped, decimal) must still be refused.
@@ -75,23 +78,26 @@ t.test(`hostile corpus: ${corpus.length} inputs`, async (t) => {
     let status = 0
     let code = 'ok'
     let error = ''
+    let message = ''
     try {
       const res = await fetch(svc.url + c.path, { method: c.method ?? 'POST', headers: c.headers, body: c.body, signal: AbortSignal.timeout(PER_REQUEST_BOUND_MS + 5000) })
       status = res.status
       const text = await res.text()
       const body = JSON.parse(text)
       if (status !== 200) code = body?.error?.code ?? `no error code in ${text.slice(0, 100)}`
+      message = body?.error?.message ?? ''
     } catch (err) {
       error = err instanceof Error ? err.message : String(err)
     }
     const ms = performance.now() - started
     if (ms > slowest.ms) slowest = { name: c.name, ms }
-    return { c, status, code, error, ms }
+    return { c, status, code, error, message, ms }
   })
   for (const r of results) {
     const ok = r.c.expect.some(([s, code]) => s === r.status && code === r.code)
     t.ok(ok, `${r.c.name}: got ${r.status} ${r.code}${r.error ? ` (${r.error})` : ''}, expected ${r.c.expect.map((e) => e.join(' ')).join(' or ')}`)
     t.ok(r.ms < PER_REQUEST_BOUND_MS, `${r.c.name}: answered in ${r.ms.toFixed(0)} ms`)
+    if (r.status === 422 || r.status === 413) t.notMatch(r.message, DECODER_INTERNALS, `${r.c.name}: message names no decoder internals ("${r.message}")`)
   }
   global.gc?.()
   const growthMb = (process.memoryUsage().rss - rssBefore) / 1e6

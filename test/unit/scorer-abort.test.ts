@@ -17,6 +17,13 @@ t.teardown(() => loaded.dispose())
 const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#406080' } }).jpeg().toBuffer()
 const options = { defaultModels: ['aesthetic', 'technical'], defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS }
 
+// Each image's header is read (cost admission) before it asks for a decode slot; for a
+// JPEG that is promise steps only, no I/O, so draining microtasks lets it reach the slot
+// while the decode that holds the slot cannot have finished.
+const headersRead = async () => {
+  for (let i = 0; i < 10; i++) await Promise.resolve()
+}
+
 function scorerWith(decodeConcurrency?: number) {
   const metrics = createMetrics()
   const scorer = new Scorer(loaded.models, { ...options, ...(decodeConcurrency !== undefined ? { decodeConcurrency } : {}) }, metrics)
@@ -37,6 +44,7 @@ t.test('at most decodeConcurrency decodes at once; the others wait in order and 
   const { scorer } = scorerWith(1)
   const models = scorer.resolveModels()
   const runs = [1, 2, 3].map(() => scorer.scoreBytes(image, models))
+  await headersRead()
   t.same(scorer.decodes, { running: 1, waiting: 2, limit: 1 })
   const results = await Promise.all(runs)
   t.equal(results.length, 3)
@@ -50,6 +58,7 @@ t.test('a client gone while its image waits for a decode slot: dropped there and
   const first = scorer.scoreBytes(image, models)
   const client = new AbortController()
   const waiting = scorer.scoreBytes(image, models, undefined, client.signal)
+  await headersRead()
   t.equal(scorer.decodes.waiting, 1)
   const reason = new ClientGoneError()
   client.abort(reason)
