@@ -9,7 +9,8 @@ export const USAGE = `usage: nima-serve <command> [options]     (every command t
 
 commands:
   serve                             start the HTTP service (configured by environment variables)
-  models <ensure|synth|pull|list>   manage the NIMA models (see: nima-serve models help)
+  models <ensure|synth|pull|import|fp16|list>
+                                    manage the NIMA models (see: nima-serve models --help)
   batch --input F --output R.jsonl  score many images offline: resumable, sharded, cached
   rank-hotels --input R.jsonl ...   each hotel's images in rank order, best first
   labels <export|import|...>        manage the labelling database
