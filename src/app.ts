@@ -100,8 +100,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(errorHandler, { metrics })
   const uploads = new UploadBudget(config.UPLOAD_BUDGET_BYTES)
   await app.register(uploadBudget, { budget: uploads, bodyLimit: config.BODY_LIMIT_BYTES })
-  const queueDepths = () => Object.fromEntries([...(state.scorer?.models.values() ?? [])].map((m) => [m.info.id, m.queueDepth]))
-  await app.register(metricsPlugin, { metrics, state, queueDepths, uploadReservedBytes: () => uploads.reserved })
+  await app.register(metricsPlugin, { metrics, state, uploadReservedBytes: () => uploads.reserved })
 
   const images = deps.images ?? createImageSource(config, { onFetch: fetchObserver(metrics) })
   // What the app opens, it closes, after in-flight requests have finished.

@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import type { Config } from './config/load.js'
 import { loggerOptions } from './http/logger.js'
-import { createMetrics, type Metrics } from './metrics/metrics.js'
+import { countAbandoned } from './http/request-lifecycle.js'
+import { createMetrics, scoringObserver, type Metrics } from './metrics/metrics.js'
 import { loadScorer } from './scoring/load-scorer.js'
+import type { DropStage } from './scoring/observer.js'
 import { ServiceState } from './service-state.js'
 import { planThreads } from './threads/plan-threads.js'
 import type { ThreadPlan } from './threads/resolve-threads.js'
@@ -34,7 +36,8 @@ export async function startServer(config: Config, threads: ThreadPlan = planThre
   await app.listen({ host: config.HOST, port: config.PORT })
   app.log.info({ threads }, `CPU budget ${threads.cpu.cores} (${threads.cpu.source}): ${threads.decodeSlots.value} decode slots, ${threads.ortIntraOpThreads.value} ONNX Runtime intra-op threads, libuv pool ${threads.uvThreadpoolSize.value}`)
 
-  const ready = loadScorer(config, metrics, app.log, threads).then((scorer) => {
+  const observer = { ...scoringObserver(metrics), dropped: (stage: DropStage, reason: unknown) => countAbandoned(metrics, stage, reason) }
+  const ready = loadScorer(config, app.log, threads, observer).then((scorer) => {
     state.setScorer(scorer)
     app.log.info({ models: [...scorer.models.keys()] }, 'ready')
   })

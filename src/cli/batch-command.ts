@@ -18,7 +18,6 @@ import type { RawConfig } from '../config/schema.js'
 import { isNimaError } from '../errors.js'
 import { createAddressPolicy } from '../fetching/address-policy.js'
 import { createImageSource } from '../fetching/image-source.js'
-import { createMetrics } from '../metrics/metrics.js'
 import { loadScorer } from '../scoring/load-scorer.js'
 import type { CliIo } from './models-command.js'
 
@@ -279,7 +278,9 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   await checkOutputAvailable(a.output, a.mode)
   let config: Config
   try {
-    config = loadConfig(io.env ?? {}, a.overrides)
+    // The batch pipeline decodes in this process (Scorer.decode: the operator's own images,
+    // offline); a pool of decode processes would only sit idle.
+    config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides })
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message)
     throw err
@@ -287,7 +288,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   const batchSize = config.BATCH_MAX_SIZE
   const scoreSlots = a.inFlight ?? defaultInFlight(batchSize)
   const concurrency = a.concurrency ?? defaultConcurrency(scoreSlots)
-  if (config.QUEUE_MAX < scoreSlots) config = loadConfig(io.env ?? {}, { ...a.overrides, QUEUE_MAX: scoreSlots })
+  if (config.QUEUE_MAX < scoreSlots) config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides, QUEUE_MAX: scoreSlots })
   let policy
   try {
     policy = createAddressPolicy({ allow: [...config.urlAllowlist] })
@@ -297,7 +298,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
 
   let scorer
   try {
-    scorer = await loadScorer(config, createMetrics(), cliLogger(io, config.LOG_LEVEL))
+    scorer = await loadScorer(config, cliLogger(io, config.LOG_LEVEL))
   } catch (err) {
     throw new FatalError(`cannot load the models: ${(err as Error).message}`, { cause: err })
   }

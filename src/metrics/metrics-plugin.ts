@@ -5,13 +5,13 @@ import type { ServiceState } from '../service-state.js'
 
 /**
  * Times every request by route template (never the raw URL: unbounded label values
- * would explode the series count) and serves GET /metrics.
+ * would explode the series count) and serves GET /metrics. What can be read at any time
+ * (readiness, requests and images in flight, queues, decode slots and memory, the decode
+ * processes, the models in service) is read here, at scrape time, from the service state:
+ * scoring keeps no metrics of its own.
  */
 export default fp(
-  async function metricsPlugin(
-    app: FastifyInstance,
-    { metrics, state, queueDepths, uploadReservedBytes }: { metrics: Metrics; state: ServiceState; queueDepths: () => Record<string, number>; uploadReservedBytes: () => number },
-  ) {
+  async function metricsPlugin(app: FastifyInstance, { metrics, state, uploadReservedBytes }: { metrics: Metrics; state: ServiceState; uploadReservedBytes: () => number }) {
     app.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched'
       metrics.httpDuration.observe(
@@ -19,11 +19,36 @@ export default fp(
         reply.elapsedTime / 1000,
       )
     })
-    app.get('/metrics', { config: { public: true }, schema: { summary: 'Prometheus metrics (text exposition format)', hide: false } }, async (_request, reply) => {
-      for (const [model, depth] of Object.entries(queueDepths())) metrics.queueDepth.set({ model }, depth)
+    // Cumulative counts of the decode pool, turned into counter increments.
+    const seen = { timeouts: 0, crashes: 0 }
+    const readState = () => {
       metrics.ready.set(state.ready ? 1 : 0)
       metrics.inflightRequests.set(state.inflight)
       metrics.uploadReservedBytes.set(uploadReservedBytes())
+      const scorer = state.scorer
+      if (!scorer) return
+      metrics.modelInfo.reset()
+      for (const m of scorer.models.values()) {
+        const { id, version, synthetic, provider, task } = m.info
+        metrics.modelInfo.set({ model: id, version, synthetic: String(synthetic), provider, task }, 1)
+        metrics.queueDepth.set({ model: id }, m.queueDepth)
+        metrics.inflightImages.set({ model: id }, m.inFlight)
+      }
+      const decodes = scorer.decodes
+      const memory = scorer.decodeMemory
+      metrics.decodeQueueDepth.set(decodes.waiting + memory.waiting)
+      metrics.decodesRunning.set(decodes.running)
+      metrics.decodeMemoryReservedBytes.set(memory.usedBytes)
+      const processes = scorer.decodeProcesses
+      if (processes) {
+        metrics.decodeProcessTimeouts.inc(Math.max(0, processes.timeouts - seen.timeouts))
+        metrics.decodeProcessCrashes.inc(Math.max(0, processes.crashes - seen.crashes))
+        seen.timeouts = processes.timeouts
+        seen.crashes = processes.crashes
+      }
+    }
+    app.get('/metrics', { config: { public: true }, schema: { summary: 'Prometheus metrics (text exposition format)', hide: false } }, async (_request, reply) => {
+      readState()
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
     })
   },

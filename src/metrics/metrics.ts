@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { ScoringObserver } from '../scoring/observer.js'
 
 /**
  * All Prometheus metrics of one service instance, on a registry of its own (no global
@@ -19,6 +20,12 @@ export interface Metrics {
   inflightRequests: Gauge<never>
   uploadReservedBytes: Gauge<never>
   queueDepth: Gauge<'model'>
+  inflightImages: Gauge<'model'>
+  decodeQueueDepth: Gauge<never>
+  decodesRunning: Gauge<never>
+  decodeMemoryReservedBytes: Gauge<never>
+  decodeProcessTimeouts: Counter<never>
+  decodeProcessCrashes: Counter<never>
   modelInfo: Gauge<'model' | 'version' | 'synthetic' | 'provider' | 'task'>
   providerFallbacks: Counter<'model' | 'provider'>
   ready: Gauge<never>
@@ -113,6 +120,37 @@ export function createMetrics(): Metrics {
       labelNames: ['model'],
       registers,
     }),
+    inflightImages: new Gauge({
+      name: 'nima_inflight_images',
+      help: 'Images in a running session.run, by model',
+      labelNames: ['model'],
+      registers,
+    }),
+    decodeQueueDepth: new Gauge({
+      name: 'nima_decode_queue_depth',
+      help: 'Images waiting for a decode slot (DECODE_CONCURRENCY) or for room in DECODE_MEMORY_BUDGET_BYTES',
+      registers,
+    }),
+    decodesRunning: new Gauge({
+      name: 'nima_decodes_running',
+      help: 'Decodes in progress (in the server or in a decode process)',
+      registers,
+    }),
+    decodeMemoryReservedBytes: new Gauge({
+      name: 'nima_decode_memory_reserved_bytes',
+      help: 'Estimated bytes held by the decodes in flight, at most DECODE_MEMORY_BUDGET_BYTES',
+      registers,
+    }),
+    decodeProcessTimeouts: new Counter({
+      name: 'nima_decode_timeouts_total',
+      help: 'Decodes killed past DECODE_TIMEOUT_MS (their decode process replaced)',
+      registers,
+    }),
+    decodeProcessCrashes: new Counter({
+      name: 'nima_decode_process_crashes_total',
+      help: 'Decode processes that died during a decode (replaced)',
+      registers,
+    }),
     modelInfo: new Gauge({
       name: 'nima_model_info',
       help: 'Loaded models (value 1); synthetic="true" means seeded random weights',
@@ -152,5 +190,27 @@ export function fetchObserver(metrics: Pick<Metrics, 'fetchDuration' | 'fetchByt
   return ({ outcome, ms, bytes }) => {
     metrics.fetchDuration.observe({ outcome }, ms / 1000)
     if (bytes !== undefined) metrics.fetchBytes.observe(bytes)
+  }
+}
+
+/**
+ * Scoring's events as Prometheus metrics: decode durations, and per batch its size, each
+ * image's wait, the session.run time and the images scored; provider fallbacks as models
+ * load. Drops are left to the caller (only client-gone ones count as abandoned).
+ */
+export function scoringObserver(metrics: Metrics): Required<Omit<ScoringObserver, 'dropped'>> {
+  return {
+    loaded(model, fallbacks) {
+      for (const f of fallbacks) metrics.providerFallbacks.inc({ model: model.id, provider: f.provider })
+    },
+    decoded(format, seconds) {
+      metrics.decodeDuration.observe({ format }, seconds)
+    },
+    batch(model, size, waits, runSeconds) {
+      metrics.inferenceDuration.observe({ model: model.id, version: model.version, synthetic: String(model.synthetic), provider: model.provider }, runSeconds)
+      metrics.batchSize.observe({ model: model.id }, size)
+      for (const w of waits) metrics.queueWait.observe({ model: model.id }, w)
+      metrics.imagesScored.inc({ model: model.id, version: model.version, synthetic: String(model.synthetic) }, size)
+    },
   }
 }

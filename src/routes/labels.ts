@@ -2,7 +2,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
-import { decodeImage } from '../imaging/decode.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
 import { loadPageAssets, type PageFile } from '../labels/page-assets.js'
@@ -93,7 +92,8 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   const tags = ['labels']
 
   async function storeBytes(bytes: Buffer, group: string | undefined, sourceUrl?: string): Promise<{ image: LabelImage; created: boolean }> {
-    const decoded = await decodeImage(bytes, { maxInputPixels: config.MAX_INPUT_PIXELS })
+    // Decoded under the same cost bounds as scoring: an upload here must not stall the service either.
+    const decoded = await opts.state.requireScorer().inspect(bytes, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
     return run(() =>
       store.addImage({
         id: decoded.id,

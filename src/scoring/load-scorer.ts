@@ -2,18 +2,24 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/load.js'
 import { float16VariantOf, modelRef, scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
 import { manifestPrecision } from '../models/manifest.js'
-import type { Metrics } from '../metrics/metrics.js'
 import { planThreads } from '../threads/plan-threads.js'
 import type { ThreadPlan } from '../threads/resolve-threads.js'
 import { NimaModel } from './nima-model.js'
+import type { ScoringObserver } from './observer.js'
 import { Scorer } from './scorer.js'
 
 /**
  * Finds each configured model in MODELS_DIR (real weights before synthetic), opens its
  * session, warms it up, and says loudly which kind of weights are serving. Thread counts
  * come resolved (src/threads): ORT intra-op threads and decode slots from the CPU budget.
+ * `observer` hears what scoring does (the service's metrics); tools pass none.
  */
-export async function loadScorer(config: Config, metrics: Metrics, log: FastifyBaseLogger, threads: ThreadPlan = planThreads(config, 'started')): Promise<Scorer> {
+export async function loadScorer(
+  config: Config,
+  log: FastifyBaseLogger,
+  threads: ThreadPlan = planThreads(config, 'started'),
+  observer: ScoringObserver = {},
+): Promise<Scorer> {
   const { entries, problems } = await scanModels(config.MODELS_DIR)
   for (const p of problems) log.warn({ path: p.path, error: p.error }, 'skipping unreadable model manifest')
   const models = new Map<string, NimaModel>()
@@ -36,7 +42,7 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
           allowSpinning: config.ORT_ALLOW_SPINNING,
         },
         { maxBatchSize: config.BATCH_MAX_SIZE, maxWaitMs: config.BATCH_MAX_WAIT_MS, maxQueue: config.QUEUE_MAX },
-        metrics,
+        observer,
       )
       models.set(id, model)
       for (const f of model.fallbacks) log.warn({ model: id, provider: f.provider, error: f.error }, 'execution provider unavailable, falling back')
@@ -44,7 +50,6 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
       await model.warmUp(1)
       if (config.BATCH_MAX_SIZE > 1) await model.warmUp(config.BATCH_MAX_SIZE)
       const { manifest: m, info } = model
-      metrics.modelInfo.set({ model: id, version: m.version, synthetic: String(m.synthetic), provider: info.provider, task: m.task }, 1)
       const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, precision: manifestPrecision(m), provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started) }
       if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npm run models -- pull\` for the real idealo weights`)
       else log.info(line, `model ${id} uses REAL weights (${m.provenance.kind})`)
@@ -66,7 +71,7 @@ export async function loadScorer(config: Config, metrics: Metrics, log: FastifyB
       decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
       maxJpegScans: config.JPEG_MAX_SCANS,
     },
-    metrics,
+    observer,
   )
 }
 

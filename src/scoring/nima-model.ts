@@ -3,7 +3,7 @@ import type { ModelManifest } from '../models/manifest.js'
 import { createBatcher, type Batcher } from '../inference/batcher.js'
 import type { SessionOptions } from '../inference/onnx-backend.js'
 import type { TensorSpec } from '../imaging/tensor.js'
-import type { Metrics } from '../metrics/metrics.js'
+import type { ScoringObserver } from './observer.js'
 import { ManifestModel } from './model-pipeline.js'
 
 export interface BatchOptions {
@@ -33,39 +33,42 @@ export class NimaModel {
   readonly #model: ManifestModel
   readonly #batcher: Batcher<Float32Array, Float32Array>
 
-  private constructor(model: ManifestModel, batch: BatchOptions, metrics: Metrics) {
+  private constructor(model: ManifestModel, batch: BatchOptions, observer: ScoringObserver) {
     const m = model.manifest
     this.manifest = m
     this.#model = model
     this.tensorSpec = model.spec
     this.inputKey = model.inputKey
     this.info = { id: m.id, version: m.version, task: m.task, synthetic: m.synthetic, provider: model.provider }
-    const labels = { model: m.id, version: m.version, synthetic: String(m.synthetic), provider: model.provider }
     const perImage = model.tensorSize
     const bins = m.output.scores.bins
+    // session.run alone (not the batch assembly): what nima_inference_duration_seconds has always timed.
+    let runSeconds = 0
     this.#batcher = createBatcher<Float32Array, Float32Array>({
       ...batch,
       run: async (tensors) => {
         const n = tensors.length
         const input = n === 1 ? tensors[0]! : new Float32Array(n * perImage)
         if (n > 1) tensors.forEach((t, i) => input.set(t, i * perImage))
-        const stop = metrics.inferenceDuration.startTimer(labels)
+        const started = performance.now()
         const { scores } = await model.run(input, n)
-        stop()
+        runSeconds = (performance.now() - started) / 1000
         return tensors.map((_, i) => scores.slice(i * bins, (i + 1) * bins))
       },
-      onBatch: ({ size, queueWaitMs }) => {
-        metrics.batchSize.observe({ model: m.id }, size)
-        for (const w of queueWaitMs) metrics.queueWait.observe({ model: m.id }, w / 1000)
-        metrics.imagesScored.inc({ model: m.id, version: m.version, synthetic: String(m.synthetic) }, size)
-      },
+      onBatch: ({ size, queueWaitMs }) =>
+        observer.batch?.(
+          this.info,
+          size,
+          queueWaitMs.map((w) => w / 1000),
+          runSeconds,
+        ),
     })
   }
 
-  static async load(entry: CatalogEntry, session: SessionOptions, batch: BatchOptions, metrics: Metrics): Promise<NimaModel> {
-    const model = await ManifestModel.open(entry.modelPath, entry.manifest, session)
-    for (const f of model.fallbacks) metrics.providerFallbacks.inc({ model: entry.manifest.id, provider: f.provider })
-    return new NimaModel(model, batch, metrics)
+  static async load(entry: CatalogEntry, session: SessionOptions, batch: BatchOptions, observer: ScoringObserver = {}): Promise<NimaModel> {
+    const model = new NimaModel(await ManifestModel.open(entry.modelPath, entry.manifest, session), batch, observer)
+    observer.loaded?.(model.info, model.fallbacks)
+    return model
   }
 
   get fallbacks() {

@@ -5,10 +5,9 @@ import { decodeBytesEstimate, readImageHeader } from '../imaging/decode-cost.js'
 import { DecodePool } from '../imaging/decode-pool.js'
 import { phash } from '../imaging/phash.js'
 import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
-import type { AbandonStage, Metrics } from '../metrics/metrics.js'
+import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
-import { isClientGone } from '../http/request-lifecycle.js'
 import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo, NimaModel } from './nima-model.js'
 
@@ -83,24 +82,24 @@ const MiB = 1024 * 1024
  *
  * `scoreBytes` takes an AbortSignal: an image still waiting for a decode slot or for its
  * batch when the signal fires is dropped there and the call rejects with the signal's
- * reason. Drops whose reason is a ClientGoneError count in nima_abandoned_total.
+ * reason; the observer hears of each drop and its stage (the service counts client-gone ones).
  */
 export class Scorer {
   readonly models: ReadonlyMap<string, NimaModel>
   readonly #options: ScorerOptions
-  readonly #metrics: Metrics
+  readonly #observer: ScoringObserver
   readonly #decodeSlots: Limiter
   readonly #decodeMemory: Limiter
   readonly #pool: DecodePool | undefined
 
-  constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, metrics: Metrics) {
+  constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, observer: ScoringObserver = {}) {
     const decodeConcurrency = options.decodeConcurrency ?? 0
     if (!Number.isInteger(decodeConcurrency) || decodeConcurrency < 0) {
       throw new RangeError(`Scorer: decodeConcurrency must be an integer ≥ 0 (0 = os.availableParallelism()), got ${String(options.decodeConcurrency)}`)
     }
     this.models = models
     this.#options = options
-    this.#metrics = metrics
+    this.#observer = observer
     this.#decodeSlots = createLimiter(decodeConcurrency === 0 ? availableParallelism() : decodeConcurrency)
     this.#decodeMemory = createLimiter(options.decodeMemoryBudgetBytes ?? NO_BUDGET)
     // One decode process per decode slot: a slot held always finds an idle process.
@@ -140,7 +139,7 @@ export class Scorer {
   async decode(bytes: Buffer): Promise<DecodedImage> {
     const started = performance.now()
     const decoded = await decodeImage(bytes, { maxInputPixels: this.#options.maxInputPixels })
-    this.#metrics.decodeDuration.observe({ format: decoded.format }, (performance.now() - started) / 1000)
+    this.#observer.decoded?.(decoded.format, (performance.now() - started) / 1000)
     return decoded
   }
 
@@ -165,7 +164,7 @@ export class Scorer {
     const started = performance.now()
     const sizes = [...new Set(models.map((m) => `${m.tensorSpec.width}x${m.tensorSpec.height}`))].map((k) => k.split('x').map(Number) as [number, number])
     const { image, samples } = await pool.decode(bytes, sizes)
-    this.#metrics.decodeDuration.observe({ format: image.format }, (performance.now() - started) / 1000)
+    this.#observer.decoded?.(image.format, (performance.now() - started) / 1000)
     const tensors = tensorsFor(models, (spec) => samples[sizes.findIndex(([w, h]) => w === spec.width && h === spec.height)]!)
     return { summary: image, tensors, prepMs: performance.now() - started }
   }
@@ -199,6 +198,15 @@ export class Scorer {
       signal,
       cost,
     )
+  }
+
+  /**
+   * The image's summary (id, format, size, perceptual hash) through the same admission and
+   * decoding as scoring (header limits, memory budget, decode slot, decode process), with
+   * no tensors and no inference: for routes that store images rather than score them.
+   */
+  async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
+    return (await this.#decodeAdmitted(bytes, [], signal)).summary
   }
 
   /** Runs the prepared tensors through `models`; see the class comment for `signal`. */
@@ -244,9 +252,9 @@ export class Scorer {
     return this.infer(prepared, models, weights, signal)
   }
 
-  /** Counts an image dropped at `stage` because its client went away (and nothing else). */
-  #noteAbandoned(stage: AbandonStage, err: unknown, signal: AbortSignal | undefined): void {
-    if (signal?.aborted && err === signal.reason && isClientGone(err)) this.#metrics.abandoned.inc({ stage })
+  /** Reports an image dropped at `stage` because its signal aborted (and nothing else). */
+  #noteAbandoned(stage: DropStage, err: unknown, signal: AbortSignal | undefined): void {
+    if (signal?.aborted && err === signal.reason) this.#observer.dropped?.(stage, err)
   }
 
   get queueDepth(): number {

@@ -20,7 +20,7 @@ export const silentLog = pino({ level: 'silent' }) as unknown as FastifyBaseLogg
 
 export async function loadTestScorer(overrides: Partial<RawConfig> = {}): Promise<Scorer> {
   const config = loadConfig({}, { MODELS_DIR: await testModelsDir(), LOG_LEVEL: 'silent', BATCH_MAX_SIZE: 4, ...overrides })
-  return loadScorer(config, createMetrics(), silentLog)
+  return loadScorer(config, silentLog)
 }
 
 /** The `n` smallest distinct sample photos (fast to decode), smallest first. */

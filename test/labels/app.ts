@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { pino } from 'pino'
 import { loadConfig } from '../../src/config/load.js'
 import { ConfigSchema, type RawConfig } from '../../src/config/schema.js'
 import { createImageSource } from '../../src/fetching/image-source.js'
@@ -8,7 +9,9 @@ import errorHandler from '../../src/http/error-handler.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import labelRoutes from '../../src/routes/labels.js'
 import { sharedSchemas } from '../../src/routes/schemas.js'
+import { loadScorer } from '../../src/scoring/load-scorer.js'
 import { ServiceState } from '../../src/service-state.js'
+import { testModelsDir } from '../helpers/models.js'
 import { startTestService } from '../helpers/service.js'
 
 export interface LabelApp {
@@ -23,8 +26,11 @@ export interface LabelApp {
  * URLs on 127.0.0.1 are allowed so tests can serve images from a local upstream.
  */
 export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig> = {}): Promise<LabelApp> {
-  const config = loadConfig({}, { LOG_LEVEL: 'silent', URL_ALLOWLIST: '127.0.0.1', ...overrides })
+  const config = loadConfig({}, { LOG_LEVEL: 'silent', URL_ALLOWLIST: '127.0.0.1', MODELS_DIR: await testModelsDir(), ...overrides })
   const metrics = createMetrics()
+  // Label uploads are decoded by the scorer's admission and decode processes, as in the service.
+  const state = new ServiceState()
+  state.setScorer(await loadScorer(config, pino({ level: 'silent' }) as unknown as FastifyBaseLogger))
   const images = createImageSource(config)
   const app = Fastify({ bodyLimit: config.BODY_LIMIT_BYTES, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } } })
   for (const schema of sharedSchemas) app.addSchema(schema)
@@ -32,7 +38,7 @@ export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig
   await app.register(apiKeys, { keys: config.apiKeys })
   await app.register(labelRoutes, {
     config,
-    state: new ServiceState(),
+    state,
     metrics,
     images,
     dbPath,
@@ -45,6 +51,7 @@ export async function startLabelApp(dbPath: string, overrides: Partial<RawConfig
     close: async () => {
       await app.close()
       await images.close()
+      await state.scorer?.dispose()
     },
   }
 }

@@ -67,7 +67,7 @@ t.test('a missing variant is a warning that names the command to make one', asyn
     },
   })
   const config = loadConfig({}, { MODELS_DIR: await testModelsDir(), MODEL_PRECISION: 'float16', BATCH_MAX_SIZE: 1 })
-  const scorer = await loadScorer(config, createMetrics(), pino({ level: 'warn' }, sink))
+  const scorer = await loadScorer(config, pino({ level: 'warn' }, sink))
   t.teardown(() => scorer.dispose())
   t.same([...scorer.models.values()].map((m) => m.manifest.precision ?? 'float32'), ['float32', 'float32'])
   const warnings = lines.map((l) => JSON.parse(l) as { msg: string }).filter((l) => /has no float16 variant/.test(l.msg))

@@ -25,7 +25,7 @@ t.test('healthz, readyz, models and metrics on the real service', async (t) => {
   const res = await fetch(svc.url + '/metrics')
   t.match(res.headers.get('content-type'), /text\/plain/)
   const text = await res.text()
-  for (const name of ['nima_http_request_duration_seconds_bucket', 'nima_inference_duration_seconds_bucket', 'nima_batch_size_bucket', 'nima_queue_wait_seconds_bucket', 'nima_images_scored_total', 'nima_errors_total', 'nima_inflight_requests', 'nima_queue_depth', 'nima_ready 1', 'nima_process_cpu_seconds_total', 'nima_fetch_duration_seconds', 'nima_fetch_bytes']) {
+  for (const name of ['nima_http_request_duration_seconds_bucket', 'nima_inference_duration_seconds_bucket', 'nima_batch_size_bucket', 'nima_queue_wait_seconds_bucket', 'nima_images_scored_total', 'nima_errors_total', 'nima_inflight_requests', 'nima_queue_depth', 'nima_ready 1', 'nima_process_cpu_seconds_total', 'nima_fetch_duration_seconds', 'nima_fetch_bytes', 'nima_inflight_images{model="aesthetic"} 0', 'nima_decode_queue_depth 0', 'nima_decodes_running 0', 'nima_decode_memory_reserved_bytes 0', 'nima_decode_timeouts_total 0']) {
     t.ok(text.includes(name), `exports ${name}`)
   }
   t.match(text, /nima_model_info\{model="aesthetic",version="synthetic-s1007",synthetic="true",provider="cpu",task="aesthetic"\} 1/)

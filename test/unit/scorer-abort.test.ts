@@ -5,14 +5,13 @@ import sharp from 'sharp'
 import t from 'tap'
 import { loadConfig } from '../../src/config/load.js'
 import { isNimaError } from '../../src/errors.js'
-import { createMetrics } from '../../src/metrics/metrics.js'
 import { ClientGoneError, createRequestSignals, deadlineError, isClientGone } from '../../src/http/request-lifecycle.js'
 import { loadScorer } from '../../src/scoring/load-scorer.js'
 import { Scorer } from '../../src/scoring/scorer.js'
 import { testModelsDir } from '../helpers/models.js'
 
 const config = loadConfig({}, { MODELS_DIR: await testModelsDir(), LOG_LEVEL: 'silent', BATCH_MAX_SIZE: 4 })
-const loaded = await loadScorer(config, createMetrics(), pino({ level: 'silent' }) as unknown as FastifyBaseLogger)
+const loaded = await loadScorer(config, pino({ level: 'silent' }) as unknown as FastifyBaseLogger)
 t.teardown(() => loaded.dispose())
 const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#406080' } }).jpeg().toBuffer()
 const options = { defaultModels: ['aesthetic', 'technical'], defaultWeights: config.combinedWeights, maxInputPixels: config.MAX_INPUT_PIXELS }
@@ -25,9 +24,10 @@ const headersRead = async () => {
 }
 
 function scorerWith(decodeConcurrency?: number) {
-  const metrics = createMetrics()
-  const scorer = new Scorer(loaded.models, { ...options, ...(decodeConcurrency !== undefined ? { decodeConcurrency } : {}) }, metrics)
-  const abandoned = async (stage: string) => (await metrics.abandoned.get()).values.find((v) => v.labels.stage === stage)?.value ?? 0
+  // What the service counts as abandoned: drops the scorer reports whose reason is a client gone.
+  const drops: { stage: string; reason: unknown }[] = []
+  const scorer = new Scorer(loaded.models, { ...options, ...(decodeConcurrency !== undefined ? { decodeConcurrency } : {}) }, { dropped: (stage, reason) => drops.push({ stage, reason }) })
+  const abandoned = async (stage: string) => drops.filter((d) => d.stage === stage && isClientGone(d.reason)).length
   return { scorer, abandoned }
 }
 
