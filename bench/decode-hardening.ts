@@ -2,7 +2,7 @@
  * Issue #12 figures, the previous behaviour and the new one side by side in one run, on
  * the service built from src (bench/results/build, as production runs it):
  *
- *   npx tsx bench/decode-hardening.ts [--quick] [--images ../shared/images/idealo]
+ *   npx tsx bench/decode-hardening.ts [--quick] [--images ../shared/images/idealo] [--base DIR/dist/main.js]
  *
  * "old" is DECODE_ISOLATION=inline with the scan limit and memory budget lifted (what
  * the service did before); "new" is the defaults. Three measurements:
@@ -12,7 +12,9 @@
  *  2. memory: peak RSS of the service and its decode processes together while 8
  *     progressive 6000x8000 JPEGs are scored at once.
  *  3. throughput at 8 connections on the sample JPEGs, old, new and "all isolated"
- *     (DECODE_INLINE_MAX_PIXELS=0) alternated, so that drift in foreign load hits each.
+ *     (DECODE_INLINE_MAX_PIXELS=0) alternated, so that drift in foreign load hits each;
+ *     with --base, also the service built from another commit (its own dist entry, its
+ *     own defaults), e.g. the code before this work: the before/after of the whole change.
  * Foreign load (CPU used by other tenants during each throughput run) is printed with it.
  */
 import { readdirSync, readFileSync } from 'node:fs'
@@ -25,7 +27,7 @@ import { runLoad } from './lib/load.js'
 import { markNoise, noiseSince } from './lib/noise.js'
 import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, decodes: { type: 'string', default: '2' }, images: { type: 'string', default: resolve(projectRoot, '../shared/images/idealo') } } })
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, decodes: { type: 'string', default: '2' }, base: { type: 'string' }, images: { type: 'string', default: resolve(projectRoot, '../shared/images/idealo') } } })
 const quick = args.quick
 const entry = buildDist((m) => console.log(m))
 if (!entry) process.exit(1)
@@ -70,8 +72,8 @@ const cpuSeconds = (pid: number): number => {
 const treeRss = (root: number) => tree(root).reduce((a, p) => a + rssMb(p), 0)
 const treeCpu = (root: number) => tree(root).reduce((a, p) => a + cpuSeconds(p), 0)
 
-async function withService<T>(name: string, env: Record<string, string>, fn: (svc: RunningService) => Promise<T>): Promise<T> {
-  const svc = await startService({ entry: entry!, modelsDir, env: { ...common, ...env }, logFile: join(projectRoot, 'bench', 'results', `decode-hardening-${name}.log`) })
+async function withService<T>(name: string, env: Record<string, string>, fn: (svc: RunningService) => Promise<T>, serviceEntry = entry!): Promise<T> {
+  const svc = await startService({ entry: serviceEntry, modelsDir, env: { ...common, ...env }, logFile: join(projectRoot, 'bench', 'results', `decode-hardening-${name}.log`) })
   try {
     return await fn(svc)
   } finally {
@@ -124,10 +126,12 @@ if (!run('load')) process.exit(0)
 console.log(`\n3. throughput at 8 connections on ${args.images} (old, new alternated)`)
 const rounds = quick ? 1 : 2
 const durationSec = quick ? 8 : 15
-const figures: Record<string, number[]> = { old: [], new: [], 'all isolated': [] }
+const figures: Record<string, number[]> = { old: [], new: [], 'all isolated': [], 'base code': [] }
+const configs: (readonly [string, Record<string, string>, string?])[] = [['old', OLD], ['new', NEW], ['all isolated', { DECODE_INLINE_MAX_PIXELS: '0' }]]
+if (args.base) configs.unshift(['base code', {}, resolve(args.base)])
 // "all isolated": DECODE_INLINE_MAX_PIXELS=0, so the sample photos too go to decode processes.
 for (let r = 0; r < rounds; r++) {
-  for (const [name, env] of [['old', OLD], ['new', NEW], ['all isolated', { DECODE_INLINE_MAX_PIXELS: '0' }]] as const) {
+  for (const [name, env, serviceEntry] of configs) {
     await withService('load', env, async (svc) => {
       const mark = markNoise(treeCpu(svc.pid))
       const cpu0 = treeCpu(svc.pid)
@@ -139,12 +143,12 @@ for (let r = 0; r < rounds; r++) {
       const cpuMsPerImage = ((treeCpu(svc.pid) - cpu0) * 1000) / images
       const mainMsPerImage = ((cpuSeconds(svc.pid) - main0) * 1000) / images
       console.log(`  round ${r + 1} ${name.padEnd(12)} ${res.imagesPerSec.toFixed(1)} images/s, ${cpuMsPerImage.toFixed(0)} ms CPU/image (service + decode processes; service alone ${mainMsPerImage.toFixed(0)}), p50 ${res.latency.p50Ms.toFixed(0)} ms, p99 ${res.latency.p99Ms.toFixed(0)} ms, non-2xx ${JSON.stringify(res.non2xx)}; foreign load ${noise.foreignCores} cores`)
-    })
+    }, serviceEntry)
   }
 }
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 const o = mean(figures.old!)
-for (const name of ['new', 'all isolated']) {
+for (const name of ['new', 'all isolated', ...(args.base ? ['base code'] : [])]) {
   const n = mean(figures[name]!)
   console.log(`  mean: old ${o.toFixed(1)}, ${name} ${n.toFixed(1)} images/s: ${(((n - o) / o) * 100).toFixed(1)} %`)
 }
