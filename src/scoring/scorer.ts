@@ -89,6 +89,8 @@ export class Scorer {
   readonly #options: ScorerOptions
   readonly #observer: ScoringObserver
   readonly #decodeSlots: Limiter
+  /** Slots of the in-process lane (bounded-cost JPEG/PNG): as many as the decode slots. */
+  readonly #inlineSlots: Limiter
   readonly #decodeMemory: Limiter
   readonly #pool: DecodePool | undefined
 
@@ -101,6 +103,7 @@ export class Scorer {
     this.#options = options
     this.#observer = observer
     this.#decodeSlots = createLimiter(decodeConcurrency === 0 ? availableParallelism() : decodeConcurrency)
+    this.#inlineSlots = createLimiter(this.#decodeSlots.limit)
     this.#decodeMemory = createLimiter(options.decodeMemoryBudgetBytes ?? NO_BUDGET)
     // One decode process per decode slot: a slot held always finds an idle process.
     this.#pool =
@@ -111,8 +114,8 @@ export class Scorer {
 
   /** Decodes running (`running`) and waiting for a slot (`waiting`) in `scoreBytes`, and the limit. */
   get decodes(): { running: number; waiting: number; limit: number } {
-    const slots = this.#decodeSlots
-    return { running: slots.active, waiting: slots.pending, limit: slots.limit }
+    const lanes = [this.#decodeSlots, this.#inlineSlots]
+    return { running: lanes.reduce((a, l) => a + l.active, 0), waiting: lanes.reduce((a, l) => a + l.pending, 0), limit: this.#decodeSlots.limit }
   }
 
   /** Estimated bytes held by decodes in flight, decodes waiting for memory, and the budget. */
@@ -185,16 +188,22 @@ export class Scorer {
         `Decoding this ${header.width}x${header.height} ${header.format.toUpperCase()} image needs about ${Math.ceil(cost / MiB)} MiB, more than DECODE_MEMORY_BUDGET_BYTES (${Math.floor(budget / MiB)} MiB)`,
       )
     }
-    const inline = INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)
-    const pool = inline ? undefined : this.#pool
+    const timed = async (decode: () => Promise<Prepared>): Promise<Prepared> => {
+      const t0 = performance.now()
+      const p = await decode()
+      p.prepMs = performance.now() - t0
+      return p
+    }
+    // A photo of ordinary size (JPEG/PNG within DECODE_INLINE_MAX_PIXELS, its cost bounded
+    // by pixels and scans) has a lane of its own: it never waits behind large or hostile
+    // images for the memory budget or a decode process. Its memory is bounded by the lane
+    // (slots × the largest inline estimate, about 24 MB each), not by the budget.
+    if (INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)) {
+      return this.#inlineSlots.run(() => timed(async () => this.prepare(await this.decode(bytes), models)), signal)
+    }
+    const pool = this.#pool
     return this.#decodeMemory.run(
-      () =>
-        this.#decodeSlots.run(async () => {
-          const t0 = performance.now()
-          const p = pool ? await this.#prepareIsolated(pool, bytes, models) : this.prepare(await this.decode(bytes), models)
-          p.prepMs = performance.now() - t0
-          return p
-        }, signal),
+      () => this.#decodeSlots.run(() => timed(async () => (pool ? this.#prepareIsolated(pool, bytes, models) : this.prepare(await this.decode(bytes), models))), signal),
       signal,
       cost,
     )
