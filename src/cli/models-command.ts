@@ -142,20 +142,26 @@ function parseTolerance(text: string | undefined): number {
 /** The largest |Δmean| a float16 variant may show before `fp16 --check` refuses it. */
 export const DEFAULT_FLOAT16_TOLERANCE = 0.02
 
+/** The photos of `--check DIR` (recursively, sorted), or undefined without the option; an unreadable or empty folder is a usage error. */
+async function checkPhotos(folder: string | undefined): Promise<string[] | undefined> {
+  if (folder === undefined) return undefined
+  const { imageFiles } = await import('../scoring/precision-check.js')
+  let photos: string[]
+  try {
+    photos = await imageFiles(folder)
+  } catch (err) {
+    throw usage(`--check: cannot read folder ${folder}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+  }
+  if (photos.length === 0) throw usage(`--check: no images in ${folder}`)
+  return photos
+}
+
 async function fp16(dir: string, values: Record<string, string | undefined>, io: CliIo): Promise<number> {
   const { scanModels, selectModel, modelRef, readVerifiedModel } = await import('../models/catalog.js')
   const { float16Model, installFloat16Variant } = await import('../models/float16-variant.js')
-  const { comparePrecision, imageFiles } = await import('../scoring/precision-check.js')
+  const { comparePrecision } = await import('../scoring/precision-check.js')
   const tolerance = parseTolerance(values['tolerance'])
-  let photos: string[] | undefined
-  if (values['check'] !== undefined) {
-    try {
-      photos = await imageFiles(values['check'])
-    } catch (err) {
-      throw usage(`--check: cannot read folder ${values['check']}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
-    }
-    if (photos.length === 0) throw usage(`--check: no images in ${values['check']}`)
-  }
+  const photos = await checkPhotos(values['check'])
   const { entries, problems } = await scanModels(dir)
   for (const p of problems) io.err(`unreadable manifest ${p.path}: ${p.error}`)
   const ids = values['id'] !== undefined ? [values['id']] : [...new Set(entries.map((e) => e.manifest.id))]
@@ -191,16 +197,7 @@ async function importWeights(args: string[], defaultDir: string, io: CliIo): Pro
   const { file, values, force } = parseImport(args)
   const task = parseTask(values['task'])!
   const { importKerasModel } = await import('../models/import.js')
-  const { imageFiles } = await import('../scoring/precision-check.js')
-  let photos: string[] | undefined
-  if (values['check'] !== undefined) {
-    try {
-      photos = await imageFiles(values['check'])
-    } catch (err) {
-      throw usage(`--check: cannot read folder ${values['check']}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
-    }
-    if (photos.length === 0) throw usage(`--check: no images in ${values['check']}`)
-  }
+  const photos = await checkPhotos(values['check'])
   const dir = values['dir'] ?? defaultDir
   const { installed } = await importKerasModel({
     dir,
