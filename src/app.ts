@@ -12,6 +12,7 @@ import { NimaError } from './errors.js'
 import metricsPlugin from './metrics/metrics-plugin.js'
 import { fetchObserver, type Metrics } from './metrics/metrics.js'
 import healthRoutes from './routes/health.js'
+import adminRoutes from './routes/admin.js'
 import labelRoutes from './routes/labels.js'
 import modelsRoute from './routes/models.js'
 import rankRoute from './routes/rank.js'
@@ -37,6 +38,8 @@ export interface AppDependencies {
   images?: ImageSource
   /** Resolved thread counts, reported by GET /models (src/threads). */
   threads?: RouteContext['threads']
+  /** Hot reload of the models: POST /admin/models/reload and GET /models `reload`. */
+  models?: RouteContext['models']
   logger?: FastifyServerOptions['logger']
 }
 
@@ -105,12 +108,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const images = deps.images ?? createImageSource(config, { onFetch: fetchObserver(metrics) })
   // What the app opens, it closes, after in-flight requests have finished.
   if (!deps.images) app.addHook('onClose', () => images.close())
-  const ctx: RouteContext = { config, state, metrics, images, threads: deps.threads }
+  const ctx: RouteContext = { config, state, metrics, images, threads: deps.threads, models: deps.models }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
   await app.register(apiKeys, { keys: config.apiKeys })
   // Labelling is opt-in: a writable API is only exposed when a database is configured.
   if (config.LABELS_DB !== '') await app.register(labelRoutes, { ...ctx, dbPath: config.LABELS_DB })
+  // Reloading models is an operator's action: only behind API keys.
+  if (config.apiKeys.length > 0 && deps.models) await app.register(adminRoutes, ctx)
   // Scoring routes share one encapsulated context so the optional rate limit covers
   // exactly them, never the probes or /metrics.
   await app.register(async function scoring(scope) {

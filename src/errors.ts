@@ -28,6 +28,7 @@ export const ERROR_TABLE = {
   NIMA_UPSTREAM_FAILED: { status: 502, message: 'Fetching the image failed' },
   NIMA_TOO_MANY_REDIRECTS: { status: 502, message: 'The image URL redirected too many times' },
   NIMA_NOT_READY: { status: 503, message: 'The service is not ready' },
+  NIMA_RELOAD_FAILED: { status: 503, message: 'The models could not be reloaded; the previous ones keep serving' },
   NIMA_OVERLOADED: { status: 503, message: 'The service is overloaded, retry later' },
   NIMA_DEADLINE_EXCEEDED: { status: 503, message: 'The request did not finish within its deadline' },
   NIMA_UPSTREAM_TIMEOUT: { status: 504, message: 'Fetching the image timed out' },

@@ -5,6 +5,7 @@ import { loggerOptions } from './http/logger.js'
 import { countAbandoned } from './http/request-lifecycle.js'
 import { createMetrics, scoringObserver, type Metrics } from './metrics/metrics.js'
 import { loadScorer } from './scoring/load-scorer.js'
+import { createModelReloader, type ModelReloader } from './scoring/reload.js'
 import type { DropStage } from './scoring/observer.js'
 import { ServiceState } from './service-state.js'
 import { planThreads } from './threads/plan-threads.js'
@@ -18,6 +19,8 @@ export interface Server {
   ready: Promise<void>
   /** Drains and stops: readiness off, no new connections, in-flight finish within the grace period. */
   shutdown(): Promise<{ drained: boolean }>
+  /** Hot reload of the models (SIGHUP, POST /admin/models/reload). */
+  models: ModelReloader
 }
 
 /**
@@ -28,7 +31,15 @@ export interface Server {
 export async function startServer(config: Config, threads: ThreadPlan = planThreads(config, 'started')): Promise<Server> {
   const metrics = createMetrics()
   const state = new ServiceState((ready) => metrics.ready.set(ready ? 1 : 0))
-  const app = await buildApp({ config, state, metrics, logger: loggerOptions(config), threads })
+  // The reloader needs the app's logger and the app needs the reloader: a forward reference.
+  let reloader: ModelReloader | undefined
+  const models: ModelReloader = {
+    reload: (trigger) => reloader!.reload(trigger),
+    get last() {
+      return reloader?.last
+    },
+  }
+  const app = await buildApp({ config, state, metrics, logger: loggerOptions(config), threads, models })
   // The scorer is this function's to release: after in-flight requests, when the app closes.
   app.addHook('onClose', async () => {
     await state.scorer?.dispose()
@@ -37,6 +48,7 @@ export async function startServer(config: Config, threads: ThreadPlan = planThre
   app.log.info({ threads }, `CPU budget ${threads.cpu.cores} (${threads.cpu.source}): ${threads.decodeSlots.value} decode slots, ${threads.ortIntraOpThreads.value} ONNX Runtime intra-op threads, libuv pool ${threads.uvThreadpoolSize.value}`)
 
   const observer = { ...scoringObserver(metrics), dropped: (stage: DropStage, reason: unknown) => countAbandoned(metrics, stage, reason) }
+  reloader = createModelReloader({ config, log: app.log, threads, observer, state, onReport: (r) => metrics.modelReloads.inc({ outcome: r.outcome }) })
   const ready = loadScorer(config, app.log, threads, observer).then((scorer) => {
     state.setScorer(scorer)
     app.log.info({ models: [...scorer.models.keys()] }, 'ready')
@@ -57,5 +69,5 @@ export async function startServer(config: Config, threads: ThreadPlan = planThre
       return { drained }
     })())
 
-  return { app, state, metrics, ready, shutdown }
+  return { app, state, metrics, ready, shutdown, models }
 }

@@ -2,10 +2,12 @@ import type { Config } from './config/load.js'
 import { startServer } from './server.js'
 import type { ThreadPlan } from './threads/resolve-threads.js'
 
-/** The running service: model-loading failures exit 1, SIGTERM/SIGINT drain then exit. */
+/** The running service: model-loading failures exit 1, SIGTERM/SIGINT drain then exit, SIGHUP reloads the models. */
 export async function runService(config: Config, threads: ThreadPlan): Promise<void> {
   const server = await startServer(config, threads)
   server.ready.catch(() => process.exit(1))
+  // The reloader logs what it did; a failed reload keeps the old models and the process.
+  process.on('SIGHUP', () => void server.models.reload('SIGHUP'))
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       server.app.log.info({ signal }, 'shutdown requested')

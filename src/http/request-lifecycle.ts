@@ -8,6 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
 import { NimaError } from '../errors.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
+import type { Scorer } from '../scoring/scorer.js'
 import type { ServiceState } from '../service-state.js'
 import { answeredStatus } from './protocol-errors.js'
 
@@ -143,24 +144,28 @@ export interface LifecycleDeps {
 }
 
 /**
- * One scoring request: counted in flight, given its deadline and client-gone signals
- * (released when it ends, however it ends), and answered by `endAbandoned` when it failed
- * because its client had left.
+ * One scoring request: counted in flight, given its deadline and client-gone signals and
+ * a lease on the scorer in service (all released when it ends, however it ends, so a model
+ * swap never takes the scorer from under it), and answered by `endAbandoned` when it
+ * failed because its client had left. 503 while models load or the service drains.
  */
 export async function scoringRequest(
   { config, state, metrics }: LifecycleDeps,
   request: FastifyRequest,
   reply: FastifyReply,
-  handle: (signals: RequestSignals) => Promise<FastifyReply>,
+  handle: (signals: RequestSignals, scorer: Scorer) => Promise<FastifyReply>,
 ): Promise<FastifyReply> {
   const leave = state.enter()
   const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
+  let lease: ReturnType<ServiceState['acquireScorer']> | undefined
   try {
-    return await handle(signals)
+    lease = state.acquireScorer()
+    return await handle(signals, lease.scorer)
   } catch (err) {
     if (signals.clientGone.aborted) return endAbandoned(request, reply, metrics)
     throw err
   } finally {
+    lease?.release()
     signals.dispose()
     leave()
   }

@@ -28,6 +28,7 @@ export interface Metrics {
   decodeProcessCrashes: Counter<never>
   modelInfo: Gauge<'model' | 'version' | 'synthetic' | 'provider' | 'task'>
   providerFallbacks: Counter<'model' | 'provider'>
+  modelReloads: Counter<'outcome'>
   ready: Gauge<never>
   abandoned: Counter<'stage'>
 }
@@ -161,6 +162,12 @@ export function createMetrics(): Metrics {
       name: 'nima_execution_provider_fallbacks_total',
       help: 'Execution providers that failed to load and were skipped',
       labelNames: ['model', 'provider'],
+      registers,
+    }),
+    modelReloads: new Counter({
+      name: 'nima_model_reloads_total',
+      help: 'Model reloads (SIGHUP or POST /admin/models/reload) by outcome: reloaded, unchanged, failed (the previous models kept serving)',
+      labelNames: ['outcome'],
       registers,
     }),
     ready: new Gauge({

@@ -2,6 +2,7 @@ import type { Config } from '../config/load.js'
 import type { ImageSource } from '../fetching/image-source.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { ServiceState } from '../service-state.js'
+import type { ModelReloader } from '../scoring/reload.js'
 import type { ThreadPlan } from '../threads/resolve-threads.js'
 
 /** What every route plugin is registered with: explicit dependencies, no globals. */
@@ -13,6 +14,8 @@ export interface RouteContext {
   images: ImageSource
   /** The thread plan the service runs with (absent in apps built without one). */
   threads?: ThreadPlan | undefined
+  /** Hot reload of the models (absent in apps built without one). */
+  models?: ModelReloader | undefined
 }
 
 export function parseModelList(value: string | undefined): string[] | undefined {

@@ -93,7 +93,13 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
 
   async function storeBytes(bytes: Buffer, group: string | undefined, sourceUrl?: string): Promise<{ image: LabelImage; created: boolean }> {
     // Decoded under the same cost bounds as scoring: an upload here must not stall the service either.
-    const decoded = await opts.state.requireScorer().inspect(bytes, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
+    const lease = opts.state.acquireScorer()
+    let decoded
+    try {
+      decoded = await lease.scorer.inspect(bytes, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
+    } finally {
+      lease.release()
+    }
     return run(() =>
       store.addImage({
         id: decoded.id,

@@ -4,7 +4,7 @@ import { ErrorResponse, ModelsResponse } from './schemas.js'
 import type { RouteContext } from './context.js'
 
 /** GET /models: what is loaded, where it came from, and which provider runs it. */
-export default async function modelsRoute(app: FastifyInstance, { state, config, threads }: RouteContext) {
+export default async function modelsRoute(app: FastifyInstance, { state, config, threads, models }: RouteContext) {
   app.get('/models', { schema: { summary: 'Loaded models with manifests and execution providers', response: { 200: ModelsResponse, 503: ErrorResponse } } }, async () => {
     const scorer = state.requireScorer()
     const defaults = new Set(config.models.slice(0, 2))
@@ -21,6 +21,7 @@ export default async function modelsRoute(app: FastifyInstance, { state, config,
       })),
       executionProviders: [...config.executionProviders],
       ...(threads ? { threads } : {}),
+      ...(models?.last ? { reload: models.last } : {}),
     }
   })
 }

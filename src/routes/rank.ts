@@ -49,10 +49,9 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
       },
     },
     async (request, reply) =>
-      scoringRequest(ctx, request, reply, async (signals) => {
+      scoringRequest(ctx, request, reply, async (signals, scorer) => {
         const { signal } = signals
         const started = performance.now()
-        const scorer = state.requireScorer()
         const { inputs, options } = request.isMultipart() ? await readUploads(request, config) : fromJson(request.body as RankBody | undefined, config)
         const models = scorer.resolveModels(options.models)
         const weights = options.weights

@@ -234,9 +234,24 @@ export const ModelsResponse = Type.Object(
         { description: 'Thread and slot counts the service runs with, and where each came from' },
       ),
     ),
+    reload: Type.Optional(Type.Ref('ReloadReport')),
   },
   { $id: 'ModelsResponse' },
 )
 
+export const ReloadReport = Type.Object(
+  {
+    at: Type.String({ description: 'When the reload finished (ISO 8601)' }),
+    trigger: Type.String({ description: 'SIGHUP or http' }),
+    outcome: Type.Union([Type.Literal('reloaded'), Type.Literal('unchanged'), Type.Literal('failed')], {
+      description: 'reloaded: new models serve; unchanged: MODELS_DIR selects what already serves; failed: the previous models still serve',
+    }),
+    changed: Type.Array(Type.Object({ id: Type.String(), from: Type.String(), to: Type.String() }), { description: 'Models whose file changed, with the versions before and after' }),
+    error: Type.Optional(Type.String({ description: 'Why the reload failed' })),
+    ms: Type.Integer(),
+  },
+  { $id: 'ReloadReport', description: 'What the last model reload (SIGHUP or POST /admin/models/reload) did' },
+)
+
 /** Shared schemas registered once with fastify.addSchema, referenced by $id. */
-export const sharedSchemas = [ErrorResponse, ScoreSummary, ModelInfo, Combined, ImageInfo]
+export const sharedSchemas = [ErrorResponse, ScoreSummary, ModelInfo, Combined, ImageInfo, ReloadReport]

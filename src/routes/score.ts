@@ -37,9 +37,8 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
       },
     },
     async (request, reply) =>
-      scoringRequest(ctx, request, reply, async (signals) => {
+      scoringRequest(ctx, request, reply, async (signals, scorer) => {
         const started = performance.now()
-        const scorer = state.requireScorer()
         const models = scorer.resolveModels(parseModelList(request.query.models))
         const { bytes, fetchMs, weights } = await readImage(request, ctx, signals)
         const result = await withDeadline(scorer.scoreBytes(bytes, models, weights, signals.signal), signals.deadline)

@@ -20,19 +20,10 @@ export async function loadScorer(
   threads: ThreadPlan = planThreads(config, 'started'),
   observer: ScoringObserver = {},
 ): Promise<Scorer> {
-  const { entries, problems } = await scanModels(config.MODELS_DIR)
-  for (const p of problems) log.warn({ path: p.path, error: p.error }, 'skipping unreadable model manifest')
+  const selected = await selectModels(config, log)
   const models = new Map<string, NimaModel>()
   try {
-    for (const id of config.models) {
-      const base = selectModel(entries, id)
-      if (!base) {
-        throw new Error(
-          `model "${id}" not found in ${config.MODELS_DIR} (found: ${[...new Set(entries.map((e) => e.manifest.id))].join(', ') || 'none'}); ` +
-            'run `npm run models -- ensure` for synthetic models or `npm run models -- pull` for the real idealo weights',
-        )
-      }
-      const entry = withPrecision(entries, base, config.MODEL_PRECISION, log)
+    for (const [id, entry] of selected) {
       const model = await NimaModel.load(
         entry,
         {
@@ -73,6 +64,28 @@ export async function loadScorer(
     },
     observer,
   )
+}
+
+/**
+ * The model files MODELS_DIR holds for each configured id, as the service would serve
+ * them now: real weights before synthetic, then the newest, then the float16 variant when
+ * MODEL_PRECISION asks for it. Loading and reloading both start here.
+ */
+export async function selectModels(config: Config, log: FastifyBaseLogger): Promise<Map<string, CatalogEntry>> {
+  const { entries, problems } = await scanModels(config.MODELS_DIR)
+  for (const p of problems) log.warn({ path: p.path, error: p.error }, 'skipping unreadable model manifest')
+  const selected = new Map<string, CatalogEntry>()
+  for (const id of config.models) {
+    const base = selectModel(entries, id)
+    if (!base) {
+      throw new Error(
+        `model "${id}" not found in ${config.MODELS_DIR} (found: ${[...new Set(entries.map((e) => e.manifest.id))].join(', ') || 'none'}); ` +
+          'run `npx nima-serve models ensure` for synthetic models or `npx nima-serve models pull` for the real idealo weights',
+      )
+    }
+    selected.set(id, withPrecision(entries, base, config.MODEL_PRECISION, log))
+  }
+  return selected
 }
 
 /**

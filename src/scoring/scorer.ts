@@ -276,7 +276,16 @@ export class Scorer {
     await Promise.all([...this.models.values()].map((m) => m.drain()))
   }
 
+  #disposed = false
+
+  /** True once `dispose` has run: its sessions and decode processes are released. */
+  get disposed(): boolean {
+    return this.#disposed
+  }
+
   async dispose(): Promise<void> {
+    if (this.#disposed) return
+    this.#disposed = true
     await Promise.all([...this.models.values()].map((m) => m.dispose()))
     await this.#pool?.close()
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { Ajv } from 'ajv'
 import { parse } from 'yaml'
-import { openapiYaml } from '../helpers/openapi.js'
+import { KEYED_ROUTES, openapiYaml } from '../helpers/openapi.js'
 import { projectRoot, sharedImages } from '../helpers/paths.js'
 import { startTestService, startUpstream } from '../helpers/service.js'
 
@@ -23,7 +23,7 @@ t.test('real responses of the running service validate against the documented sc
   const documented = new Set(Object.entries(doc.paths as Record<string, object>).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)))
   const served = new Set(svc.server.app.apiRoutes.map((r) => r.replace(/:(\w+)/g, '{$1}')))
   t.ok(served.has('POST /score') && served.has('POST /rank'), `routes: ${[...served].join(', ')}`)
-  t.same([...documented].sort(), [...served].sort(), 'documented routes = served routes')
+  t.same([...documented].filter((r) => !KEYED_ROUTES.includes(r)).sort(), [...served].sort(), 'documented routes = served routes (those needing API_KEYS aside)')
 
   const ajv = new Ajv({ strict: false, validateFormats: false })
   ajv.addSchema({ ...doc, $id: 'openapi' })
