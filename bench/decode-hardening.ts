@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util'
 import sharp from 'sharp'
 import { manyScanJpeg } from '../test/helpers/many-scan-jpeg.js'
 import { testModelsDir } from '../test/helpers/models.js'
+import { cpuSeconds, processTree, treeCpuSeconds, treeRssMb } from '../test/helpers/process-tree.js'
 import { runLoad } from './lib/load.js'
 import { markNoise, noiseSince } from './lib/noise.js'
 import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
@@ -37,40 +38,9 @@ const OLD = { DECODE_ISOLATION: 'inline', JPEG_MAX_SCANS: '1000000', DECODE_MEMO
 const NEW = {}
 const common = { DECODE_CONCURRENCY: args.decodes, REQUEST_DEADLINE_MS: '60000' }
 
-/** Pids of `root` and all its descendants, from /proc/<pid>/stat. */
-function tree(root: number): number[] {
-  const parent = new Map<number, number>()
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8')
-      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [root]
-  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid)
-  return out
-}
-const rssMb = (pid: number): number => {
-  try {
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
-  } catch {
-    return 0
-  }
-}
-const cpuSeconds = (pid: number): number => {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const x = f.slice(f.lastIndexOf(')') + 2).split(' ')
-    return (Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14])) / 100
-  } catch {
-    return 0
-  }
-}
-const treeRss = (root: number) => tree(root).reduce((a, p) => a + rssMb(p), 0)
-const treeCpu = (root: number) => tree(root).reduce((a, p) => a + cpuSeconds(p), 0)
+const tree = processTree
+const treeRss = treeRssMb
+const treeCpu = treeCpuSeconds
 
 async function withService<T>(name: string, env: Record<string, string>, fn: (svc: RunningService) => Promise<T>, serviceEntry = entry!): Promise<T> {
   const svc = await startService({ entry: serviceEntry, modelsDir, env: { ...common, ...env }, logFile: join(projectRoot, 'bench', 'results', `decode-hardening-${name}.log`) })

@@ -4,43 +4,19 @@
  * new version and traffic on it, the RSS of the service and its decode processes is back
  * within RSS_TOLERANCE_MB of what it was before the first.
  */
-import { spawn } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { arch, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { testModelsDir } from '../helpers/models.js'
+import { startDistService } from '../helpers/dist-service.js'
+import { processTree, treeRssMb } from '../helpers/process-tree.js'
 import { samplePhotos } from '../helpers/paths.js'
-import { freePort, repo } from './helpers.js'
+import { repo } from './helpers.js'
 
 const RSS_TOLERANCE_MB = 120
 const RELOADS = 3
-
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)])
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [root]
-  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []))
-  return out
-}
-
-const rssMb = (pid: number): number => {
-  try {
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
-  } catch {
-    return 0
-  }
-}
 
 const why = existsSync(repo('dist/main.cjs')) ? undefined : 'dist/main.cjs is missing (npm run build)'
 
@@ -61,20 +37,9 @@ t.test('SIGHUP swaps in new versions and the replaced models give their memory b
 
   // The allocator npm start and the images use: jemalloc when installed, else glibc with 2 arenas.
   const jemalloc = `/usr/lib/${arch() === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/libjemalloc.so.2`
-  const allocator = existsSync(jemalloc) ? { LD_PRELOAD: jemalloc, MALLOC_CONF: 'background_thread:true' } : { MALLOC_ARENA_MAX: '2' }
-  const port = await freePort()
-  const child = spawn(process.execPath, [repo('dist/main.cjs')], {
-    cwd: repo(),
-    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: String(port), MODELS_DIR: models, LOG_LEVEL: 'warn', CPU_LIMIT: '2', ...allocator },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
-  let log = ''
-  child.stderr.on('data', (d: Buffer) => (log += d.toString()))
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 240 && !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); i++) await sleep(250)
+  const allocator: Record<string, string> = existsSync(jemalloc) ? { LD_PRELOAD: jemalloc, MALLOC_CONF: 'background_thread:true' } : { MALLOC_ARENA_MAX: '2' }
+  const svc = await startDistService(t, { MODELS_DIR: models, CPU_LIMIT: '2', ...allocator })
+  const { child, url } = svc
 
   const photos = samplePhotos().slice(0, 8).map((p) => readFileSync(p))
   const traffic = async () => {
@@ -86,7 +51,7 @@ t.test('SIGHUP swaps in new versions and the replaced models give their memory b
     )
     return [...new Set(versions)]
   }
-  const treeRss = () => processTree(child.pid!).reduce((a, p) => a + rssMb(p), 0)
+  const treeRss = () => treeRssMb(child.pid!)
   const settle = async () => {
     await sleep(1500)
     return treeRss()
@@ -111,7 +76,7 @@ t.test('SIGHUP swaps in new versions and the replaced models give their memory b
   }
   const after = await settle()
   t.equal(processTree(child.pid!).length, processesBefore, 'as many processes as before: the old decode processes are gone')
-  t.ok(after - before < RSS_TOLERANCE_MB, `RSS ${before.toFixed(0)} MiB before, ${after.toFixed(0)} MiB after ${RELOADS} reloads (tolerance +${RSS_TOLERANCE_MB} MiB)`, { log })
+  t.ok(after - before < RSS_TOLERANCE_MB, `RSS ${before.toFixed(0)} MiB before, ${after.toFixed(0)} MiB after ${RELOADS} reloads (tolerance +${RSS_TOLERANCE_MB} MiB)`, { log: svc.log })
   t.equal(await fetch(`${url}/readyz`).then((r) => r.status), 200, 'still ready')
   t.comment(`RSS before ${before.toFixed(0)} MiB, after ${RELOADS} reloads ${after.toFixed(0)} MiB (${existsSync(jemalloc) ? 'jemalloc' : 'glibc, 2 arenas'})`)
 })

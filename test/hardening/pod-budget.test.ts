@@ -8,72 +8,29 @@
  * peak RSS of the service and its decode processes must stay under the Deployment's
  * 1536 MiB limit, and nothing is lost: every request gets its documented answer.
  */
-import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import sharp from 'sharp'
 import t from 'tap'
-import { freePort, repo } from '../deploy/helpers.js'
+import { repo } from '../deploy/helpers.js'
 import { manyScanJpeg } from '../helpers/many-scan-jpeg.js'
 import { testModelsDir } from '../helpers/models.js'
+import { startDistService } from '../helpers/dist-service.js'
+import { treeRssMb } from '../helpers/process-tree.js'
 import { samplePhotos } from '../helpers/paths.js'
 import { rawExchange } from '../helpers/raw-http.js'
 
 const POD_LIMIT_MB = 1536
 const MiB = 1024 * 1024
 
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const name of readdirSafe('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)])
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [root]
-  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []))
-  return out
-}
-
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir)
-  } catch {
-    return []
-  }
-}
-
-function rssMb(pid: number): number {
-  try {
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
-  } catch {
-    return 0
-  }
-}
-
 const why = existsSync(repo('dist/main.cjs')) ? undefined : 'dist/main.cjs is missing (npm run build)'
 
 t.test('the Deployment settings hold under large decodes, many-scan JPEGs and stalled uploads at once', { skip: why ?? false }, async (t) => {
-  const port = await freePort()
-  const child = spawn(process.execPath, [repo('dist/main.cjs')], {
-    cwd: repo(),
-    // The Deployment's CPU quota and every budget at its default. Only the request deadline
-    // is longer, so that a slow CI machine decoding the eight large images one after another
-    // (the memory budget admits one at a time) still scores them all.
-    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: String(port), MODELS_DIR: await testModelsDir(), LOG_LEVEL: 'warn', CPU_LIMIT: '2', MALLOC_ARENA_MAX: '2', REQUEST_DEADLINE_MS: '120000' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
-  let log = ''
-  child.stderr.on('data', (d: Buffer) => (log += d.toString()))
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 240 && !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); i++) await sleep(250)
+  // The Deployment's CPU quota and every budget at its default. Only the request deadline
+  // is longer, so that a slow CI machine decoding the eight large images one after another
+  // (the memory budget admits one at a time) still scores them all.
+  const svc = await startDistService(t, { MODELS_DIR: await testModelsDir(), CPU_LIMIT: '2', MALLOC_ARENA_MAX: '2', REQUEST_DEADLINE_MS: '120000' })
+  const { child, url } = svc
 
   const photo = readFileSync(samplePhotos().find((p) => p.endsWith('.jpg'))!)
   const large = await sharp(photo).resize(6000, 8000, { fit: 'fill' }).jpeg({ quality: 90, progressive: true }).toBuffer()
@@ -82,7 +39,7 @@ t.test('the Deployment settings hold under large decodes, many-scan JPEGs and st
 
   let peak = 0
   const sampler = setInterval(() => {
-    const total = processTree(child.pid!).reduce((a, p) => a + rssMb(p), 0)
+    const total = treeRssMb(child.pid!)
     if (total > peak) peak = total
   }, 25)
   t.teardown(() => clearInterval(sampler))
@@ -115,7 +72,7 @@ t.test('the Deployment settings hold under large decodes, many-scan JPEGs and st
   const byStatus: Record<number, number> = {}
   for (const a of stalledAnswers) byStatus[a.status] = (byStatus[a.status] ?? 0) + 1
   t.same(Object.keys(byStatus).sort(), ['408', '503'], `every stalled upload answered: ${JSON.stringify(byStatus)} (408 after BODY_TIMEOUT_MS, 503 past UPLOAD_BUDGET_BYTES)`)
-  t.ok(peak < POD_LIMIT_MB, `peak RSS of the service and its decode processes ${peak.toFixed(0)} MiB < ${POD_LIMIT_MB} MiB`, { log })
+  t.ok(peak < POD_LIMIT_MB, `peak RSS of the service and its decode processes ${peak.toFixed(0)} MiB < ${POD_LIMIT_MB} MiB`, { log: svc.log })
   t.comment(`peak RSS ${peak.toFixed(0)} MiB; tiny image ${smallMs.toFixed(0)} ms; stalled uploads ${JSON.stringify(byStatus)}`)
   for (const s of stalled) s.socket.destroy()
 })
