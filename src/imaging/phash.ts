@@ -8,7 +8,7 @@
  * reads in all) rather than every source pixel: a full pass over a 12-megapixel photo costs
  * tens of milliseconds, more than the 2 % of an image's CPU this hash may take, and 16
  * samples a cell already average out JPEG noise and resampling differences (see
- * docs/_drafts/near-duplicates.md for the measured recall).
+ * docs/near-duplicates.md for the measured recall).
  */
 import { nearestIndices, type RgbImage } from './tensor.js'
 

@@ -10,7 +10,7 @@ import type { ModelManifest } from './manifest.js'
 import { loadReferenceWeights, meanScore, referenceForward, type KerasMobileNet } from './reference-forward.js'
 import { ManifestModel } from '../scoring/model-pipeline.js'
 
-/** Largest |Δp| of one bin; float32 ONNX vs float64 reference measures about 1e-7 (docs/_drafts/import.md). */
+/** Largest |Δp| of one bin; float32 ONNX vs float64 reference measures about 1e-7 (docs/models.md). */
 export const PROOF_TOLERANCE_P = 1e-5
 /** Largest |Δ mean score| on the 1..10 scale. */
 export const PROOF_TOLERANCE_MEAN = 1e-4

@@ -17,7 +17,7 @@ import { kerasToOnnx } from './pull.js'
 import type { Task } from './sources.js'
 import { tensorSpecOf } from '../scoring/model-pipeline.js'
 
-/** Inputs the proof runs when none are named: about 2 s each on one core (docs/_drafts/import.md). */
+/** Inputs the proof runs when none are named: about 2 s each on one core (docs/models.md). */
 export const DEFAULT_PROOF_INPUTS = 3
 /** Seed of the photo-like inputs used when the user passes no photos. */
 export const PROOF_SEED = 18

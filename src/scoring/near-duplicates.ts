@@ -7,7 +7,7 @@
  * group's leader is its best-scoring member, every member is within `maxDistance` of the
  * leader (no chains A~B~C pulling in a C far from A), and the same inputs always group
  * the same way. The default threshold comes from the variant-set sweep in
- * docs/_drafts/near-duplicates.md (bench/near-duplicates.ts).
+ * docs/near-duplicates.md (bench/near-duplicates.ts).
  */
 import { hammingDistance } from '../imaging/phash.js'
 
