@@ -26,7 +26,7 @@ export function imageId(bytes: Uint8Array): string {
 /**
  * Decodes untrusted bytes into full-resolution 8-bit sRGB pixels.
  *
- * Choices (documented in the README): the first frame/page of animations and
+ * Choices (documented in docs/models.md): the first frame/page of animations and
  * multi-page files; EXIF orientation applied, so the model sees what a viewer shows;
  * alpha dropped without compositing, as PIL's convert('RGB') did for the original
  * training data; greyscale and palette expanded to RGB; CMYK converted through its
