@@ -49,15 +49,20 @@ t.test('the Deployment settings hold under large decodes, many-scan JPEGs and st
   // One 15 MiB body shared by the 40 connections: the test's own memory stays small.
   const partial = Buffer.concat([Buffer.from(`POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: ${20 * MiB}\r\n\r\n`), Buffer.alloc(15 * MiB, 0xff)])
   const stalled = Array.from({ length: 40 }, () => rawExchange(url, partial, 40_000))
-  const hostile = [...Array.from({ length: 8 }, () => score(large)), score(manyScans), score(manyScans)]
+  let lastLargeDone = 0
+  const largeOnes = Array.from({ length: 8 }, () => score(large).then((r) => ((lastLargeDone = performance.now()), r)))
+  const hostile = [...largeOnes, score(manyScans), score(manyScans)]
   // Once the stalled bodies are in (600 MB over loopback costs this machine's two cores a
-  // second), while the large decodes still run one after another under the memory budget.
-  await sleep(1500)
+  // second or two), while the large decodes still run one after another under the memory
+  // budget (eight take about 5 s here).
+  await sleep(2500)
   const t0 = performance.now()
   const small = await score(tiny)
   const smallMs = performance.now() - t0
 
+  const smallDone = performance.now()
   const answers = await Promise.all(hostile)
+  t.ok(lastLargeDone > smallDone, `large decodes were still in flight when the small photo was answered (the last ended ${((lastLargeDone - smallDone) / 1000).toFixed(1)} s later)`)
   const stalledAnswers = await Promise.all(stalled.map((s) => s.answer))
   clearInterval(sampler)
 
