@@ -39,6 +39,16 @@ export function toNimaError(err: unknown): NimaError {
   return new NimaError('NIMA_INTERNAL', undefined, { cause: err })
 }
 
+/**
+ * A multipart reader's failure as the client's error: busboy reports malformed bodies (no
+ * boundary, cut short) as plain Errors; limits (which carry a status) and our own errors
+ * map as any other.
+ */
+export function multipartError(err: unknown): NimaError {
+  if (isNimaError(err) || (err as { statusCode?: number }).statusCode) return toNimaError(err)
+  return new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`, { cause: err })
+}
+
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: NimaError, metrics: Metrics): FastifyReply {
   metrics.errors.inc({ code: err.code })
   return reply

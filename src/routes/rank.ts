@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
 import { NimaError } from '../errors.js'
-import { toNimaError } from '../http/error-handler.js'
+import { multipartError, toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { resolveWeights } from '../scoring/combined.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
@@ -194,12 +194,7 @@ async function readUploads(request: FastifyRequest, config: Config): Promise<{ i
   } catch (err) {
     failure ??= err
   }
-  if (failure !== undefined) {
-    // busboy reports malformed bodies (no boundary, cut short) as plain Errors: the client's
-    // fault. Errors with a status (limits) and our own pass through.
-    if (failure instanceof NimaError || (failure as { statusCode?: number }).statusCode) throw failure
-    throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(failure as Error).message}`, { cause: failure })
-  }
+  if (failure !== undefined) throw multipartError(failure)
   if (inputs.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file part "image"')
   return { inputs, options }
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
+import { multipartError } from '../http/error-handler.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
 import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { parseModelList, type RouteContext } from './context.js'
@@ -60,10 +61,7 @@ async function readImage(
     try {
       return { bytes: await readMultipartImage(request) }
     } catch (err) {
-      // busboy reports malformed bodies (no boundary, cut short) as plain Errors: those are
-      // the client's fault. Errors with a status (limits) and our own pass through.
-      if (err instanceof NimaError || (err as { statusCode?: number }).statusCode) throw err
-      throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`, { cause: err })
+      throw multipartError(err)
     }
   }
   if (Buffer.isBuffer(request.body)) return { bytes: request.body }

@@ -158,6 +158,14 @@ export class Scorer {
     return { summary, tensors, prepMs: performance.now() - started }
   }
 
+  /** Decode in this process and `prepare`; `prepMs` covers both. */
+  async #prepareInline(bytes: Buffer, models: readonly NimaModel[]): Promise<Prepared> {
+    const started = performance.now()
+    const prepared = this.prepare(await this.decode(bytes), models)
+    prepared.prepMs = performance.now() - started
+    return prepared
+  }
+
   /**
    * `prepare` with the decode in a decode process: it sends back only the pixels each
    * input size samples (tensor.ts sampleNearest), and sampling those again is the
@@ -188,22 +196,16 @@ export class Scorer {
         `Decoding this ${header.width}x${header.height} ${header.format.toUpperCase()} image needs about ${Math.ceil(cost / MiB)} MiB, more than DECODE_MEMORY_BUDGET_BYTES (${Math.floor(budget / MiB)} MiB)`,
       )
     }
-    const timed = async (decode: () => Promise<Prepared>): Promise<Prepared> => {
-      const t0 = performance.now()
-      const p = await decode()
-      p.prepMs = performance.now() - t0
-      return p
-    }
     // A photo of ordinary size (JPEG/PNG within DECODE_INLINE_MAX_PIXELS, its cost bounded
     // by pixels and scans) has a lane of its own: it never waits behind large or hostile
     // images for the memory budget or a decode process. Its memory is bounded by the lane
     // (slots × the largest inline estimate, about 24 MB each), not by the budget.
     if (INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)) {
-      return this.#inlineSlots.run(() => timed(async () => this.prepare(await this.decode(bytes), models)), signal)
+      return this.#inlineSlots.run(() => this.#prepareInline(bytes, models), signal)
     }
     const pool = this.#pool
     return this.#decodeMemory.run(
-      () => this.#decodeSlots.run(() => timed(async () => (pool ? this.#prepareIsolated(pool, bytes, models) : this.prepare(await this.decode(bytes), models))), signal),
+      () => this.#decodeSlots.run(() => (pool ? this.#prepareIsolated(pool, bytes, models) : this.#prepareInline(bytes, models)), signal),
       signal,
       cost,
     )
