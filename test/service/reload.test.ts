@@ -50,22 +50,27 @@ const reload = async () => {
 
 t.test('a new version swaps in under load: no failed request, responses switch, the old scorer is released', async (t) => {
   const old = svc.server.state.scorer!
-  const seen: { status: number; version: string | undefined }[] = []
+  // Completion order is not start order: a request holding the old scorer may finish
+  // after one that started later on the new, so each records when it began and ended.
+  const seen: { status: number; version: string | undefined; start: number; end: number }[] = []
   let stop = false
   const worker = async (i: number) => {
     for (let n = 0; !stop; n++) {
+      const start = performance.now()
       const rank = (i + n) % 2 === 1
       const r = rank
         ? await fetch(`${svc.url}/rank`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ images: [{ url: `${upstream.url}/a.jpg` }, { url: `${upstream.url}/b.jpg` }] }) })
         : await fetch(`${svc.url}/score`, { method: 'POST', headers: { ...auth, 'content-type': 'image/jpeg' }, body: photo })
       const body = (await r.json()) as any
-      seen.push({ status: r.status, version: body.models?.aesthetic?.version })
+      seen.push({ status: r.status, version: body.models?.aesthetic?.version, start, end: performance.now() })
     }
   }
   const load = Promise.all([0, 1, 2, 3].map(worker))
   await sleep(500)
   install(`${baseVersion}-b`)
+  const reloadStart = performance.now()
   const r = await reload()
+  const reloadEnd = performance.now()
   t.equal(r.status, 200)
   t.match(r.body, { trigger: 'http', outcome: 'reloaded', changed: [{ id: 'aesthetic', from: baseVersion, to: `${baseVersion}-b` }] })
   await sleep(700)
@@ -74,9 +79,11 @@ t.test('a new version swaps in under load: no failed request, responses switch, 
 
   t.ok(seen.length > 10, `${seen.length} requests during the test`)
   t.same(seen.filter((s) => s.status !== 200), [], 'no request failed')
-  const firstNew = seen.findIndex((s) => s.version === `${baseVersion}-b`)
-  t.ok(firstNew > 0, 'the old version served first')
-  t.ok(seen.slice(firstNew).every((s) => s.version === `${baseVersion}-b`), 'then only the new one')
+  const before = seen.filter((s) => s.end < reloadStart)
+  const after = seen.filter((s) => s.start > reloadEnd)
+  t.ok(before.length > 0 && after.length > 0, `${before.length} requests ended before the reload, ${after.length} began after it`)
+  t.ok(before.every((s) => s.version === baseVersion), 'requests that ended before the reload saw the old version')
+  t.ok(after.every((s) => s.version === `${baseVersion}-b`), 'requests that began after it saw only the new one')
   for (let i = 0; i < 50 && !old.disposed; i++) await sleep(20)
   t.ok(old.disposed, 'the old scorer (sessions, decode processes) is released once nothing holds it')
   t.not(svc.server.state.scorer, old)
