@@ -10,7 +10,9 @@ import { receiveTimeouts } from './http/timeouts.js'
 import uploadBudget, { UploadBudget } from './http/upload-budget.js'
 import { NimaError } from './errors.js'
 import metricsPlugin from './metrics/metrics-plugin.js'
-import { fetchObserver, type Metrics } from './metrics/metrics.js'
+import { cacheObserver, fetchObserver, type Metrics } from './metrics/metrics.js'
+import scoreCachePlugin from './cache/cache-plugin.js'
+import type { TieredScoreCache } from './cache/tiered-cache.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
 import labelRoutes from './routes/labels.js'
@@ -36,6 +38,8 @@ export interface AppDependencies {
   metrics: Metrics
   /** Default: one built from `config`, observed in `metrics`, closed with the app. */
   images?: ImageSource
+  /** Default: the score cache `config` asks for (src/cache/), closed with the app. Tests pass one to share it. */
+  cache?: TieredScoreCache | undefined
   /** Resolved thread counts, reported by GET /models (src/threads). */
   threads?: RouteContext['threads']
   /** Hot reload of the models: POST /admin/models/reload and GET /models `reload`. */
@@ -103,12 +107,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(errorHandler, { metrics })
   const uploads = new UploadBudget(config.UPLOAD_BUDGET_BYTES)
   await app.register(uploadBudget, { budget: uploads, bodyLimit: config.BODY_LIMIT_BYTES })
-  await app.register(metricsPlugin, { metrics, state, uploadReservedBytes: () => uploads.reserved })
+  await app.register(scoreCachePlugin, { config, observer: cacheObserver(metrics), ...('cache' in deps ? { cache: deps.cache } : {}) })
+  await app.register(metricsPlugin, { metrics, state, uploadReservedBytes: () => uploads.reserved, cache: app.scoreCache })
 
   const images = deps.images ?? createImageSource(config, { onFetch: fetchObserver(metrics) })
   // What the app opens, it closes, after in-flight requests have finished.
   if (!deps.images) app.addHook('onClose', () => images.close())
-  const ctx: RouteContext = { config, state, metrics, images, threads: deps.threads, models: deps.models }
+  const ctx: RouteContext = { config, state, metrics, images, cache: app.scoreCache, threads: deps.threads, models: deps.models }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
   await app.register(apiKeys, { keys: config.apiKeys })

@@ -20,7 +20,8 @@ import type { Scorer } from '../scoring/scorer.js'
 import type { InputItem } from './input.js'
 import type { BatchProgress, ProgressSnapshot } from './progress.js'
 import { prepareOutput, ResultWriter, type ExistingResults, type OutputMode } from './result-log.js'
-import type { CachedImageInfo, ModelIdentity, ScoreCache } from './score-cache.js'
+import type { CachedImageInfo, ScoreCache } from './score-cache.js'
+import { modelIdentity } from '../cache/score-key.js'
 import { inShard, type Shard } from './shard.js'
 import { createLimiter } from '../util/limiter.js'
 
@@ -106,10 +107,6 @@ interface Scored {
 /** Results kept in memory (by content hash) in front of the on-disk cache. */
 const RECENT_RESULTS = 4096
 
-function identity(m: NimaModel): ModelIdentity {
-  return { id: m.info.id, version: m.info.version, sha256: m.manifest.sha256 }
-}
-
 async function readLocalFile(path: string, maxBytes: number): Promise<Buffer> {
   let fh
   try {
@@ -152,7 +149,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   if (existing.tornBytes > 0) log(`batch: cut a torn last line (${existing.tornBytes} bytes) from ${options.output}`)
   const writer = await ResultWriter.open(options.output, { flushLines: options.flushLines, flushMs: options.flushMs })
 
-  const identities = models.map(identity)
+  const identities = models.map(modelIdentity)
   const modelInfo = Object.fromEntries(models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic }]))
   const scoreGate = createLimiter(options.scoreSlots)
   const inflightScores = new Map<string, Promise<Scored>>()
@@ -210,7 +207,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       scores[m.info.id] = have[i] ?? result.scores[m.info.id]!
     })
     const image = { width: result.image.width, height: result.image.height, format: result.image.format, phash: result.image.phash }
-    cache?.put(sha, image, missing.map((m) => [identity(m), result.scores[m.info.id]!] as const))
+    cache?.put(sha, image, missing.map((m) => [modelIdentity(m), result.scores[m.info.id]!] as const))
     return { image, scores }
   }
 

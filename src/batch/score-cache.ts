@@ -3,53 +3,21 @@
  * file, crash-safe, several processes on one machine may share it; keep it on a local
  * disk, never on NFS).
  *
- * Entries:
+ * Entries and keys are those of src/cache/score-key.ts, shared with the service's cache:
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → { mean, std, distribution }
  *   i1/<image sha256>                                                   → { width, height, format, phash }
  * An i1 entry without a phash (written before phash existed) counts as missing, so the
  * image is decoded once more to hash it; scores already cached are kept.
- * The model part of the key changes with the model's version or its weights file, so a
- * new model (or re-generated synthetic weights) misses the cache instead of serving stale
- * scores. Values are MessagePack (float64 numbers), so a cached score is bit-identical to
+ * Values are MessagePack (float64 numbers), so a cached score is bit-identical to
  * the computed one.
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
-import { isPhash } from '../imaging/phash.js'
+import { imageKey, imageValue, isImageInfo, isScore, scoreKey, scoreValue, type CachedImageInfo, type ModelIdentity } from '../cache/score-key.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 
-export interface ModelIdentity {
-  id: string
-  version: string
-  /** sha256 of the model file (from its manifest). */
-  sha256: string
-}
-
-export interface CachedImageInfo {
-  width: number
-  height: number
-  format: string
-  /** src/imaging/phash.ts: rank-hotels groups near-duplicates by it. */
-  phash: string
-}
-
-export function modelCacheId(m: ModelIdentity): string {
-  return `${m.id}@${m.version}#${m.sha256.slice(0, 16)}`
-}
-
-const scoreKey = (sha: string, model: ModelIdentity): string => `s1/${sha}/${modelCacheId(model)}`
-const imageKey = (sha: string): string => `i1/${sha}`
-
-function isScore(v: unknown): v is ScoreSummary {
-  const s = v as Partial<ScoreSummary> | undefined
-  return typeof s?.mean === 'number' && typeof s.std === 'number' && Array.isArray(s.distribution) && s.distribution.every((x) => typeof x === 'number')
-}
-
-function isImageInfo(v: unknown): v is CachedImageInfo {
-  const i = v as Partial<CachedImageInfo> | undefined
-  return typeof i?.width === 'number' && typeof i.height === 'number' && typeof i.format === 'string' && isPhash(i.phash)
-}
+export { modelCacheId, type CachedImageInfo, type ModelIdentity } from '../cache/score-key.js'
 
 export interface ScoreCacheStats {
   hits: number
@@ -98,8 +66,8 @@ export class ScoreCache {
 
   /** Stores an image's info and scores; the write is batched by lmdb and committed asynchronously. */
   put(sha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
-    const writes = [this.#db.put(imageKey(sha), { width: image.width, height: image.height, format: image.format, phash: image.phash })]
-    for (const [m, s] of scores) writes.push(this.#db.put(scoreKey(sha, m), { mean: s.mean, std: s.std, distribution: s.distribution }))
+    const writes = [this.#db.put(imageKey(sha), imageValue(image))]
+    for (const [m, s] of scores) writes.push(this.#db.put(scoreKey(sha, m), scoreValue(s)))
     for (const w of writes) {
       w.then(
         () => {

@@ -109,6 +109,29 @@ export const ConfigSchema = Type.Object({
   }),
   RANK_FETCH_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Parallel URL fetches per /rank request' }),
   RANK_PER_HOST_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Parallel fetches to one host, across all requests' }),
+  SCORE_CACHE: Type.Union([Type.Literal('on'), Type.Literal('off')], {
+    default: 'on',
+    description: 'on: each image\'s scores (by sha256 and model fingerprint) and each URL\'s validators are cached (docs/cache.md); off: every request decodes and infers',
+  }),
+  SCORE_CACHE_MAX_BYTES: Type.Integer({
+    default: 64 * 1024 * 1024,
+    minimum: 0,
+    description: 'Bound of the in-process score cache (least recently used entries go first; about 1.5 KB per image with two models); 0: no in-process layer',
+  }),
+  CACHE_URL: Type.String({
+    default: '',
+    pattern: '^(rediss?://.*)?$',
+    description: 'redis:// or rediss:// URL of a Redis shared by all instances, behind the in-process cache; empty: in-process only',
+  }),
+  CACHE_TIMEOUT_MS: Type.Integer({
+    default: 50,
+    minimum: 1,
+    maximum: 10000,
+    description: 'Longest one Redis operation may take; past it, or on any Redis error, the request goes on without the cache (nima_cache_bypasses_total)',
+  }),
+  CACHE_TTL_SECONDS: Type.Integer({ default: 7 * 24 * 3600, minimum: 1, description: 'Time to live of every entry written to Redis' }),
+  CACHE_MAX_VALUE_BYTES: Type.Integer({ default: 16 * 1024, minimum: 256, maximum: 1024 * 1024, description: 'Largest value written to or accepted from Redis' }),
+  CACHE_WARN_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 0, description: 'At most one warning per interval while Redis is bypassed (the count since the last one included)' }),
   COMBINED_WEIGHTS: Type.String({
     default: 'aesthetic=0.6,technical=0.4',
     pattern: '^[a-z][a-z0-9-]*=[0-9.]+(,[a-z][a-z0-9-]*=[0-9.]+)*$',

@@ -15,6 +15,9 @@
  * 4. Redirects (301/302/303/307/308) are followed by hand, at most `maxRedirects`, and
  *    each hop goes through steps 1–3 again.
  *
+ * `revalidate` is the same walk with `If-None-Match` / `If-Modified-Since` (the score
+ * cache's validators of a URL) on every hop; a 304 then answers without a body.
+ *
  * Connections are pooled per checked address in one undici Agent per fetcher; the
  * `Host` header and, for https, the servername are per request, so a pooled connection
  * is only ever reused for a host that resolved to that very address.
@@ -70,8 +73,34 @@ export interface ImageFetcherOptions {
 /** Options of the one-shot {@link fetchImage}; same as the fetcher's. */
 export type FetchImageOptions = ImageFetcherOptions
 
+/** What a cache needs from a response's headers (values as sent; absent when not sent or unusable). */
+export interface CachingHeaders {
+  etag?: string
+  lastModified?: string
+  cacheControl?: string
+  /** Seconds, from the Age header. */
+  age?: number
+}
+
+/** Validators of a previous answer, sent as If-None-Match / If-Modified-Since. */
+export interface Validators {
+  etag?: string
+  lastModified?: string
+}
+
+/** A 304 to a revalidation: the body the validators name is still current. */
+export interface NotModified {
+  notModified: true
+  finalUrl: string
+  caching: CachingHeaders
+  redirects: number
+  timings: { dnsMs?: number; totalMs: number }
+  remoteAddress: string
+}
+
 export interface FetchedImage {
   bytes: Buffer
+  caching: CachingHeaders
   /** URL of the last hop, query string included: log it only through `redactUrl`. */
   finalUrl: string
   /** As sent by the upstream. Never trust it: sniff `bytes` instead. */
@@ -94,6 +123,8 @@ export interface ImageFetcher {
    * NIMA_UPSTREAM_TIMEOUT), or with `signal.reason` when `signal` aborts.
    */
   fetch(url: string, signal?: AbortSignal): Promise<FetchedImage>
+  /** `fetch` asking the upstream whether `validators` still name the current body; a 304 resolves as NotModified. */
+  revalidate(url: string, validators: Validators, signal?: AbortSignal): Promise<FetchedImage | NotModified>
   /** Closes pooled connections, after in-flight requests finish. */
   close(): Promise<void>
 }
@@ -334,6 +365,7 @@ async function sendHop(
   url: URL,
   target: CheckedTarget,
   signal: AbortSignal | undefined,
+  conditional: Record<string, string>,
 ): Promise<{ response: Dispatcher.ResponseData; remoteAddress: string }> {
   const { config, agent } = state
   const candidates = connectionCandidates(target.addresses)
@@ -353,6 +385,7 @@ async function sendHop(
           accept: 'image/*, */*;q=0.5',
           // No compression: maxBytes then bounds what we hold, with no inflation step.
           'accept-encoding': 'identity',
+          ...conditional,
         },
         signal: signal ?? null,
         headersTimeout: config.headersTimeoutMs,
@@ -433,8 +466,36 @@ function toFetchError(err: unknown, url: URL, config: ResolvedConfig): NimaError
   }
 }
 
-async function fetchWithState(state: FetcherState, rawUrl: string, signal: AbortSignal | undefined): Promise<FetchedImage> {
+/** A header value the cache may keep and send back: printable ASCII, bounded (anything else is ignored). */
+const SAFE_VALIDATOR = /^[\x20-\x7e]{1,256}$/
+
+function cachingHeaders(headers: Dispatcher.ResponseData['headers']): CachingHeaders {
+  const etag = headerValue(headers, 'etag')
+  const lastModified = headerValue(headers, 'last-modified')
+  const cacheControl = headerValue(headers, 'cache-control')
+  const age = Number(headerValue(headers, 'age'))
+  return {
+    ...(etag !== undefined && SAFE_VALIDATOR.test(etag) ? { etag } : {}),
+    ...(lastModified !== undefined && SAFE_VALIDATOR.test(lastModified) ? { lastModified } : {}),
+    ...(cacheControl !== undefined ? { cacheControl: cacheControl.slice(0, 1024) } : {}),
+    ...(Number.isInteger(age) && age >= 0 ? { age } : {}),
+  }
+}
+
+function conditionalHeaders(validators: Validators | undefined): Record<string, string> {
+  if (!validators) return {}
+  const { etag, lastModified } = validators
+  return {
+    ...(etag !== undefined && SAFE_VALIDATOR.test(etag) ? { 'if-none-match': etag } : {}),
+    ...(lastModified !== undefined && SAFE_VALIDATOR.test(lastModified) ? { 'if-modified-since': lastModified } : {}),
+  }
+}
+
+async function fetchWithState(state: FetcherState, rawUrl: string, signal: AbortSignal | undefined): Promise<FetchedImage>
+async function fetchWithState(state: FetcherState, rawUrl: string, signal: AbortSignal | undefined, validators: Validators): Promise<FetchedImage | NotModified>
+async function fetchWithState(state: FetcherState, rawUrl: string, signal: AbortSignal | undefined, validators?: Validators): Promise<FetchedImage | NotModified> {
   const { config } = state
+  const conditional = conditionalHeaders(validators)
   const started = performance.now()
   signal?.throwIfAborted()
 
@@ -447,8 +508,9 @@ async function fetchWithState(state: FetcherState, rawUrl: string, signal: Abort
       const target = await checkTarget(state, url, signal)
       if (target.dnsMs !== undefined) dnsMs = (dnsMs ?? 0) + target.dnsMs
 
-      const { response, remoteAddress } = await sendHop(state, url, target, signal)
+      const { response, remoteAddress } = await sendHop(state, url, target, signal, conditional)
       const status = response.statusCode
+      const timings = () => ({ ...(dnsMs !== undefined ? { dnsMs } : {}), totalMs: performance.now() - started })
 
       if (REDIRECT_STATUSES.has(status)) {
         // Redirect bodies are not needed; dropping the connection is cheaper than
@@ -466,6 +528,12 @@ async function fetchWithState(state: FetcherState, rawUrl: string, signal: Abort
         continue
       }
 
+      // Only an answer to our own conditional request: a 304 to a plain GET is an upstream error.
+      if (status === 304 && Object.keys(conditional).length > 0) {
+        discard(response.body)
+        return { notModified: true, finalUrl: url.href, caching: cachingHeaders(response.headers), redirects, timings: timings(), remoteAddress }
+      }
+
       if (status < 200 || status > 299) {
         discard(response.body)
         throw new NimaError('NIMA_UPSTREAM_FAILED', `${redactUrl(url)} answered HTTP ${status}`)
@@ -475,10 +543,11 @@ async function fetchWithState(state: FetcherState, rawUrl: string, signal: Abort
       const contentType = headerValue(response.headers, 'content-type')
       return {
         bytes,
+        caching: cachingHeaders(response.headers),
         finalUrl: url.href,
         ...(contentType !== undefined ? { contentType } : {}),
         redirects,
-        timings: { ...(dnsMs !== undefined ? { dnsMs } : {}), totalMs: performance.now() - started },
+        timings: timings(),
         remoteAddress,
       }
     }
@@ -500,6 +569,10 @@ export function createImageFetcher(options: ImageFetcherOptions = {}): ImageFetc
     fetch(url, signal) {
       if (closed) return Promise.reject(new Error('image fetcher: fetch() after close()'))
       return fetchWithState(state, url, signal)
+    },
+    revalidate(url, validators, signal) {
+      if (closed) return Promise.reject(new Error('image fetcher: fetch() after close()'))
+      return fetchWithState(state, url, signal, validators)
     },
     async close() {
       if (closed) return

@@ -1,12 +1,12 @@
 import type { Config } from '../config/load.js'
 import { isNimaError } from '../errors.js'
 import { createAddressPolicy, type AddressPolicy } from './address-policy.js'
-import { createImageFetcher, type ImageFetcher } from './fetch-image.js'
+import { createImageFetcher, type CachingHeaders, type ImageFetcher, type Validators } from './fetch-image.js'
 import { createHostLimiter, type HostLimiter } from './host-limiter.js'
 
 /** One finished fetch, for whoever observes them (the service's metrics; nobody in the batch CLI). */
 export interface FetchObservation {
-  /** 'ok', or the NimaError code it failed with, or 'error' for anything else. */
+  /** 'ok', 'not_modified' (a 304 to a revalidation), or the NimaError code it failed with, or 'error' for anything else. */
   outcome: string
   ms: number
   /** Body size; only on success. */
@@ -19,11 +19,29 @@ export interface ImageSource {
    * (waiting in arrival order for a slot of the URL's host, across every caller of this
    * source). Rejects as `ImageFetcher.fetch` does, or with `signal.reason`.
    */
-  fetch(url: string, signal?: AbortSignal): Promise<{ bytes: Buffer; fetchMs: number }>
+  fetch(url: string, signal?: AbortSignal): Promise<SourcedImage>
+  /**
+   * `fetch`, sending `validators` (If-None-Match / If-Modified-Since): a 304 resolves as
+   * `{notModified: true}`, with no body downloaded. Same host queue, same SSRF checks.
+   */
+  revalidate(url: string, validators: Validators, signal?: AbortSignal): Promise<SourcedImage | SourcedNotModified>
   /** Fetches running and waiting, by host. */
   readonly hosts: Pick<HostLimiter, 'active' | 'pending' | 'hosts' | 'maxPerHost'>
   /** Closes pooled connections once in-flight fetches finish. */
   close(): Promise<void>
+}
+
+export interface SourcedImage {
+  bytes: Buffer
+  fetchMs: number
+  /** The response's validators and Cache-Control, for the score cache. */
+  caching: CachingHeaders
+}
+
+export interface SourcedNotModified {
+  notModified: true
+  fetchMs: number
+  caching: CachingHeaders
 }
 
 export type ImageSourceConfig = Pick<
@@ -60,22 +78,30 @@ export function createImageSource(config: ImageSourceConfig, options: ImageSourc
   const hosts = createHostLimiter(options.perHost ?? config.RANK_PER_HOST_CONCURRENCY)
   const observe = options.onFetch ?? (() => {})
 
+  async function get(url: string, validators: Validators | undefined, signal: AbortSignal | undefined): Promise<SourcedImage | SourcedNotModified> {
+    const started = performance.now()
+    const go = () => (validators ? fetcher.revalidate(url, validators, signal) : fetcher.fetch(url, signal))
+    try {
+      const host = hostOf(url)
+      // An unparsable URL has no host to queue on: the fetcher refuses it at once (NIMA_URL_INVALID).
+      const got = await (host === undefined ? go() : hosts.run(host, go, signal))
+      const fetchMs = performance.now() - started
+      if ('notModified' in got) {
+        observe({ outcome: 'not_modified', ms: fetchMs })
+        return { notModified: true, fetchMs, caching: got.caching }
+      }
+      observe({ outcome: 'ok', ms: fetchMs, bytes: got.bytes.length })
+      return { bytes: got.bytes, fetchMs, caching: got.caching }
+    } catch (err) {
+      observe({ outcome: isNimaError(err) ? err.code : 'error', ms: performance.now() - started })
+      throw err
+    }
+  }
+
   return {
     hosts,
-    async fetch(url, signal) {
-      const started = performance.now()
-      try {
-        const host = hostOf(url)
-        // An unparsable URL has no host to queue on: the fetcher refuses it at once (NIMA_URL_INVALID).
-        const { bytes } = await (host === undefined ? fetcher.fetch(url, signal) : hosts.run(host, () => fetcher.fetch(url, signal), signal))
-        const fetchMs = performance.now() - started
-        observe({ outcome: 'ok', ms: fetchMs, bytes: bytes.length })
-        return { bytes, fetchMs }
-      } catch (err) {
-        observe({ outcome: isNimaError(err) ? err.code : 'error', ms: performance.now() - started })
-        throw err
-      }
-    },
+    fetch: (url, signal) => get(url, undefined, signal) as Promise<SourcedImage>,
+    revalidate: (url, validators, signal) => get(url, validators, signal),
     close: () => fetcher.close(),
   }
 }

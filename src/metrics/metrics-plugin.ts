@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Metrics } from './metrics.js'
 import type { ServiceState } from '../service-state.js'
+import type { TieredScoreCache } from '../cache/tiered-cache.js'
 
 /**
  * Times every request by route template (never the raw URL: unbounded label values
@@ -11,7 +12,10 @@ import type { ServiceState } from '../service-state.js'
  * scoring keeps no metrics of its own.
  */
 export default fp(
-  async function metricsPlugin(app: FastifyInstance, { metrics, state, uploadReservedBytes }: { metrics: Metrics; state: ServiceState; uploadReservedBytes: () => number }) {
+  async function metricsPlugin(
+    app: FastifyInstance,
+    { metrics, state, uploadReservedBytes, cache }: { metrics: Metrics; state: ServiceState; uploadReservedBytes: () => number; cache?: TieredScoreCache | undefined },
+  ) {
     app.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched'
       metrics.httpDuration.observe(
@@ -25,6 +29,9 @@ export default fp(
       metrics.ready.set(state.ready ? 1 : 0)
       metrics.inflightRequests.set(state.inflight)
       metrics.uploadReservedBytes.set(uploadReservedBytes())
+      metrics.cacheMemoryBytes.set(cache?.memory?.usedBytes ?? 0)
+      metrics.cacheMemoryEntries.set(cache?.memory?.size ?? 0)
+      metrics.cacheRedisUp.set(cache?.redis?.status === 'ready' ? 1 : 0)
       const scorer = state.scorer
       if (!scorer) return
       metrics.modelInfo.reset()

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { ScoringObserver } from '../scoring/observer.js'
+import { BYPASS_REASONS } from '../cache/redis-store.js'
+import type { CacheObserver } from '../cache/tiered-cache.js'
 
 /**
  * All Prometheus metrics of one service instance, on a registry of its own (no global
@@ -31,6 +33,13 @@ export interface Metrics {
   modelReloads: Counter<'outcome'>
   ready: Gauge<never>
   abandoned: Counter<'stage'>
+  cacheLookups: Counter<'layer' | 'result'>
+  cacheBypasses: Counter<'reason'>
+  cacheRevalidations: Counter<'outcome'>
+  cacheUpstreamBytesSaved: Counter<never>
+  cacheMemoryBytes: Gauge<never>
+  cacheMemoryEntries: Gauge<never>
+  cacheRedisUp: Gauge<never>
 }
 
 /** Where work stood when its client went away: its body still arriving, a URL fetch, waiting for a decode slot, waiting for inference. */
@@ -183,6 +192,76 @@ export function createMetrics(): Metrics {
         registers,
       }),
     ),
+    cacheLookups: zeroedBy(
+      new Counter({
+        name: 'nima_cache_lookups_total',
+        help: 'Score-cache entries looked up (an image\'s info, one score per model, a URL record), by layer (memory, redis) and result (hit, miss); Redis is asked only for what memory lacked',
+        labelNames: ['layer', 'result'],
+        registers,
+      }),
+      ['memory', 'redis'].flatMap((layer) => ['hit', 'miss'].map((result) => ({ layer, result }))),
+    ),
+    cacheBypasses: zeroedBy(
+      new Counter({
+        name: 'nima_cache_bypasses_total',
+        help: 'Redis operations skipped or given up, the request going on without the cache, by reason: unavailable (not connected), timeout (CACHE_TIMEOUT_MS), error, busy (too many commands outstanding), too_large (CACHE_MAX_VALUE_BYTES)',
+        labelNames: ['reason'],
+        registers,
+      }),
+      BYPASS_REASONS.map((reason) => ({ reason })),
+    ),
+    cacheRevalidations: zeroedBy(
+      new Counter({
+        name: 'nima_cache_revalidations_total',
+        help: 'URL inputs whose scores were cached, by outcome: fresh (within max-age, no request), not_modified (the upstream answered 304), modified (a new body, scored again), failed (the conditional request failed)',
+        labelNames: ['outcome'],
+        registers,
+      }),
+      ['fresh', 'not_modified', 'modified', 'failed'].map((outcome) => ({ outcome })),
+    ),
+    cacheUpstreamBytesSaved: new Counter({
+      name: 'nima_cache_upstream_bytes_saved_total',
+      help: 'Image body bytes not downloaded because the upstream answered 304 or max-age still held',
+      registers,
+    }),
+    cacheMemoryBytes: new Gauge({
+      name: 'nima_cache_memory_bytes',
+      help: 'Bytes charged to the in-process score cache, at most SCORE_CACHE_MAX_BYTES',
+      registers,
+    }),
+    cacheMemoryEntries: new Gauge({
+      name: 'nima_cache_memory_entries',
+      help: 'Entries in the in-process score cache',
+      registers,
+    }),
+    cacheRedisUp: new Gauge({
+      name: 'nima_cache_redis_up',
+      help: '1 when the shared Redis (CACHE_URL) is connected and ready; 0 when it is not (requests bypass it) or none is configured',
+      registers,
+    }),
+  }
+}
+
+/** Every label combination's series from the start, so rate() sees the first event. */
+function zeroedBy<L extends string>(counter: Counter<L>, labelSets: readonly Partial<Record<L, string>>[]): Counter<L> {
+  for (const labels of labelSets) counter.inc(labels, 0)
+  return counter
+}
+
+/** The score cache's events as metrics (its sizes are read at scrape time, metrics-plugin.ts). */
+export function cacheObserver(metrics: Metrics): Required<CacheObserver> {
+  return {
+    lookup(layer, hits, misses) {
+      if (hits > 0) metrics.cacheLookups.inc({ layer, result: 'hit' }, hits)
+      if (misses > 0) metrics.cacheLookups.inc({ layer, result: 'miss' }, misses)
+    },
+    bypass(reason) {
+      metrics.cacheBypasses.inc({ reason })
+    },
+    revalidated(outcome, bytesSaved) {
+      metrics.cacheRevalidations.inc({ outcome })
+      if (bytesSaved > 0) metrics.cacheUpstreamBytesSaved.inc(bytesSaved)
+    },
   }
 }
 

@@ -5,19 +5,18 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
 import { NimaError } from '../errors.js'
 import { multipartError, toNimaError } from '../http/error-handler.js'
-import { imageId } from '../imaging/decode.js'
 import { resolveWeights } from '../scoring/combined.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
-import type { ImageScore } from '../scoring/scorer.js'
+import type { Served } from '../scoring/cached-scoring.js'
 import { mapPool } from '../util/map-pool.js'
-import { countAbandoned, deadlineError, endAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
-import type { RouteContext } from './context.js'
+import { deadlineError, endAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import { scoringSession, type RouteContext } from './context.js'
 import { ErrorResponse, RankBody, RankResponse, RankUploadOptions } from './schemas.js'
 
 /** How the response names an input: its URL (and id) in the JSON form, its part number (and filename) for uploads. */
 type Ref = { url?: string; id?: string; part?: number }
 type Input = { ref: Ref } & ({ url: string } | { bytes: Buffer })
-type Outcome = { index: number; ref: Ref } & ({ ok: true; score: ImageScore } | { ok: false; error: NimaError })
+type Outcome = { index: number; ref: Ref } & ({ ok: true; served: Served } | { ok: false; error: NimaError })
 
 const checkUploadOptions = TypeCompiler.Compile(RankUploadOptions)
 
@@ -26,6 +25,8 @@ const checkUploadOptions = TypeCompiler.Compile(RankUploadOptions)
  * image scored once, returned best first with near-duplicates folded into the best of
  * them and, on request, the first k picked for diversity (src/scoring/ranking.ts). URLs
  * are fetched through a bounded pool; a bad image lands in `failed`, never fails the call.
+ * Each URL is fetched once and each distinct image scored once, through the score cache
+ * (src/scoring/cached-scoring.ts).
  * If the client goes away, fetches in progress are aborted and the images not yet
  * fetched, decoded or inferred are dropped.
  */
@@ -56,28 +57,13 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         const models = scorer.resolveModels(options.models)
         const weights = options.weights
         const rankOptions = resolveRankOptions(options)
-        const fetches = new Map<string, Promise<{ bytes: Buffer }>>()
-        const scores = new Map<string, Promise<ImageScore>>()
+        const session = scoringSession(ctx, scorer, models, weights, signal)
 
         const outcomes = await mapPool(inputs, config.RANK_FETCH_CONCURRENCY, async (input, index): Promise<Outcome> => {
           const { ref } = input
           try {
-            let bytes: Buffer
-            if ('bytes' in input) bytes = input.bytes
-            else {
-              let fetched = fetches.get(input.url)
-              if (!fetched) {
-                fetched = ctx.images.fetch(input.url, signal)
-                fetches.set(input.url, fetched)
-                // Counted once per distinct URL, like the fetch itself.
-                fetched.catch((err: unknown) => countAbandoned(metrics, 'fetch', err))
-              }
-              bytes = (await fetched).bytes
-            }
-            const key = imageId(bytes)
-            let scored = scores.get(key)
-            if (!scored) scores.set(key, (scored = withDeadline(scorer.scoreBytes(bytes, models, weights, signal), signals.deadline)))
-            return { index, ref, ok: true, score: await scored }
+            const served = await withDeadline('bytes' in input ? session.bytes(input.bytes) : session.url(input.url), signals.deadline)
+            return { index, ref, ok: true, served }
           } catch (err) {
             // Nobody will read this failure: no error to count (endAbandoned below logs once).
             if (signals.clientGone.aborted) return { index, ref, ok: false, error: toNimaError(err) }
@@ -95,20 +81,21 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         const ranked = rankImages(
           scored.map((o) => ({
             index: o.index,
-            contentKey: o.score.image.id,
-            phash: o.score.image.phash,
-            combined: o.score.combined.score,
-            means: Object.fromEntries(Object.entries(o.score.scores).map(([id, s]) => [id, s.mean])),
-            tasks: Object.fromEntries(Object.entries(o.score.models).map(([id, m]) => [id, m.task])),
+            contentKey: o.served.score.image.id,
+            phash: o.served.score.image.phash,
+            combined: o.served.score.combined.score,
+            means: Object.fromEntries(Object.entries(o.served.score.scores).map(([id, s]) => [id, s.mean])),
+            tasks: Object.fromEntries(Object.entries(o.served.score.models).map(([id, m]) => [id, m.task])),
             item: o,
           })),
           rankOptions,
         ).map(({ rank, item, duplicates, nearDuplicates }) => ({
           rank,
           ...item.ref,
-          image: item.score.image,
-          combined: item.score.combined,
-          scores: item.score.scores,
+          image: item.served.score.image,
+          combined: item.served.score.combined,
+          scores: item.served.score.scores,
+          cache: item.served.cache,
           duplicates: duplicates.map((d) => d.ref),
           nearDuplicates: nearDuplicates.map((n) => ({ ...n.item.ref, distance: n.distance, similarity: n.similarity })),
         }))

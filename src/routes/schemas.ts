@@ -61,6 +61,22 @@ export const ImageInfo = Type.Object(
   { $id: 'ImageInfo' },
 )
 
+export const CacheInfo = Type.Object(
+  {
+    result: Type.Union(['off', 'miss', 'memory', 'redis'].map((v) => Type.Literal(v)), {
+      description:
+        'What served the scores: miss (decoded and inferred now, for at least one model), memory or redis (every model from that cache layer: no decode, no inference), off (SCORE_CACHE=off)',
+    }),
+    upstream: Type.Optional(
+      Type.Union(['downloaded', 'not-modified', 'fresh'].map((v) => Type.Literal(v)), {
+        description:
+          'URL inputs with the cache on: downloaded (the body was fetched), not-modified (the upstream answered 304 to If-None-Match/If-Modified-Since: no body downloaded), fresh (within the upstream\'s max-age: no request made)',
+      }),
+    ),
+  },
+  { $id: 'CacheInfo', description: 'How the score cache served this image (docs/cache.md)' },
+)
+
 export const ScoreQuery = Type.Object(
   {
     models: Type.Optional(
@@ -87,8 +103,9 @@ export const ScoreResponse = Type.Object(
     scores: Type.Record(Type.String(), Type.Ref(ScoreSummary)),
     combined: Type.Ref(Combined),
     models: Type.Record(Type.String(), Type.Ref(ModelInfo)),
+    cache: Type.Ref(CacheInfo),
     timings: Type.Object({
-      fetchMs: Type.Optional(Type.Number()),
+      fetchMs: Type.Optional(Type.Number({ description: 'Fetching or revalidating the URL; absent when no request was made' })),
       decodeMs: Type.Number(),
       inferenceMs: Type.Number(),
       totalMs: Type.Number(),
@@ -164,6 +181,7 @@ export const RankResponse = Type.Object(
         image: Type.Ref(ImageInfo),
         combined: Type.Ref(Combined),
         scores: Type.Record(Type.String(), Type.Ref(ScoreSummary)),
+        cache: Type.Ref(CacheInfo),
         duplicates: Type.Array(ImageRef, { description: 'Other inputs with byte-identical images, scored once' }),
         nearDuplicates: Type.Array(
           Type.Object({
@@ -254,4 +272,4 @@ export const ReloadReport = Type.Object(
 )
 
 /** Shared schemas registered once with fastify.addSchema, referenced by $id. */
-export const sharedSchemas = [ErrorResponse, ScoreSummary, ModelInfo, Combined, ImageInfo, ReloadReport]
+export const sharedSchemas = [ErrorResponse, ScoreSummary, ModelInfo, Combined, ImageInfo, CacheInfo, ReloadReport]

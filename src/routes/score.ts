@@ -4,8 +4,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { multipartError } from '../http/error-handler.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
-import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
-import { parseModelList, type RouteContext } from './context.js'
+import { scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import { parseModelList, scoringSession, type RouteContext } from './context.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
 
@@ -41,22 +41,20 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
       scoringRequest(ctx, request, reply, async (signals, scorer) => {
         const started = performance.now()
         const models = scorer.resolveModels(parseModelList(request.query.models))
-        const { bytes, fetchMs, weights } = await readImage(request, ctx, signals)
-        const result = await withDeadline(scorer.scoreBytes(bytes, models, weights, signals.signal), signals.deadline)
+        const input = await readImage(request)
+        const session = scoringSession(ctx, scorer, models, input.weights, signals.signal)
+        const { score, cache, fetchMs } = await withDeadline('url' in input ? session.url(input.url) : session.bytes(input.bytes), signals.deadline)
         return reply.send({
           requestId: String(request.id),
-          ...result,
-          timings: { ...(fetchMs !== undefined ? { fetchMs } : {}), ...result.timings, totalMs: performance.now() - started },
+          ...score,
+          cache,
+          timings: { ...(fetchMs !== undefined ? { fetchMs } : {}), ...score.timings, totalMs: performance.now() - started },
         })
       }),
   )
 }
 
-async function readImage(
-  request: FastifyRequest,
-  ctx: RouteContext,
-  signals: RequestSignals,
-): Promise<{ bytes: Buffer; fetchMs?: number; weights?: Record<string, number> }> {
+async function readImage(request: FastifyRequest): Promise<({ bytes: Buffer } | { url: string }) & { weights?: Record<string, number> }> {
   if (request.isMultipart()) {
     try {
       return { bytes: await readMultipartImage(request) }
@@ -66,13 +64,7 @@ async function readImage(
   }
   if (Buffer.isBuffer(request.body)) return { bytes: request.body }
   const body = request.body as ScoreUrlBody | undefined
-  if (body && typeof body.url === 'string') {
-    const { bytes, fetchMs } = await ctx.images.fetch(body.url, signals.signal).catch((err: unknown) => {
-      countAbandoned(ctx.metrics, 'fetch', err)
-      throw err
-    })
-    return { bytes, fetchMs, ...(body.weights ? { weights: body.weights } : {}) }
-  }
+  if (body && typeof body.url === 'string') return { url: body.url, ...(body.weights ? { weights: body.weights } : {}) }
   throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')
 }
 

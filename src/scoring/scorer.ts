@@ -228,21 +228,29 @@ export class Scorer {
       throw err
     })
     const inferenceMs = performance.now() - t0
-    const scores: Record<string, ScoreSummary> = {}
+    const scores = models.map((m, i) => summarize(dists[i]!, m.manifest.output.scores.values))
+    return this.result(prepared.summary, models, scores, weights, { decodeMs: prepared.prepMs, inferenceMs })
+  }
+
+  /**
+   * An image's result from each model's score (`scores[i]` is `models[i]`'s): the combined
+   * score, the models' info. For scores just inferred and for scores from the score cache alike.
+   */
+  result(image: ImageSummary, models: readonly NimaModel[], scores: readonly ScoreSummary[], weights: Weights | undefined, timings: ImageScore['timings']): ImageScore {
+    const byModel: Record<string, ScoreSummary> = {}
     const means: Record<string, number> = {}
     const info: Record<string, ModelInfo> = {}
     models.forEach((m, i) => {
-      const s = summarize(dists[i]!, m.manifest.output.scores.values)
-      scores[m.info.id] = s
-      means[m.info.id] = s.mean
+      byModel[m.info.id] = scores[i]!
+      means[m.info.id] = scores[i]!.mean
       info[m.info.id] = m.info
     })
     return {
-      image: prepared.summary,
-      scores,
+      image,
+      scores: byModel,
       combined: combinedScore(models.map((m) => m.info), means, this.#options.defaultWeights, weights),
       models: info,
-      timings: { decodeMs: prepared.prepMs, inferenceMs },
+      timings,
     }
   }
 

@@ -63,6 +63,9 @@ t.test('an unexpected failure is a 500 with no internals in the body', async (t)
         fetch: async () => {
           throw new TypeError('secret internal detail at /srv/x.js:1')
         },
+        revalidate: async () => {
+          throw new TypeError('secret internal detail at /srv/x.js:1')
+        },
         close: async () => {},
       },
     }),

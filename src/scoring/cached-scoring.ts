@@ -1,0 +1,199 @@
+/**
+ * Scoring through the score cache (src/cache/), for one request: the cache sits in front
+ * of decode and inference, per model. What a cached result skips is exactly those two;
+ * everything after (the combined score with this request's weights, ranking, byte-identical
+ * and near-duplicate folding, from the cached perceptual hash) runs as for a fresh one.
+ *
+ * For an image's bytes: sha256 → the image's info and each model's score from the cache;
+ * the models missing are the only ones run (after a decode), and their scores are stored.
+ *
+ * For a URL: its record (sha256, ETag, Last-Modified, freshness) from the cache.
+ * - Within the upstream's max-age, and every score cached: no request at all ('fresh').
+ * - Else, when every score is cached, a conditional GET: a 304 serves the cached scores
+ *   without the body being downloaded or decoded ('not-modified'); a 200 is a changed
+ *   photo, scored like any new bytes.
+ * - Else a plain GET. Each answer's validators are remembered, unless it says no-store.
+ * Every request goes through the image source, so through the host queue and the SSRF
+ * checks, revalidations included.
+ *
+ * Within the request, each URL is fetched once and each distinct image scored once.
+ */
+import type { ImageSource, SourcedImage } from '../fetching/image-source.js'
+import type { CachingHeaders } from '../fetching/fetch-image.js'
+import { imageId } from '../imaging/decode.js'
+import { modelIdentity, type CachedImageInfo, type UrlRecord } from '../cache/score-key.js'
+import type { CachedImage, TieredScoreCache } from '../cache/tiered-cache.js'
+import type { Weights } from './combined.js'
+import type { NimaModel } from './nima-model.js'
+import type { ImageScore, Scorer } from './scorer.js'
+
+/** What served an image's scores: computed now ('miss'), or a cache layer; 'off' when SCORE_CACHE=off. */
+export type ResultSource = 'off' | 'miss' | 'memory' | 'redis'
+/** URL inputs with the cache on: the body was downloaded, or the upstream said 304, or max-age spared the request. */
+export type UpstreamOutcome = 'downloaded' | 'not-modified' | 'fresh'
+
+export interface CacheReport {
+  result: ResultSource
+  upstream?: UpstreamOutcome
+}
+
+export interface Served {
+  score: ImageScore
+  cache: CacheReport
+  /** URL inputs: time spent fetching or revalidating (absent when no request was made). */
+  fetchMs?: number
+}
+
+export interface ScoringSessionOptions {
+  scorer: Scorer
+  /** Undefined: SCORE_CACHE=off, every image decoded and inferred. */
+  cache: TieredScoreCache | undefined
+  images: ImageSource
+  models: readonly NimaModel[]
+  weights?: Weights | undefined
+  signal?: AbortSignal | undefined
+  /** Hears each failed fetch (the routes count a client gone during a fetch as abandoned there). */
+  onFetchError?: (err: unknown) => void
+}
+
+export class ScoringSession {
+  readonly #o: ScoringSessionOptions
+  readonly #identities
+  readonly #byUrl = new Map<string, Promise<Served>>()
+  readonly #bySha = new Map<string, Promise<Served>>()
+
+  constructor(options: ScoringSessionOptions) {
+    this.#o = options
+    this.#identities = options.models.map(modelIdentity)
+  }
+
+  /** Scores for these bytes (an upload, or a URL's body). */
+  bytes(bytes: Buffer): Promise<Served> {
+    const sha = imageId(bytes)
+    let served = this.#bySha.get(sha)
+    if (!served) this.#bySha.set(sha, (served = this.#scoreBytes(bytes, sha)))
+    return served
+  }
+
+  /** Scores for the image behind `url`. */
+  url(url: string): Promise<Served> {
+    let served = this.#byUrl.get(url)
+    if (!served) this.#byUrl.set(url, (served = this.#scoreUrl(url)))
+    return served
+  }
+
+  async #scoreBytes(bytes: Buffer, sha: string): Promise<Served> {
+    const { scorer, cache, models, weights, signal } = this.#o
+    if (!cache) return { score: await scorer.scoreBytes(bytes, models, weights, signal), cache: { result: 'off' } }
+    const found = await cache.lookup(sha, this.#identities)
+    if (complete(found)) return { score: this.#fromCache(sha, bytes.length, found), cache: { result: found.layer! } }
+
+    const missing = models.filter((_, i) => found.scores[i] === undefined)
+    // Every score cached but not the image's info (evicted apart): decoded for it, no inference.
+    const fresh = missing.length > 0 ? await scorer.scoreBytes(bytes, missing, weights, signal) : undefined
+    const image = fresh?.image ?? (await scorer.inspect(bytes, signal))
+    const scores = models.map((m, i) => found.scores[i] ?? fresh!.scores[m.info.id]!)
+    cache.store(
+      sha,
+      image,
+      missing.map((m) => [modelIdentity(m), fresh!.scores[m.info.id]!] as const),
+    )
+    const timings = fresh?.timings ?? { decodeMs: 0, inferenceMs: 0 }
+    return { score: scorer.result(image, models, scores, weights, timings), cache: { result: 'miss' } }
+  }
+
+  async #scoreUrl(url: string): Promise<Served> {
+    const { cache, images, signal } = this.#o
+    if (!cache) {
+      const got = await this.#fetched(images.fetch(url, signal))
+      return { ...(await this.bytes(got.bytes)), fetchMs: got.fetchMs }
+    }
+    const record = await cache.getUrl(url)
+    if (record) {
+      const found = await cache.lookup(record.sha256, this.#identities)
+      if (complete(found)) {
+        const served = { score: this.#fromCache(record.sha256, record.bytes, found), cache: { result: found.layer! } }
+        if (record.freshUntil !== undefined && record.freshUntil > Date.now()) {
+          cache.observer.revalidated?.('fresh', record.bytes)
+          return { ...served, cache: { ...served.cache, upstream: 'fresh' } }
+        }
+        if (record.etag !== undefined || record.lastModified !== undefined) {
+          const validators = { ...(record.etag !== undefined ? { etag: record.etag } : {}), ...(record.lastModified !== undefined ? { lastModified: record.lastModified } : {}) }
+          const got = await this.#fetched(images.revalidate(url, validators, signal)).catch((err: unknown) => {
+            cache.observer.revalidated?.('failed', 0)
+            throw err
+          })
+          if ('notModified' in got) {
+            cache.observer.revalidated?.('not_modified', record.bytes)
+            this.#remember(url, { ...record, ...validatorsOf(got.caching, record) }, got.caching)
+            return { ...served, cache: { ...served.cache, upstream: 'not-modified' }, fetchMs: got.fetchMs }
+          }
+          cache.observer.revalidated?.('modified', 0)
+          return this.#downloaded(url, got)
+        }
+      }
+    }
+    return this.#downloaded(url, await this.#fetched(images.fetch(url, signal)))
+  }
+
+  async #downloaded(url: string, got: SourcedImage): Promise<Served> {
+    const served = await this.bytes(got.bytes)
+    this.#remember(url, { sha256: served.score.image.id, bytes: got.bytes.length, ...validatorsOf(got.caching) }, got.caching)
+    return { ...served, cache: { ...served.cache, upstream: 'downloaded' }, fetchMs: got.fetchMs }
+  }
+
+  /** Remembers (or forgets) the URL as the upstream's Cache-Control allows. */
+  #remember(url: string, record: UrlRecord, caching: CachingHeaders): void {
+    const cache = this.#o.cache!
+    const policy = cachePolicy(caching)
+    const { freshUntil: _old, ...rest } = record
+    const next: UrlRecord = { ...rest, ...(policy.freshForMs > 0 ? { freshUntil: Date.now() + policy.freshForMs } : {}) }
+    if (policy.noStore || (next.etag === undefined && next.lastModified === undefined && next.freshUntil === undefined)) cache.forgetUrl(url)
+    else cache.putUrl(url, next)
+  }
+
+  #fetched<T>(fetch: Promise<T>): Promise<T> {
+    return fetch.catch((err: unknown) => {
+      this.#o.onFetchError?.(err)
+      throw err
+    })
+  }
+
+  #fromCache(sha: string, bytes: number, found: CachedImage): ImageScore {
+    const { scorer, models, weights } = this.#o
+    const info: CachedImageInfo = found.image!
+    const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, phash: info.phash }
+    return scorer.result(image, models, found.scores as NonNullable<(typeof found.scores)[number]>[], weights, { decodeMs: 0, inferenceMs: 0 })
+  }
+}
+
+function complete(found: CachedImage): boolean {
+  return found.image !== undefined && found.layer !== undefined && found.scores.every((s) => s !== undefined)
+}
+
+/** The validators of an answer; a 304 may leave them out, and then the ones it confirmed stay. */
+function validatorsOf(caching: CachingHeaders, previous: Partial<UrlRecord> = {}): Pick<UrlRecord, 'etag' | 'lastModified'> {
+  const etag = caching.etag ?? previous.etag
+  const lastModified = caching.lastModified ?? previous.lastModified
+  return { ...(etag !== undefined ? { etag } : {}), ...(lastModified !== undefined ? { lastModified } : {}) }
+}
+
+/**
+ * What Cache-Control allows a shared cache (RFC 9111): no-store → remember nothing;
+ * s-maxage, else max-age, minus Age → no request within it; no-cache → always revalidate.
+ * Expires and heuristic freshness are not used: without max-age, every use revalidates.
+ * `private` is not a refusal here: what is kept is the validators and the scores, never
+ * the response, and it is never served to anyone.
+ */
+export function cachePolicy(caching: CachingHeaders): { noStore: boolean; freshForMs: number } {
+  const directives = new Map<string, string | undefined>()
+  for (const part of (caching.cacheControl ?? '').split(',')) {
+    const [name, value] = part.trim().split('=', 2) as [string, string | undefined]
+    if (name !== '') directives.set(name.toLowerCase(), value?.replace(/^"|"$/g, ''))
+  }
+  if (directives.has('no-store')) return { noStore: true, freshForMs: 0 }
+  if (directives.has('no-cache')) return { noStore: false, freshForMs: 0 }
+  const seconds = Number(directives.get('s-maxage') ?? directives.get('max-age'))
+  if (!Number.isInteger(seconds) || seconds <= 0) return { noStore: false, freshForMs: 0 }
+  return { noStore: false, freshForMs: Math.max(0, seconds - (caching.age ?? 0)) * 1000 }
+}
