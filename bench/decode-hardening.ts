@@ -26,7 +26,7 @@ import { testModelsDir } from '../test/helpers/models.js'
 import { cpuSeconds, processTree, treeCpuSeconds, treeRssMb } from '../test/helpers/process-tree.js'
 import { runLoad } from './lib/load.js'
 import { markNoise, noiseSince } from './lib/noise.js'
-import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
+import { buildDist, projectRoot, scoreCacheNote, startService, type RunningService } from './lib/server.js'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, decodes: { type: 'string', default: '2' }, base: { type: 'string' }, images: { type: 'string', default: resolve(projectRoot, '../shared/images/idealo') } } })
 const quick = args.quick
@@ -63,7 +63,7 @@ const tiny = await sharp({ create: { width: 64, height: 48, channels: 3, backgro
 const photo = readFileSync(join(args.images, readdirSync(args.images).find((f) => f.endsWith('.jpg'))!))
 const large = await sharp(photo).resize(6000, 8000, { fit: 'fill' }).jpeg({ quality: 90, progressive: true }).toBuffer()
 
-console.log(`DECODE_CONCURRENCY=${args.decodes}; hostile: ${hostile.length} bytes; large progressive: 6000x8000, ${large.length} bytes; entry ${entry}`)
+console.log(`DECODE_CONCURRENCY=${args.decodes}; hostile: ${hostile.length} bytes; large progressive: 6000x8000, ${large.length} bytes; entry ${entry}; ${scoreCacheNote()}`)
 const run = (part: string) => args.only === undefined || args.only === part
 if (run('stall')) console.log('\n1. stall of a 64x48 JPEG sent 100 ms after two 2,647-scan 4000x4000 JPEGs (DECODE_CONCURRENCY as set)')
 if (run('stall')) for (const [name, env] of [['old', OLD], ['new', NEW], ['new, scan limit lifted', { JPEG_MAX_SCANS: '1000000' }]] as const) {

@@ -38,7 +38,7 @@ import {
   type PipelineResult,
 } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
-import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
+import { buildDist, projectRoot, scoreCacheNote, startService, type RunningService } from './lib/server.js'
 import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
 import { summarizeCpuProfile, threadCpu, threadShare, type ThreadShare } from './lib/profile.js'
 import { round, serialBound } from './lib/stats.js'
@@ -386,7 +386,7 @@ async function main() {
   print(`\n${machine.uptimeBefore}`)
   print(`node ${machine.node}, ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB; onnxruntime-node ${machine.onnxruntimeNode}, sharp ${machine.sharp}, autocannon ${machine.autocannon}`)
   const desc = describeImages(images)
-  print(`${desc.count} sample JPEGs from ${args.images} (mean ${Math.round(desc.meanBytes / 1024)} KiB); service env: ${JSON.stringify(serviceEnv)}`)
+  print(`${desc.count} sample JPEGs from ${args.images} (mean ${Math.round(desc.meanBytes / 1024)} KiB); service env: ${JSON.stringify(serviceEnv)}; ${scoreCacheNote(serviceEnv)}`)
   if (!existsSync(modelsDir)) throw new Error(`models folder ${modelsDir} does not exist`)
 
   const raw = args['skip-raw'] ? undefined : await rawPhase()

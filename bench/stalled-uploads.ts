@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import sharp from 'sharp'
 import { testModelsDir } from '../test/helpers/models.js'
-import { projectRoot, startService } from './lib/server.js'
+import { projectRoot, scoreCacheNote, startService } from './lib/server.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -116,7 +116,7 @@ const byAnswer = new Map<string, number>()
 for (const r of answered) byAnswer.set(`${r.status} ${r.code}`, (byAnswer.get(`${r.status} ${r.code}`) ?? 0) + 1)
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)
 const stat = (xs: number[]) => (xs.length ? `min ${sorted(xs)[0]!.toFixed(0)} / median ${sorted(xs)[Math.floor(xs.length / 2)]!.toFixed(0)} / max ${sorted(xs).at(-1)!.toFixed(0)} ms` : 'n/a')
-console.log(`${N} connections, each declaring ${declared / MiB} MiB and sending ${sent / MiB} MiB, then stalling; env ${JSON.stringify(env)}`)
+console.log(`${N} connections, each declaring ${declared / MiB} MiB and sending ${sent / MiB} MiB, then stalling; env ${JSON.stringify(env)}; ${scoreCacheNote(env)}`)
 console.log(`answers: ${[...byAnswer].map(([k, n]) => `${n} × ${k}`).join(', ') || 'none'}; ${N - answered.length} got none${timedOut ? ` (clients hung up after ${waitMs / 1000} s)` : ''}`)
 const timeouts = answered.filter((r) => r.status === 408)
 if (timeouts.length) console.log(`408: after the stall began ${stat(timeouts.map((r) => r.afterStallMs))}; from the first byte ${stat(timeouts.map((r) => r.totalMs))}`)

@@ -23,7 +23,7 @@ import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './
 import { waitIdle } from './lib/probes.js'
 import { loadModels, measurePipeline, type ModelMode } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
-import { buildDist, projectRoot, startService } from './lib/server.js'
+import { buildDist, projectRoot, scoreCacheNote, startService } from './lib/server.js'
 import { round } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -222,7 +222,7 @@ async function main() {
   }
   const machine = machineInfo()
   print(`# nima-serve bench:tune${quick ? ' (--quick)' : ''} — ${new Date().toISOString()}\n\n${machine.uptimeBefore}`)
-  print(`service configs at ${connections.join(',')} connections, ${loadSec} s after ${warmupSec} s warm-up, ${repeat} run(s) each; models ${modelsDir}`)
+  print(`service configs at ${connections.join(',')} connections, ${loadSec} s after ${warmupSec} s warm-up, ${repeat} run(s) each; models ${modelsDir}; ${scoreCacheNote()}`)
   const raw = wanted('raw') ? await rawSweep() : []
   if (raw.length > 0) {
     section('In-process pipeline (batch 4 and 2 decodes in flight unless named), images/s')

@@ -3,6 +3,10 @@
  * of good and bad requests, then prints requests by status, latency percentiles and the
  * server's RSS at start, after warm-up and at the end.
  *
+ * The score cache is off (SCORE_CACHE=off) unless `env` turns it on: the soak sends the same
+ * twenty photos again and again, and it is the decode and inference pipeline under
+ * saturation that it measures, not cache hits.
+ *
  *   npm run soak -- --minutes 10      (or --seconds N; --concurrency C; --json out.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -24,6 +28,8 @@ export interface SoakOptions {
 
 export interface SoakResult {
   seconds: number
+  /** SCORE_CACHE of the service soaked ('off' unless the options' env turned it on). */
+  scoreCache: string
   concurrency: number
   requests: number
   byStatus: Record<string, number>
@@ -46,7 +52,7 @@ const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, 
 async function startServiceProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: projectRoot,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', MODELS_DIR: await testModelsDir(), ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', MODELS_DIR: await testModelsDir(), SCORE_CACHE: 'off', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   let url = ''
@@ -167,6 +173,7 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
   const afterWarmup = rssAfterWarmup || rssStart
   return {
     seconds: elapsed,
+    scoreCache: options.env?.['SCORE_CACHE'] ?? 'off',
     concurrency: options.concurrency,
     requests: latencies.length,
     byStatus,
@@ -182,7 +189,7 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
 
 export function formatSoak(r: SoakResult): string {
   const lines = [
-    `soak: ${r.seconds.toFixed(0)} s at concurrency ${r.concurrency}: ${r.requests} requests (${r.throughputPerSec.toFixed(1)}/s)`,
+    `soak: ${r.seconds.toFixed(0)} s at concurrency ${r.concurrency}: ${r.requests} requests (${r.throughputPerSec.toFixed(1)}/s), score cache ${r.scoreCache}`,
     `  by status: ${Object.entries(r.byStatus).map(([s, c]) => `${s}=${c}`).join(' ')}`,
     ...Object.entries(r.byKind).map(([k, v]) => `    ${k}: ${Object.entries(v).map(([s, c]) => `${s}=${c}`).join(' ')}`),
     `  unexpected 5xx/errors: ${r.unexpected5xx}`,

@@ -79,6 +79,19 @@ async function findPort(logFile: string, child: ChildProcess, deadline: number):
   throw new Error(`service did not log its listening address in time; see ${logFile}`)
 }
 
+/**
+ * What every benchmarked service runs with unless its env says otherwise: the score cache
+ * off. Benchmarks send the same photos again and again to measure decode and inference;
+ * with the cache on they would measure cache hits (bench/cache.ts measures those).
+ */
+export const BENCH_SERVICE_DEFAULTS: Readonly<Record<string, string>> = { SCORE_CACHE: 'off' }
+
+/** One line for a benchmark's output: the score cache setting it ran with. */
+export function scoreCacheNote(env: Record<string, string> = {}): string {
+  const setting = env['SCORE_CACHE'] ?? BENCH_SERVICE_DEFAULTS['SCORE_CACHE']
+  return setting === 'off' ? 'score cache: off (SCORE_CACHE=off: every request decodes and infers)' : `score cache: ${setting}`
+}
+
 export async function startService(o: ServiceOptions): Promise<RunningService> {
   const levers = Object.keys(o.env ?? {}).some((k) => k.startsWith('BENCH_'))
   const args = [
@@ -88,7 +101,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   mkdirSync(dirname(o.logFile), { recursive: true })
   // MALLOC_ARENA_MAX=2 as `npm start` and the Dockerfile set it, unless the caller says otherwise;
   // an empty value in o.env removes the variable.
-  const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: o.modelsDir, LOG_LEVEL: 'info', ...o.env }
+  const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env, ...BENCH_SERVICE_DEFAULTS, HOST: '127.0.0.1', PORT: '0', MODELS_DIR: o.modelsDir, LOG_LEVEL: 'info', ...o.env }
   for (const [k, v] of Object.entries(env)) if (v === '') delete env[k]
   const out = openSync(o.logFile, 'w')
   const started = performance.now()

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { metricSample } from '../helpers/metrics.js'
@@ -21,7 +21,7 @@ interface Upstream {
   files: Map<string, [string, Buffer, Record<string, string>]>
 }
 
-async function hotelUpstream(t: Tap.Test): Promise<Upstream> {
+async function hotelUpstream(t: Test): Promise<Upstream> {
   const state: Upstream = { url: '', bodies: 0, notModified: 0, requests: 0, files: new Map() }
   photos.forEach((bytes, i) => state.files.set(`/hotel/${i}.jpg`, [`"v1-${i}"`, bytes, {}]))
   const up = await startUpstream((req: IncomingMessage, res: ServerResponse) => {

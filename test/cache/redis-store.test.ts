@@ -1,10 +1,11 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { RedisStore, type BypassReason } from '../../src/cache/redis-store.js'
+import { missingTool } from '../deploy/helpers.js'
 import { redisMissing, startRedis, type RedisServer } from '../helpers/redis.js'
 
 const missing = redisMissing()
-if (missing) t.skip(`Redis tests skipped: ${missing}`)
+if (missing) missingTool(t, 'redis-server', missing)
 else {
   let redis: RedisServer
   t.before(async () => {
@@ -12,7 +13,7 @@ else {
   })
   t.teardown(() => redis.stop())
 
-  function open(t: Tap.Test, options: Partial<ConstructorParameters<typeof RedisStore>[0]> = {}) {
+  function open(t: Test, options: Partial<ConstructorParameters<typeof RedisStore>[0]> = {}) {
     const bypasses: BypassReason[] = []
     const warnings: object[] = []
     const store = new RedisStore({

@@ -1,8 +1,9 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { metricSample } from '../helpers/metrics.js'
 import { samplePhotos } from '../helpers/paths.js'
+import { missingTool } from '../deploy/helpers.js'
 import { redisMissing, startRedis, type RedisServer } from '../helpers/redis.js'
 import { startTestService, type RunningService } from '../helpers/service.js'
 
@@ -22,7 +23,7 @@ async function metric(svc: RunningService, name: string, ...labels: string[]): P
 }
 
 const missing = redisMissing()
-if (missing) t.skip(`Redis tests skipped: ${missing}`)
+if (missing) missingTool(t, 'redis-server', missing)
 else {
   let redis: RedisServer
   t.beforeEach(async () => {

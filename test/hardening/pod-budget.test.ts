@@ -29,7 +29,8 @@ t.test('the Deployment settings hold under large decodes, many-scan JPEGs and st
   // The Deployment's CPU quota and every budget at its default. Only the request deadline
   // is longer, so that a slow CI machine decoding the eight large images one after another
   // (the memory budget admits one at a time) still scores them all.
-  const svc = await startDistService(t, { MODELS_DIR: await testModelsDir(), CPU_LIMIT: '2', MALLOC_ARENA_MAX: '2', REQUEST_DEADLINE_MS: '120000' })
+  // The score cache off: the same photos are sent more than once, and each must be decoded.
+  const svc = await startDistService(t, { MODELS_DIR: await testModelsDir(), CPU_LIMIT: '2', MALLOC_ARENA_MAX: '2', REQUEST_DEADLINE_MS: '120000', SCORE_CACHE: 'off' })
   const { child, url } = svc
 
   const photo = readFileSync(samplePhotos().find((p) => p.endsWith('.jpg'))!)

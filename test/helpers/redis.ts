@@ -24,7 +24,7 @@ export interface RedisServer {
 /** Why Redis tests cannot run here, or undefined when they can. */
 export function redisMissing(): string | undefined {
   const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  return r.status === 0 ? undefined : 'redis-server is not installed (Debian package redis-server; .ci/run installs it in CI)'
+  return r.status === 0 ? undefined : 'Debian package redis-server; .ci/run installs it'
 }
 
 async function freePort(): Promise<number> {

@@ -8,7 +8,8 @@ import { startTestService, startUpstream } from '../helpers/service.js'
 // The window that keeps images waiting is deterministic: a batch of up to 8 images waits
 // BATCH_MAX_WAIT_MS (1 s) for company from its first image, so images sent together sit
 // in the queue well past the few milliseconds the test needs to see them there and hang up.
-const svc = await startTestService({ BATCH_MAX_SIZE: 8, BATCH_MAX_WAIT_MS: 1000, URL_HEADERS_TIMEOUT_MS: 20_000 })
+// The score cache off: the same photo is sent again and again, and each must reach the queue.
+const svc = await startTestService({ SCORE_CACHE: 'off', BATCH_MAX_SIZE: 8, BATCH_MAX_WAIT_MS: 1000, URL_HEADERS_TIMEOUT_MS: 20_000 })
 t.teardown(() => svc.server.shutdown())
 const scorer = svc.server.state.scorer!
 const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#7a8b9c' } }).jpeg().toBuffer()

@@ -23,7 +23,8 @@ const post = async (svc: Service, body: Buffer) => {
 }
 
 t.test('memory budget (decode timeout at its default)', async (t) => {
-  const svc = await startTestService({ DECODE_CONCURRENCY: 2, DECODE_MEMORY_BUDGET_BYTES: 128 * 1024 * 1024 })
+  // The score cache off here and below: the same image is sent again and again, and each must be decoded.
+  const svc = await startTestService({ SCORE_CACHE: 'off', DECODE_CONCURRENCY: 2, DECODE_MEMORY_BUDGET_BYTES: 128 * 1024 * 1024 })
   t.teardown(() => svc.server.shutdown())
 
 t.test('an image estimated above DECODE_MEMORY_BUDGET_BYTES alone is refused before decoding', async (t) => {
@@ -43,7 +44,7 @@ t.test('decodes within the memory budget wait their turn and all succeed', async
 
 t.test('overrunning decodes (decode timeout 300 ms, scan limit lifted)', async (t) => {
   // Every image to a decode process, the tiny one too: this is the isolation under test.
-  const svc = await startTestService({ DECODE_CONCURRENCY: 2, DECODE_TIMEOUT_MS: 300, JPEG_MAX_SCANS: 100_000, DECODE_INLINE_MAX_PIXELS: 0 })
+  const svc = await startTestService({ SCORE_CACHE: 'off', DECODE_CONCURRENCY: 2, DECODE_TIMEOUT_MS: 300, JPEG_MAX_SCANS: 100_000, DECODE_INLINE_MAX_PIXELS: 0 })
   t.teardown(() => svc.server.shutdown())
 
 t.test('a tiny image is answered within 2 s while two overrunning decodes hold both decode slots', async (t) => {
