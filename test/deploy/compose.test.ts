@@ -38,7 +38,7 @@ const services = compose.services as Record<string, any>
 const stages = dockerfileStages()
 
 t.test('docker-compose.yml: services, images, builds and mounts', async (t) => {
-  t.same(Object.keys(services).sort(), ['grafana', 'nima-serve', 'prometheus'])
+  t.same(Object.keys(services).sort(), ['grafana', 'nima-serve', 'prometheus', 'redis'])
   for (const [name, service] of Object.entries(services)) {
     if (service.image && !service.build) t.match(service.image, /:[\w][\w.-]*$/, `${name}: image ${service.image} has a pinned tag`)
     if (service.image) t.notMatch(service.image, /:latest$/, `${name}: not :latest`)
@@ -68,6 +68,25 @@ t.test('nima-serve service: hardened like the Kubernetes pod, drains before it i
   const stop = /^(\d+)s$/.exec(svc.stop_grace_period)
   t.ok(stop && Number(stop[1]) * 1000 > graceMs, `stop_grace_period ${svc.stop_grace_period} > SHUTDOWN_GRACE_MS ${graceMs} ms`)
   t.ok((svc.ports as string[]).includes('8080:8080'), 'publishes 8080')
+})
+
+t.test('redis: the shared score cache, a cache only, and the service pointed at it', async (t) => {
+  const redis = services['redis']
+  const cacheUrl = /^\$\{CACHE_URL-(.*)\}$/.exec(services['nima-serve'].environment.CACHE_URL)?.[1] ?? services['nima-serve'].environment.CACHE_URL
+  const url = new URL(cacheUrl)
+  t.equal(url.protocol, 'redis:', `CACHE_URL ${cacheUrl} (overridable with CACHE_URL)`)
+  t.ok(services[url.hostname] === redis, 'CACHE_URL names the redis service')
+  t.equal(url.port, '6379', "Redis's port")
+  const args: string[] = redis.command
+  const arg = (name: string) => args[args.indexOf(name) + 1]
+  t.equal(args[0], 'redis-server')
+  t.equal(arg('--save'), '', 'no RDB snapshots')
+  t.equal(arg('--appendonly'), 'no', 'no AOF')
+  t.equal(arg('--maxmemory-policy'), 'allkeys-lru', 'evicts least recently used keys')
+  t.match(arg('--maxmemory'), /^\d+mb$/, 'bounded by maxmemory')
+  t.equal(redis.read_only, true, 'read-only root filesystem')
+  t.same(redis.cap_drop, ['ALL'], 'drops all capabilities')
+  t.notOk(services['nima-serve'].depends_on, 'the service does not wait for Redis: it serves without it')
 })
 
 t.test('GPU override: gpu target, CUDA provider, one NVIDIA device', async (t) => {

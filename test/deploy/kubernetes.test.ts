@@ -129,7 +129,7 @@ if ('missing' in kustomize) {
     parseYamlDocuments(execFileSync(kustomize.command, [...kustomize.args, repo(dir)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))
 
   const rendered: Record<string, any[]> = {}
-  for (const dir of ['k8s/overlays/cpu', 'k8s/overlays/gpu', 'k8s/batch']) {
+  for (const dir of ['k8s/overlays/cpu', 'k8s/overlays/gpu', 'k8s/overlays/cpu-redis', 'k8s/batch']) {
     t.test(`${dir}: kustomize renders it, and every object validates`, async (t) => {
       let docs: any[]
       try {
@@ -249,6 +249,47 @@ if ('missing' in kustomize) {
       }
     })
   }
+
+  t.test('components/redis (overlays/cpu-redis): a hardened cache-only Redis, and the service pointed at it', async (t) => {
+    const withRedis = rendered['k8s/overlays/cpu-redis']
+    const cpu = rendered['k8s/overlays/cpu']
+    if (!withRedis || !cpu) return t.fail('not rendered')
+    const isRedis = (d: any) => d.metadata?.labels?.['app.kubernetes.io/component'] === 'cache'
+    const redisDocs = withRedis.filter(isRedis)
+    t.same(redisDocs.map((d) => d.kind).sort(), ['Deployment', 'Service'], 'adds a Redis Deployment and its Service')
+    const redis = redisDocs.find((d) => d.kind === 'Deployment')
+    const redisService = redisDocs.find((d) => d.kind === 'Service')
+    const api = withRedis.find((d) => d.kind === 'Deployment' && !isRedis(d))
+    const apiService = withRedis.find((d) => d.kind === 'Service' && !isRedis(d))
+
+    // The service's CACHE_URL names the Redis Service and its port, and that Service selects the Redis pods only.
+    const cacheUrl = new URL(envOf(api.spec.template.spec.containers[0])['CACHE_URL'] ?? 'missing://')
+    t.equal(cacheUrl.protocol, 'redis:', 'CACHE_URL is a redis:// URL')
+    t.equal(cacheUrl.hostname, redisService.metadata.name, 'CACHE_URL names the Redis Service')
+    t.ok((redisService.spec.ports as any[]).some((p) => String(p.port) === cacheUrl.port), `CACHE_URL port ${cacheUrl.port} is the Service's`)
+    const redisPod = redis.spec.template
+    t.ok(matches(redisService.spec.selector, redisPod.metadata.labels), 'the Redis Service selects the Redis pods')
+    t.notOk(matches(redisService.spec.selector, api.spec.template.metadata.labels), '…and not the service pods')
+    t.notOk(matches(apiService.spec.selector, redisPod.metadata.labels), "the service's Service does not select Redis")
+    const redisPort = (redisPod.spec.containers[0].ports as any[]).find((p) => p.name === redisService.spec.ports[0].targetPort)
+    t.ok(redisPort, 'the Redis Service targets a named container port')
+
+    // A cache: no persistence, bounded by maxmemory under the memory limit, LRU eviction.
+    const args: string[] = redisPod.spec.containers[0].args
+    const arg = (name: string) => args[args.indexOf(name) + 1]
+    t.equal(arg('--save'), '', 'no RDB snapshots')
+    t.equal(arg('--appendonly'), 'no', 'no AOF')
+    t.equal(arg('--maxmemory-policy'), 'allkeys-lru', 'evicts least recently used keys')
+    const mib = (q: string) => Number(/^(\d+)(mb|Mi)$/.exec(q)?.[1] ?? Number.NaN)
+    t.ok(mib(arg('--maxmemory')!) < mib(redisPod.spec.containers[0].resources.limits.memory), `maxmemory ${arg('--maxmemory')} below the limit ${redisPod.spec.containers[0].resources.limits.memory}`)
+    checkHardening(t, redisPod.spec, 'Redis Deployment')
+    t.match(redisPod.spec.containers[0].image, /^redis:\d+\.\d+\.\d+/, 'a pinned Redis image')
+
+    // Everything else is the CPU overlay unchanged.
+    const withoutEnv = (d: any) => (d.kind === 'Deployment' ? { ...d, spec: { ...d.spec, template: { ...d.spec.template, spec: { ...d.spec.template.spec, containers: d.spec.template.spec.containers.map((c: any) => ({ ...c, env: (c.env ?? []).filter((e: any) => e.name !== 'CACHE_URL') })) } } } } : d)
+    t.same(withRedis.filter((d) => !isRedis(d)).map(withoutEnv), cpu, 'the rest is overlays/cpu, CACHE_URL aside')
+    t.equal(envOf(cpu.find((d) => d.kind === 'Deployment').spec.template.spec.containers[0])['CACHE_URL'], undefined, 'overlays/cpu itself has no CACHE_URL (in-process cache)')
+  })
 
   t.test('k8s/batch: an indexed Job that scores shard $(JOB_COMPLETION_INDEX)/N', async (t) => {
     const docs = rendered['k8s/batch']
