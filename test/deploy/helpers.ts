@@ -284,6 +284,8 @@ export const EVENT_ONLY_METRICS = new Set(['nima_execution_provider_fallbacks_to
 // Traffic
 
 export const SAMPLE_JPEG = join(sharedImages, 'idealo/42039.jpg')
+/** Another photo, for traffic that must be scored anew rather than served by the score cache. */
+export const SECOND_JPEG = join(sharedImages, 'idealo/42040.jpg')
 
 export interface TrafficResult {
   statuses: Record<string, number>
@@ -293,8 +295,8 @@ export interface TrafficResult {
  * A little of every kind of traffic the dashboard shows: an upload, a URL, a ranking with
  * one broken URL, a bad request and the probes. Returns the status of each call.
  */
-export async function sendTraffic(baseUrl: string): Promise<TrafficResult> {
-  const jpeg = readFileSync(SAMPLE_JPEG)
+export async function sendTraffic(baseUrl: string, photo = SAMPLE_JPEG): Promise<TrafficResult> {
+  const jpeg = readFileSync(photo)
   const upstream = await startUpstream((req, res) => {
     if (req.url === '/photo.jpg') {
       res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.byteLength })
