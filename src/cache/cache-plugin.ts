@@ -40,12 +40,24 @@ export function openScoreCache(config: ScoreCacheConfig, log: { warn(obj: object
   return new TieredScoreCache({ memory, redis }, observer)
 }
 
+/** What the log says of the cache: never the Redis password. */
+function describe(config: ScoreCacheConfig): Record<string, unknown> {
+  if (config.SCORE_CACHE === 'off') return { enabled: false }
+  let redis: string | undefined
+  if (config.CACHE_URL !== '') {
+    const u = new URL(config.CACHE_URL)
+    redis = `${u.protocol}//${u.host}${u.pathname}`
+  }
+  return { enabled: true, memoryMaxBytes: config.SCORE_CACHE_MAX_BYTES, ...(redis ? { redis, timeoutMs: config.CACHE_TIMEOUT_MS, ttlSeconds: config.CACHE_TTL_SECONDS } : {}) }
+}
+
 /** Decorates the app with `scoreCache` and closes it (Redis connection) when the app closes. */
 export default fp(
   async function scoreCachePlugin(app: FastifyInstance, options: { config: ScoreCacheConfig; observer?: CacheObserver; cache?: TieredScoreCache | undefined }) {
     const owned = !('cache' in options)
     const cache = owned ? openScoreCache(options.config, app.log, options.observer) : options.cache
     app.decorate('scoreCache', cache)
+    if (owned) app.log.info({ scoreCache: describe(options.config) }, 'score cache')
     if (owned && cache) app.addHook('onClose', () => cache.close())
   },
   { name: 'nima-score-cache', fastify: '5.x' },

@@ -28,6 +28,15 @@ function deepFreeze<T>(value: T): T {
   return value
 }
 
+function redisUrlOk(value: string): boolean {
+  try {
+    const u = new URL(value)
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== ''
+  } catch {
+    return false
+  }
+}
+
 /**
  * Reads the configuration once at start-up: unknown env vars are ignored, known ones
  * are converted, validated and frozen. A bad value fails with a message naming the
@@ -62,6 +71,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (raw.UPLOAD_BUDGET_BYTES < largestUpload) {
     const which = raw.RANK_UPLOAD_MAX_BYTES > raw.BODY_LIMIT_BYTES ? 'RANK_UPLOAD_MAX_BYTES' : 'BODY_LIMIT_BYTES'
     throw new ConfigError(`invalid configuration:\n  UPLOAD_BUDGET_BYTES: must be at least ${which} (${largestUpload}) (got ${raw.UPLOAD_BUDGET_BYTES})`)
+  }
+  if (raw.CACHE_URL !== '' && !redisUrlOk(raw.CACHE_URL)) {
+    throw new ConfigError(`invalid configuration:\n  CACHE_URL: must be redis://[user:password@]host[:port][/db] or rediss://… (got a value that does not parse as one)`)
   }
   const config: Config = {
     ...raw,
