@@ -37,7 +37,9 @@ function install(version: string, onnx?: Buffer): void {
 
 const KEY = 'reload-test-key'
 const auth = { authorization: `Bearer ${KEY}` }
-const svc = await startTestService({ MODELS_DIR: models, API_KEYS: KEY })
+// The score cache off: the load sends one photo again and again, and the swap must happen
+// under inference, not cache hits (test/cache/model-reload.test.ts covers the cache across a reload).
+const svc = await startTestService({ MODELS_DIR: models, API_KEYS: KEY, SCORE_CACHE: 'off' })
 t.teardown(() => svc.server.shutdown())
 const photo = readFileSync(samplePhotos()[0]!)
 const upstream = await startUpstream((_req, res) => res.writeHead(200).end(photo))
