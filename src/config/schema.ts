@@ -36,7 +36,12 @@ export const ConfigSchema = Type.Object({
     maximum: 1024,
     description: 'libuv pool threads (sharp decodes, file reads, DNS lookups); 0: decode slots + 2, at least 4. Applied only when started through dist/main.cjs (npm start, the images)',
   }),
-  ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator (0: the CPU budget, see CPU_LIMIT)' }),
+  INFERENCE_THREAD: Type.Union([Type.Literal('worker'), Type.Literal('main')], {
+    default: 'worker',
+    description:
+      'worker: each model\'s ONNX Runtime session runs on a worker thread of its own, so inference never blocks the event loop and the models run at once; main: on the event loop (the old way, kept for comparison benchmarks)',
+  }),
+  ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator in each session (0: the CPU budget shared out among the models when INFERENCE_THREAD=worker, the whole budget when main; see CPU_LIMIT)' }),
   ORT_INTER_OP_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'Threads across operators' }),
   ORT_ALLOW_SPINNING: Type.Boolean({
     default: false,

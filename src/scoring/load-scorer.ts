@@ -31,6 +31,7 @@ export async function loadScorer(
           intraOpThreads: threads.ortIntraOpThreads.value,
           interOpThreads: config.ORT_INTER_OP_THREADS,
           allowSpinning: config.ORT_ALLOW_SPINNING,
+          thread: config.INFERENCE_THREAD,
         },
         { maxBatchSize: config.BATCH_MAX_SIZE, maxWaitMs: config.BATCH_MAX_WAIT_MS, maxQueue: config.QUEUE_MAX },
         observer,
