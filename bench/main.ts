@@ -18,6 +18,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../src/config/load.js'
+import { planThreads } from '../src/threads/plan-threads.js'
 import { testModelsDir } from '../test/helpers/models.js'
 import { describeImages, loadSampleJpegs } from './lib/images.js'
 import { applyLevers, leversFromEnv } from './lib/levers.js'
@@ -70,8 +71,9 @@ const plan = {
   pipelines: (quick
     ? [
         { sessions: 'configured', batch: 4, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'serial' },
-        { sessions: 'spinning flipped', batch: 4, decodeConcurrency: 2, mode: 'serial' },
+        { sessions: 'configured', batch: 4, decodeConcurrency: 2, mode: 'concurrent' },
+        { sessions: 'configured', batch: 8, decodeConcurrency: 2, mode: 'concurrent' },
+        { sessions: 'spinning flipped', batch: 4, decodeConcurrency: 2, mode: 'concurrent' },
       ]
     : [
         { sessions: 'configured', batch: 4, decodeConcurrency: 2, mode: 'serial' },
@@ -103,6 +105,7 @@ for (const kv of args.env) {
   serviceEnv[kv.slice(0, i)] = kv.slice(i + 1)
 }
 const config = loadConfig({ ...process.env, ...serviceEnv })
+const threadPlan = planThreads(config, 'started')
 // BENCH_* levers given with --env apply to the in-process sessions too (the service child gets them by preload).
 applyLevers(leversFromEnv({ ...process.env, ...serviceEnv }))
 const modelsDir = resolve(args['models-dir'] ?? (await testModelsDir()))
@@ -148,14 +151,16 @@ const foreign = (rs: readonly { noise?: Noise }[]) => Math.max(...rs.map((r) => 
 
 async function rawPhase(): Promise<RawResults> {
   section('1. Raw in-process pipeline (no HTTP)')
+  // The sessions as the service opens them: the same thread plan and the same thread.
   const sessionOptions = {
     providers: config.executionProviders,
-    intraOpThreads: config.ORT_INTRA_OP_THREADS,
+    intraOpThreads: threadPlan.ortIntraOpThreads.value,
     interOpThreads: config.ORT_INTER_OP_THREADS,
     allowSpinning: config.ORT_ALLOW_SPINNING,
+    thread: config.INFERENCE_THREAD,
   }
   print(
-    `models: ${modelsDir} (${config.models.slice(0, 2).join(', ')}); ORT intra=${sessionOptions.intraOpThreads} inter=${sessionOptions.interOpThreads} spinning=${sessionOptions.allowSpinning ? 'on' : 'off'}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+    `models: ${modelsDir} (${config.models.slice(0, 2).join(', ')}); sessions on ${sessionOptions.thread === 'worker' ? 'worker threads' : 'the main thread'}, ORT intra=${sessionOptions.intraOpThreads} (${threadPlan.ortIntraOpThreads.source}) inter=${sessionOptions.interOpThreads} spinning=${sessionOptions.allowSpinning ? 'on' : 'off'}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
   )
   const models = await loadModels(modelsDir, config.models.slice(0, 2), sessionOptions)
   try {

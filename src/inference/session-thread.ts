@@ -21,12 +21,17 @@ try {
 }
 port.postMessage({ kind: 'ready', provider: session.provider, fallbacks: session.fallbacks } satisfies ThreadReply)
 
+// Runs posted before 'dispose' finish and answer first.
+const inFlight = new Set<Promise<unknown>>()
+
 port.on('message', (msg: ThreadRequest) => {
   if (msg.kind === 'dispose') {
-    void session.dispose().finally(() => port.close())
+    void Promise.allSettled(inFlight)
+      .then(() => session.dispose())
+      .finally(() => port.close())
     return
   }
-  session.run(msg.input, msg.shape, msg.outputs).then(
+  const run = session.run(msg.input, msg.shape, msg.outputs).then(
     (outputs) => {
       // The outputs are fresh arrays the session made for this run: moved, not copied.
       const transfer = [...new Set(Object.values(outputs).map((o) => o.buffer as ArrayBuffer))]
@@ -34,4 +39,6 @@ port.on('message', (msg: ThreadRequest) => {
     },
     (err: unknown) => port.postMessage({ kind: 'error', id: msg.id, message: err instanceof Error ? err.message : String(err) } satisfies ThreadReply),
   )
+  inFlight.add(run)
+  void run.finally(() => inFlight.delete(run))
 })

@@ -33,6 +33,8 @@ export function openThreadedSession(model: string | Uint8Array, inputName: strin
   const pending = new Map<number, { resolve: (outputs: Record<string, Float32Array>) => void; reject: (err: Error) => void }>()
   let nextId = 0
   let dead: Error | undefined
+  // While disposing, the worker keeps the process alive until it has exited.
+  let disposing = false
 
   const settleAll = (err: Error) => {
     dead ??= err
@@ -59,7 +61,7 @@ export function openThreadedSession(model: string | Uint8Array, inputName: strin
           const p = pending.get(msg.id)
           if (!p) return
           pending.delete(msg.id)
-          if (pending.size === 0) worker.unref()
+          if (pending.size === 0 && !disposing) worker.unref()
           if (msg.kind === 'result') p.resolve(msg.outputs)
           else p.reject(new Error(msg.message))
           return
@@ -81,6 +83,7 @@ export function openThreadedSession(model: string | Uint8Array, inputName: strin
             async dispose() {
               if (dead) return
               dead = new Error('session disposed')
+              disposing = true
               const exited = new Promise((r) => worker.once('exit', r))
               worker.ref()
               worker.postMessage({ kind: 'dispose' } satisfies ThreadRequest)
