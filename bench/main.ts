@@ -12,9 +12,13 @@
  * Prints Markdown tables and writes the same figures to bench/results/bench-<time>.json.
  * Options: --quick (about a minute), --images DIR, --models-dir DIR, --out FILE,
  * --env KEY=VALUE (repeatable; service and in-process sessions), --concurrency 1,2,4,
- * --duration SEC (per load level), --skip-raw, --skip-service, --no-dist.
+ * --duration SEC (per load level), --skip-raw, --skip-service, --no-dist, --cpus LIST (pins the
+ * in-process pipeline and the service to these CPUs with taskset, e.g. 0 or 0,1; the load
+ * generator stays unpinned: per-core scaling).
  */
+import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { cpus } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../src/config/load.js'
@@ -59,6 +63,7 @@ const { values: args } = parseArgs({
     'no-dist': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     server: { type: 'string' },
+    cpus: { type: 'string' },
   },
 })
 
@@ -105,7 +110,6 @@ for (const kv of args.env) {
   serviceEnv[kv.slice(0, i)] = kv.slice(i + 1)
 }
 const config = loadConfig({ ...process.env, ...serviceEnv })
-const threadPlan = planThreads(config, 'started')
 // BENCH_* levers given with --env apply to the in-process sessions too (the service child gets them by preload).
 applyLevers(leversFromEnv({ ...process.env, ...serviceEnv }))
 const modelsDir = resolve(args['models-dir'] ?? (await testModelsDir()))
@@ -149,8 +153,25 @@ async function noted<T extends object>(fn: () => Promise<T>): Promise<T & { nois
 
 const foreign = (rs: readonly { noise?: Noise }[]) => Math.max(...rs.map((r) => r.noise?.foreignCores ?? 0))
 
+/** Pins every thread of this process to `cpus` (a taskset list); undefined: all CPUs again. */
+function pinSelf(cpus: string | undefined): void {
+  execFileSync('taskset', ['-a', '-pc', cpus ?? `0-${allCpus - 1}`, String(process.pid)], { stdio: 'ignore' })
+}
+const allCpus = cpus().length
+
 async function rawPhase(): Promise<RawResults> {
   section('1. Raw in-process pipeline (no HTTP)')
+  if (args.cpus) pinSelf(args.cpus)
+  try {
+    return await rawPhasePinned()
+  } finally {
+    if (args.cpus) pinSelf(undefined)
+  }
+}
+
+async function rawPhasePinned(): Promise<RawResults> {
+  // Planned after pinning: a pinned process sees only its CPUs, as the service will.
+  const threadPlan = planThreads(config, 'started')
   // The sessions as the service opens them: the same thread plan and the same thread.
   const sessionOptions = {
     providers: config.executionProviders,
@@ -257,7 +278,7 @@ async function servicePhase(limit: number | undefined) {
   }
   const logFile = join(projectRoot, 'bench', 'results', 'server.log')
   const entry = plan.server === 'dist' && dist ? dist : 'tsx'
-  const svc: RunningService = await startService({ entry, modelsDir, env: serviceEnv, logFile })
+  const svc: RunningService = await startService({ entry, modelsDir, env: serviceEnv, logFile, ...(args.cpus ? { cpus: args.cpus } : {}) })
   startups.unshift({ entry: `${entry === 'tsx' ? 'tsx' : 'dist'} (load server)`, runs: [{ listeningMs: round(svc.listeningMs), readyMs: round(svc.readyMs) }], medianReadyMs: round(svc.readyMs) })
   print(`load server: ${entry === 'tsx' ? 'node --import tsx src/main.ts' : `node ${entry.replace(projectRoot, '')} (src compiled by tsc)`}, pid ${svc.pid}\n`)
   print('Start-up, spawn → listening → GET /readyz 200 (models loaded and warmed), ms:\n')

@@ -19,7 +19,7 @@ const PER_IMAGE = 224 * 224 * 3
 const shape = (n: number) => [n, 224, 224, 3]
 
 /** Deterministic photo-like values in [-1, 1]. */
-function batch(n: number, seed: number, into = new Float32Array(n * PER_IMAGE)): Float32Array {
+function batch(n: number, seed: number, into: Float32Array<ArrayBufferLike> = new Float32Array(n * PER_IMAGE)): Float32Array<ArrayBufferLike> {
   let x = seed >>> 0
   for (let i = 0; i < n * PER_IMAGE; i++) {
     x = (Math.imul(x, 1664525) + 1013904223) >>> 0
