@@ -51,9 +51,10 @@ interface ServiceConfig {
 /** 'K=V,K=V'; 'defaults' is the empty set. */
 const parseEnv = (s: string): Env => (s === 'defaults' ? {} : Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string])))
 
-// Shipped defaults (d632164): intra 0, inter 1, spinning off, batch 4 / wait 2, UV 4, sharp 1, MALLOC_ARENA_MAX 2.
+// Shipped defaults: sessions on worker threads, intra 0 (the budget shared out: 1 each on 2 cores), inter 1,
+// spinning off, batch 4 / wait 2, UV 4, sharp 1, MALLOC_ARENA_MAX 2.
 const serviceConfigs: ServiceConfig[] = [
-  { group: 'threads', label: 'defaults (intra 0, inter 1, spinning off, batch 4)', env: {} },
+  { group: 'threads', label: 'defaults (worker threads, intra 0, inter 1, spinning off, batch 4)', env: {} },
   { group: 'threads', label: 'spinning on (the old default)', env: { ORT_ALLOW_SPINNING: 'true' } },
   { group: 'threads', label: 'spinning on, batch 8 (the old defaults)', env: { ORT_ALLOW_SPINNING: 'true', BATCH_MAX_SIZE: '8' } },
   { group: 'threads', label: 'intra 1', env: { ORT_INTRA_OP_THREADS: '1' } },
