@@ -86,7 +86,14 @@ export const ConfigSchema = Type.Object({
   }),
   BATCH_MAX_SIZE: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
   BATCH_MAX_WAIT_MS: Type.Number({ default: 2, minimum: 0, maximum: 1000, description: 'Longest a lone image waits for company' }),
-  QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),
+  PIPELINE_MAX_IMAGES: Type.Integer({
+    default: 0,
+    minimum: 0,
+    maximum: 65536,
+    description:
+      'Images being decoded, waiting for a batch or inferred at once; later ones wait in arrival order as their compressed bytes (0: 2 × BATCH_MAX_SIZE, at least BATCH_MAX_SIZE + decode slots)',
+  }),
+  QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting to be scored (beyond PIPELINE_MAX_IMAGES) before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest upload (raw or multipart)' }),
   BODY_TIMEOUT_MS: Type.Integer({

@@ -6,7 +6,7 @@ import { planThreads } from '../threads/plan-threads.js'
 import type { ThreadPlan } from '../threads/resolve-threads.js'
 import { NimaModel } from './nima-model.js'
 import type { ScoringObserver } from './observer.js'
-import { Scorer } from './scorer.js'
+import { pipelineImagesFor, Scorer } from './scorer.js'
 
 /**
  * Finds each configured model in MODELS_DIR (real weights before synthetic), opens its
@@ -62,6 +62,8 @@ export async function loadScorer(
       decodeTimeoutMs: config.DECODE_TIMEOUT_MS,
       decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
       maxJpegScans: config.JPEG_MAX_SCANS,
+      pipelineImages: config.PIPELINE_MAX_IMAGES || pipelineImagesFor(config.BATCH_MAX_SIZE, threads.decodeSlots.value),
+      maxWaiting: config.QUEUE_MAX,
     },
     observer,
   )
