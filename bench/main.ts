@@ -437,6 +437,22 @@ async function main() {
         pass: ratio >= 0.9,
       })
     }
+    // Issue #14: flat past saturation. Each level's foreign cores say how far another tenant bent it.
+    const flat = service.levels.filter((l) => l.connections >= 4 && l.connections <= 32)
+    if (raw && flat.length > 0) {
+      const worst = flat.reduce((a, b) => (b.ratioToLimit < a.ratioToLimit ? b : a))
+      targets.push({ target: 'service/limit ≥ 0.95 at every concurrency 4..32', value: flat.map((l) => `${l.connections}: ${l.ratioToLimit}`).join(', '), pass: worst.ratioToLimit >= 0.95 })
+    }
+    const c4 = service.levels.find((l) => l.connections === 4)
+    const c32 = service.levels.find((l) => l.connections === 32)
+    if (c4 && c32) {
+      const growth = round((100 * (c32.cpuMsPerImage - c4.cpuMsPerImage)) / c4.cpuMsPerImage, 1)
+      targets.push({ target: 'CPU per image at conc 32 within 5 % of conc 4', value: `${c32.cpuMsPerImage} vs ${c4.cpuMsPerImage} ms (${growth >= 0 ? '+' : ''}${growth} %)`, pass: Math.abs(growth) <= 5 })
+      const busiest = Math.max(...service.levels.map((l) => l.serverCores))
+      const otherTenants = Math.max(...service.levels.map((l) => l.noise.foreignCores))
+      targets.push({ target: `≥ ${round(machine.cpus * 0.95, 2)} of ${machine.cpus} cores busy at saturation`, value: `${busiest} cores (other processes took up to ${otherTenants})`, pass: busiest >= machine.cpus * 0.95 })
+      targets.push({ target: 'RSS at conc 32 ≤ 450 MB', value: `${c32.peakRssMb} MB`, pass: c32.peakRssMb <= 450 })
+    }
     if (c8) targets.push({ target: 'p99 at conc 8 ≤ 3 × single-request latency', value: `${c8.latency.p99Ms} ms vs 3 × ${service.single.clientTotalMs} = ${round(3 * service.single.clientTotalMs)} ms`, pass: c8.latency.p99Ms <= 3 * service.single.clientTotalMs })
     const viaTsx = service.entry === 'tsx' ? ' (tsx server: its loader adds ≈ 45 MB; the full run measures the compiled one)' : ''
     targets.push({ target: 'peak RSS ≤ 400 MB', value: `VmHWM ${round(hwm)} MB${viaTsx}`, pass: hwm <= 400 })
