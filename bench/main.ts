@@ -45,7 +45,7 @@ import {
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
 import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
 import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
-import { summarizeCpuProfile, threadCpu, threadShare, type ThreadShare } from './lib/profile.js'
+import { summarizeCpuProfile, threadCpu, threadCpuByKind, threadShare, type ThreadShare } from './lib/profile.js'
 import { round, serialBound } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -136,6 +136,8 @@ interface LevelResult extends LoadResult {
   cpuMsPerImage: number
   /** Server CPU split: the event-loop thread against all the others. */
   threads: ThreadShare
+  /** Server CPU per image by thread kind (main, ORT session threads, libuv pool, V8 helpers), ms. */
+  cpuMsPerImageByThread: Record<string, number>
   /** How long the server kept working after the load generator left (abandoned requests). */
   drainMs: number
   serverCores: number
@@ -303,11 +305,14 @@ async function servicePhase(limit: number | undefined) {
       const cpu0 = svc.cpuSeconds()
       const self0 = selfCpuSeconds()
       const threads0 = threadCpu(svc.pid)
+      const kinds0 = threadCpuByKind(svc.pid)
       const mark = markNoise(0)
       const t0 = performance.now()
       const r = await runLoad({ url, imagesDir: args.images, connections: c, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 })
       const wall = (performance.now() - t0) / 1000
       const threads = threadShare(svc.pid, threads0, threadCpu(svc.pid), wall)
+      const images = Math.max(1, r.ok + r.warmupOk)
+      const cpuMsPerImageByThread = Object.fromEntries([...threadCpuByKind(svc.pid)].map(([k, v]) => [k, round(((v - (kinds0.get(k) ?? 0)) * 1000) / images, 2)]).filter(([, v]) => (v as number) > 0.05))
       const drainMs = await waitIdle(svc.baseUrl)
       const mem = svc.peakMemory()
       // ours: the server, the load generator (its measured part only) and this driver.
@@ -316,6 +321,7 @@ async function servicePhase(limit: number | undefined) {
         ...r,
         noise: noiseSince(mark, ours),
         threads,
+        cpuMsPerImageByThread,
         drainMs: round(drainMs),
         imagesPerSec: round(r.imagesPerSec),
         loadGenCores: round(r.loadGenCores, 2),
@@ -354,6 +360,11 @@ async function servicePhase(limit: number | undefined) {
       ]),
     ),
   )
+
+  // Where each image's CPU goes, thread kind by thread kind: what grows with the load.
+  const kinds = [...new Set(levels.flatMap((l) => Object.keys(l.cpuMsPerImageByThread)))].sort()
+  print('\nServer CPU per image by thread kind, ms (thread names from /proc; # stands for digits):\n')
+  print(mdTable(['conc', ...kinds], levels.map((l) => [l.connections, ...kinds.map((k) => l.cpuMsPerImageByThread[k] ?? 0)])))
 
   const profile = args.profile ? await profilePhase(entry) : undefined
 
