@@ -466,7 +466,8 @@ async function main() {
     }
     if (c8) targets.push({ target: 'p99 at conc 8 ≤ 3 × single-request latency', value: `${c8.latency.p99Ms} ms vs 3 × ${service.single.clientTotalMs} = ${round(3 * service.single.clientTotalMs)} ms`, pass: c8.latency.p99Ms <= 3 * service.single.clientTotalMs })
     const viaTsx = service.entry === 'tsx' ? ' (tsx server: its loader adds ≈ 45 MB; the full run measures the compiled one)' : ''
-    targets.push({ target: 'peak RSS ≤ 400 MB', value: `VmHWM ${round(hwm)} MB${viaTsx}`, pass: hwm <= 400 })
+    // 400 MB until issue #14; the two session threads' V8 isolates add about 25–30 MB.
+    targets.push({ target: 'peak RSS ≤ 450 MB', value: `VmHWM ${round(hwm)} MB${viaTsx}`, pass: hwm <= 450 })
     targets.push({ target: 'start-up to ready < 2 s', value: service.startups.map((s) => `${s.entry.replace(projectRoot, '')}: ${s.medianReadyMs} ms`).join('; '), pass: ready < 2000 })
     section('Targets')
     print(mdTable(['target', 'measured', 'met'], targets.map((t) => [t.target, t.value, t.pass === null ? '–' : t.pass ? 'yes' : 'NO'])))
