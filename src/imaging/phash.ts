@@ -9,6 +9,12 @@
  * tens of milliseconds, more than the 2 % of an image's CPU this hash may take, and 16
  * samples a cell already average out JPEG noise and resampling differences (see
  * docs/near-duplicates.md for the measured recall).
+ *
+ * Beside the whole frame, the same hash of four corner crops (`phashCrops`): a copy that
+ * a supplier cropped on one side is a shifted and rescaled picture, which moves the 8×8
+ * low frequencies enough that a 5 % one-sided crop lands beyond the threshold about one
+ * time in ten; compared with the matching corner crop of the other copy it is nearly the
+ * same picture again. See nearDuplicateDistance.
  */
 import { nearestIndices, type RgbImage } from './tensor.js'
 
@@ -84,15 +90,82 @@ export function hashBits(coefficients: Float64Array): bigint {
   return bits
 }
 
+const hex = (bits: bigint): string => bits.toString(16).padStart(16, '0')
+
 /** The image's pHash as 16 lower-case hex digits. */
 export function phash(img: RgbImage): string {
-  return hashBits(lowDct(lumaThumbnail(img))).toString(16).padStart(16, '0')
+  return hex(hashBits(lowDct(lumaThumbnail(img))))
+}
+
+/**
+ * Corner crops sample a 135×135 grid of the whole frame and take 128×128 of it from each
+ * corner (128/135 ≈ 94.8 % of width and height), so every crop's thumbnail cell averages
+ * a uniform 4×4 of samples, as the whole-frame one does, from one pass over the pixels.
+ */
+const CROP_GRID = 135
+const CROP_OFFSET = CROP_GRID - GRID
+
+/** Corner order of `phashCrops`: top-left, top-right, bottom-left, bottom-right, as [x, y] grid offsets. */
+const CORNERS = [
+  [0, 0],
+  [CROP_OFFSET, 0],
+  [0, CROP_OFFSET],
+  [CROP_OFFSET, CROP_OFFSET],
+] as const
+
+/** The 32×32 luma thumbnails (as lumaThumbnail) of the four corner crops, in CORNERS order. */
+export function cornerThumbnails(img: RgbImage): Float64Array[] {
+  const xs = nearestIndices(img.width, CROP_GRID)
+  const ys = nearestIndices(img.height, CROP_GRID)
+  const { data, width } = img
+  const luma = new Int32Array(CROP_GRID * CROP_GRID)
+  for (let gy = 0; gy < CROP_GRID; gy++) {
+    const row = ys[gy]! * width * 3
+    for (let gx = 0; gx < CROP_GRID; gx++) {
+      const s = row + xs[gx]! * 3
+      luma[gy * CROP_GRID + gx] = 299 * data[s]! + 587 * data[s + 1]! + 114 * data[s + 2]!
+    }
+  }
+  const n = SAMPLES_PER_CELL * SAMPLES_PER_CELL * 1000
+  return CORNERS.map(([ox, oy]) => {
+    const sums = new Int32Array(SIZE * SIZE)
+    for (let gy = 0; gy < GRID; gy++) {
+      const src = (gy + oy) * CROP_GRID + ox
+      const cellRow = (gy >> 2) * SIZE
+      for (let gx = 0; gx < GRID; gx++) sums[cellRow + (gx >> 2)]! += luma[src + gx]!
+    }
+    const out = new Float64Array(SIZE * SIZE)
+    for (let i = 0; i < out.length; i++) out[i] = sums[i]! / n
+    return out
+  })
+}
+
+/** pHashes of the four corner crops (cornerThumbnails), top-left, top-right, bottom-left, bottom-right. */
+export function cornerHashes(img: RgbImage): string[] {
+  return cornerThumbnails(img).map((t) => hex(hashBits(lowDct(t))))
+}
+
+/** What near-duplicate detection knows of an image; either may be missing (results from older versions). */
+export interface ImageHashes {
+  /** Whole-frame pHash. */
+  phash?: string | undefined
+  /** The four corner-crop pHashes (cornerHashes). */
+  phashCrops?: readonly string[] | undefined
+}
+
+/** Both hashes of a decoded image, as /score and batch lines carry them. */
+export function imageHashes(img: RgbImage): { phash: string; phashCrops: string[] } {
+  return { phash: phash(img), phashCrops: cornerHashes(img) }
 }
 
 const HEX64 = /^[0-9a-f]{16}$/
 
 export function isPhash(value: unknown): value is string {
   return typeof value === 'string' && HEX64.test(value)
+}
+
+export function isPhashCrops(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length === CORNERS.length && value.every(isPhash)
 }
 
 /** Bits that differ between two hashes (0..64). */
@@ -108,18 +181,36 @@ export function hammingDistance(a: string, b: string): number {
 }
 
 /**
+ * The distance between two images' hashes: the smallest of whole frame against whole
+ * frame, and each whole frame against the other's corner crops, so a copy cropped on one
+ * side (or cropped more than the other) meets the corner crop of the other that shows
+ * the same part of the scene. Crops are not compared with crops: two crops of one frame
+ * are compared with the whole frame already, and every extra comparison is one more
+ * chance for two distinct photos to come close. Without crops on either side this is the
+ * whole-frame distance (results written before phashCrops existed); without a whole-frame
+ * hash on either side, undefined (never near-duplicates).
+ */
+export function nearDuplicateDistance(a: ImageHashes, b: ImageHashes): number | undefined {
+  if (a.phash === undefined || b.phash === undefined) return undefined
+  let d = hammingDistance(a.phash, b.phash)
+  for (const c of b.phashCrops ?? []) d = Math.min(d, hammingDistance(a.phash, c))
+  for (const c of a.phashCrops ?? []) d = Math.min(d, hammingDistance(c, b.phash))
+  return d
+}
+
+/**
  * Below this distance two hashes say something about each other: no two distinct sample
  * photos came closer than 20 bits (bench/near-duplicates.ts), unrelated ones are ~32 apart.
  */
 export const UNRELATED_DISTANCE = 20
 
 /**
- * Similarity of two hashes on 0..1: 1 − distance/20, floored at 0. Distances of 20 and
- * more are the noise between unrelated photos and score 0, so diverse selection does not
- * penalise a photo for a chance resemblance; identical hashes score 1. Without both
- * hashes: 0 (nothing known, nothing penalised).
+ * Similarity of two images on 0..1: 1 − nearDuplicateDistance/20, floored at 0. Distances
+ * of 20 and more are the noise between unrelated photos and score 0, so diverse selection
+ * does not penalise a photo for a chance resemblance; identical hashes score 1. Without
+ * both whole-frame hashes: 0 (nothing known, nothing penalised).
  */
-export function hashSimilarity(a: string | undefined, b: string | undefined): number {
-  if (a === undefined || b === undefined) return 0
-  return Math.max(0, 1 - hammingDistance(a, b) / UNRELATED_DISTANCE)
+export function hashSimilarity(a: ImageHashes | undefined, b: ImageHashes | undefined): number {
+  const d = a && b ? nearDuplicateDistance(a, b) : undefined
+  return d === undefined ? 0 : Math.max(0, 1 - d / UNRELATED_DISTANCE)
 }
