@@ -59,35 +59,90 @@ export function lumaThumbnail(img: RgbImage): Float64Array {
 /**
  * The 8×8 lowest-frequency coefficients of the (unnormalised) 2-D DCT-II of a 32×32
  * block, row-major: out[v*8+u] = Σy Σx f(x,y) cos(π(2x+1)u/64) cos(π(2y+1)v/64).
+ * The basis is symmetric about the middle (cos of 31 − x is ± cos of x, + for even u), so
+ * each pass sums 16 sums or differences of mirrored values instead of 32 values: it runs
+ * five times per image (the whole frame and four corner crops).
  */
 export function lowDct(block: Float64Array): Float64Array {
   if (block.length !== SIZE * SIZE) throw new RangeError(`lowDct: expected ${SIZE * SIZE} values, got ${block.length}`)
   const rows = new Float64Array(SIZE * LOW) // rows[y*8+u]: DCT along x of row y
+  const even = new Float64Array(HALF)
+  const odd = new Float64Array(HALF)
   for (let y = 0; y < SIZE; y++) {
-    for (let u = 0; u < LOW; u++) {
-      let s = 0
-      for (let x = 0; x < SIZE; x++) s += block[y * SIZE + x]! * BASIS[u * SIZE + x]!
-      rows[y * LOW + u] = s
+    const r = y * SIZE
+    for (let x = 0; x < HALF; x++) {
+      const a = block[r + x]!
+      const b = block[r + SIZE - 1 - x]!
+      even[x] = a + b
+      odd[x] = a - b
     }
+    for (let u = 0; u < LOW; u++) rows[y * LOW + u] = halfDot(u & 1 ? odd : even, u)
   }
   const out = new Float64Array(LOW * LOW)
-  for (let v = 0; v < LOW; v++) {
-    for (let u = 0; u < LOW; u++) {
-      let s = 0
-      for (let y = 0; y < SIZE; y++) s += rows[y * LOW + u]! * BASIS[v * SIZE + y]!
-      out[v * LOW + u] = s
+  for (let u = 0; u < LOW; u++) {
+    for (let y = 0; y < HALF; y++) {
+      const a = rows[y * LOW + u]!
+      const b = rows[(SIZE - 1 - y) * LOW + u]!
+      even[y] = a + b
+      odd[y] = a - b
     }
+    for (let v = 0; v < LOW; v++) out[v * LOW + u] = halfDot(v & 1 ? odd : even, v)
   }
   return out
 }
 
+const HALF = SIZE / 2
+
+/** Σ x<16 of values[x] · cos(π(2x+1)u/64). */
+function halfDot(values: Float64Array, u: number): number {
+  let s = 0
+  const base = u * SIZE
+  for (let x = 0; x < HALF; x++) s += values[x]! * BASIS[base + x]!
+  return s
+}
+
 /** 64 bits, coefficient i (row-major) as bit 63 - i: set when above the median of the 64. */
 export function hashBits(coefficients: Float64Array): bigint {
-  const sorted = Float64Array.from(coefficients).sort()
-  const median = (sorted[31]! + sorted[32]!) / 2
-  let bits = 0n
-  for (let i = 0; i < 64; i++) bits = (bits << 1n) | (coefficients[i]! > median ? 1n : 0n)
-  return bits
+  const median = middlePair(Float64Array.from(coefficients))
+  let hi = 0
+  let lo = 0
+  for (let i = 0; i < 32; i++) {
+    hi = (hi << 1) | (coefficients[i]! > median ? 1 : 0)
+    lo = (lo << 1) | (coefficients[i + 32]! > median ? 1 : 0)
+  }
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
+}
+
+/**
+ * The mean of the 32nd and 33rd smallest of 64 values (their median), by selection rather
+ * than a full sort; reorders `v`.
+ */
+function middlePair(v: Float64Array): number {
+  const k = v.length >> 1 // the 33rd smallest, at index 32 once selected
+  let left = 0
+  let right = v.length - 1
+  while (left < right) {
+    const pivot = v[(left + right) >> 1]!
+    let i = left
+    let j = right
+    while (i <= j) {
+      while (v[i]! < pivot) i++
+      while (v[j]! > pivot) j--
+      if (i <= j) {
+        const t = v[i]!
+        v[i] = v[j]!
+        v[j] = t
+        i++
+        j--
+      }
+    }
+    if (k <= j) right = j
+    else if (k >= i) left = i
+    else break
+  }
+  let below = -Infinity // the 32nd smallest: the largest of the values before index 32
+  for (let i = 0; i < k; i++) if (v[i]! > below) below = v[i]!
+  return (below + v[k]!) / 2
 }
 
 const hex = (bits: bigint): string => bits.toString(16).padStart(16, '0')
