@@ -169,6 +169,13 @@ const CORNERS = [
 ] as const
 
 /**
+ * The summed-area table of cornerThumbnails, reused: 148 KB allocated per image cost more in
+ * garbage collection than the table takes to fill. The function is synchronous, and each
+ * thread or process has its own module instance.
+ */
+const SAT = new Float64Array((CROP_GRID + 1) * (CROP_GRID + 1))
+
+/**
  * The 32×32 luma thumbnails (as lumaThumbnail) of the four corner crops, in CORNERS order.
  * The 135×135 samples go into a summed-area table, so each crop cell is four reads
  * instead of 16 additions: the crops overlap almost entirely, and summing each anew cost
@@ -181,8 +188,9 @@ export function cornerThumbnails(img: RgbImage): Float64Array[] {
   for (let g = 0; g < CROP_GRID; g++) cols[g] = xs[g]! * 3
   const { data, width } = img
   // sat[(y+1)*S + x+1]: sum of 1000·luma over samples [0..y]×[0..x]; up to 18 225 × 255 000, beyond int32.
+  // Row 0 and column 0 stay 0; every other cell is written before it is read.
   const S = CROP_GRID + 1
-  const sat = new Float64Array(S * S)
+  const sat = SAT
   for (let gy = 0; gy < CROP_GRID; gy++) {
     const row = ys[gy]! * width * 3
     const above = gy * S + 1
