@@ -9,9 +9,9 @@
  *
  * Memory: a hotel's images must be together to be ranked, and a results file is in
  * completion order, not grouped. With one partition every image's compact entry
- * (~400 bytes, a quarter of it the crop hashes) is held at once; with P partitions a first pass spreads the entries over
- * P temporary files by hash(hotel_id), and each is then ranked on its own, so memory is
- * about one P-th of that. The default picks P from the input size (one per 256 MiB).
+ * (~400 bytes, a quarter of it the crop hashes) is held at once; with P partitions a
+ * first pass spreads the entries over P temporary files by hash(hotel_id), and each is
+ * then ranked on its own, so memory is about one P-th of that. The default picks P from the input size (one per 256 MiB).
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
