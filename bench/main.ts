@@ -190,13 +190,13 @@ async function rawPhasePinned(): Promise<RawResults> {
     const spec = models[0]!.spec
     const micro = await measureMicroCosts(images, spec, quick ? 800 : 2000)
     print(`\nper-photo costs on the main thread: writeTensor ${micro.writeTensorMs} ms, sha256 ${micro.sha256Ms} ms, batch copy ${micro.batchCopyMs} ms, Float32Array alloc ${micro.allocMs} ms`)
-    print(`phash ${micro.phashMs} ms per photo = ${round((100 * micro.phashMs) / micro.decodeMs, 2)} % of a decode alone (${micro.decodeMs} ms, one at a time)`)
+    print(`phash + phashCrops ${micro.phashMs} ms per photo = ${round((100 * micro.phashMs) / micro.decodeMs, 2)} % of a decode alone (${micro.decodeMs} ms, one at a time)`)
 
     const decode: RawResults['decode'] = []
     for (const c of plan.decodeConcurrency) decode.push(await noted(() => measureDecode(images, c, plan.stageMs)))
     const bestDecode = decode.reduce((a, b) => (b.photosPerSec > a.photosPerSec ? b : a))
     const decodePreprocess = await noted(() => measureDecodePreprocess(images, spec, bestDecode.concurrency, plan.stageMs))
-    print(`\nDecode (sharp, full resolution, sha256) and decode + preprocess (writeTensor + phash), photos/s (other processes took up to ${foreign([...decode, decodePreprocess])} cores meanwhile):\n`)
+    print(`\nDecode (sharp, full resolution, sha256) and decode + preprocess (writeTensor + phash + phashCrops), photos/s (other processes took up to ${foreign([...decode, decodePreprocess])} cores meanwhile):\n`)
     print(
       mdTable(
         ['stage', ...decode.map((d) => `conc ${d.concurrency}`)],

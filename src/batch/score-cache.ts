@@ -5,9 +5,9 @@
  *
  * Entries:
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → { mean, std, distribution }
- *   i1/<image sha256>                                                   → { width, height, format, phash }
- * An i1 entry without a phash (written before phash existed) counts as missing, so the
- * image is decoded once more to hash it; scores already cached are kept.
+ *   i1/<image sha256>                                                   → { width, height, format, phash, phashCrops }
+ * An i1 entry without a phash or phashCrops (written before they existed) counts as
+ * missing, so the image is decoded once more to hash it; scores already cached are kept.
  * The model part of the key changes with the model's version or its weights file, so a
  * new model (or re-generated synthetic weights) misses the cache instead of serving stale
  * scores. Values are MessagePack (float64 numbers), so a cached score is bit-identical to
@@ -16,7 +16,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
-import { isPhash } from '../imaging/phash.js'
+import { isPhash, isPhashCrops } from '../imaging/phash.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 
 export interface ModelIdentity {
@@ -32,6 +32,8 @@ export interface CachedImageInfo {
   format: string
   /** src/imaging/phash.ts: rank-hotels groups near-duplicates by it. */
   phash: string
+  /** src/imaging/phash.ts cornerHashes: lets one-sided crops group. */
+  phashCrops: string[]
 }
 
 export function modelCacheId(m: ModelIdentity): string {
@@ -48,7 +50,7 @@ function isScore(v: unknown): v is ScoreSummary {
 
 function isImageInfo(v: unknown): v is CachedImageInfo {
   const i = v as Partial<CachedImageInfo> | undefined
-  return typeof i?.width === 'number' && typeof i.height === 'number' && typeof i.format === 'string' && isPhash(i.phash)
+  return typeof i?.width === 'number' && typeof i.height === 'number' && typeof i.format === 'string' && isPhash(i.phash) && isPhashCrops(i.phashCrops)
 }
 
 export interface ScoreCacheStats {
@@ -98,7 +100,7 @@ export class ScoreCache {
 
   /** Stores an image's info and scores; the write is batched by lmdb and committed asynchronously. */
   put(sha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
-    const writes = [this.#db.put(imageKey(sha), { width: image.width, height: image.height, format: image.format, phash: image.phash })]
+    const writes = [this.#db.put(imageKey(sha), { width: image.width, height: image.height, format: image.format, phash: image.phash, phashCrops: image.phashCrops })]
     for (const [m, s] of scores) writes.push(this.#db.put(scoreKey(sha, m), { mean: s.mean, std: s.std, distribution: s.distribution }))
     for (const w of writes) {
       w.then(

@@ -97,6 +97,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
             index: o.index,
             contentKey: o.score.image.id,
             phash: o.score.image.phash,
+            phashCrops: o.score.image.phashCrops,
             combined: o.score.combined.score,
             means: Object.fromEntries(Object.entries(o.score.scores).map(([id, s]) => [id, s.mean])),
             tasks: Object.fromEntries(Object.entries(o.score.models).map(([id, m]) => [id, m.task])),

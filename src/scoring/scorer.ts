@@ -3,7 +3,7 @@ import { NimaError } from '../errors.js'
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { decodeBytesEstimate, readImageHeader } from '../imaging/decode-cost.js'
 import { DecodePool } from '../imaging/decode-pool.js'
-import { phash } from '../imaging/phash.js'
+import { imageHashes } from '../imaging/phash.js'
 import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
 import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
@@ -19,6 +19,8 @@ export interface ImageSummary {
   bytes: number
   /** 64-bit perceptual hash, 16 hex digits (src/imaging/phash.ts): near-duplicate grouping. */
   phash: string
+  /** pHashes of the four corner crops (src/imaging/phash.ts): a copy cropped on one side still matches. */
+  phashCrops: string[]
 }
 
 export interface ImageScore {
@@ -176,7 +178,7 @@ export class Scorer {
   prepare(image: DecodedImage, models: readonly NimaModel[]): Prepared {
     const started = performance.now()
     const tensors = tensorsFor(models, () => image)
-    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, phash: phash(image) }
+    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, ...imageHashes(image) }
     return { summary, tensors, prepMs: performance.now() - started }
   }
 
