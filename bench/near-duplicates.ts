@@ -4,18 +4,20 @@
  * recompression, small crops, tone and colour shifts, WebP, a corner watermark), plus the
  * TID2013 reference/distorted pairs and idealo's clean/JPEG/blurred triples.
  *
- * Prints, for a sweep of pHash Hamming thresholds (and, with --features, of cosine
- * similarity of the aesthetic model's 1024-value pooled features), the recall of
- * "same source" pairs by variant kind and the false merges among distinct photos, then
- * the cost of hashing against decoding on the full-resolution photos.
+ * Prints, for a sweep of Hamming thresholds, the recall of "same source" pairs by variant
+ * kind and the false merges among distinct photos, twice: by the whole-frame pHash alone
+ * (how results without phashCrops still group) and by nearDuplicateDistance with the
+ * corner crops (the default); with --features also for cosine similarity of the aesthetic
+ * model's 1024-value pooled features; then the cost of hashing against decoding on the
+ * full-resolution photos.
  *
- *   npx tsx bench/near-duplicates.ts [--features]
+ *   npx tsx bench/near-duplicates.ts [--features] [--mirrored-crops]
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import sharp, { type Sharp } from 'sharp'
 import { decodeImage, type DecodedImage } from '../src/imaging/decode.js'
-import { hammingDistance, phash } from '../src/imaging/phash.js'
+import { hammingDistance, imageHashes, nearDuplicateDistance, phash } from '../src/imaging/phash.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../src/imaging/tensor.js'
 import { openSession, type ModelSession } from '../src/inference/onnx-backend.js'
 
@@ -24,6 +26,19 @@ const MAX_PIXELS = 100_000_000
 const THRESHOLDS = [4, 6, 8, 10, 12, 14, 16, 18]
 const COSINES = [0.8, 0.9, 0.95, 0.98, 0.99]
 const withFeatures = process.argv.includes('--features')
+const mirroredCrops = process.argv.includes('--mirrored-crops')
+if (process.argv.includes('--help')) {
+  console.log(`npx tsx bench/near-duplicates.ts [--features] [--mirrored-crops]
+
+Builds the variant set in memory from ../shared/images and prints the threshold sweeps
+(whole-frame pHash alone, and with the corner-crop hashes) and the hashing cost.
+  --features        also sweep cosine similarity of the aesthetic model's pooled features
+                    (synthetic test model from .cache/test-models-v2) and time asking for them
+  --mirrored-crops  add one-sided crops off the right and bottom edges (3, 5, 8 %): not a
+                    variant kind of the issue, a check that the crop hashes are not tuned to
+                    the top-left direction the issue's one-sided crops happen to take`)
+  process.exit(0)
+}
 
 /** Photos of the same scene that are not the same picture: one source each. */
 const SAME_SCENE: Record<string, string> = {
@@ -37,13 +52,17 @@ const SAME_SCENE: Record<string, string> = {
 
 type Variant = { kind: string; edit: (s: Sharp, w: number, h: number) => Sharp }
 
-/** `pct` % of the width and of the height cut off: centred, or all of it off the left and top edges (a shift as well as a scale). */
-const crop = (pct: number, centred: boolean): Variant => ({
-  kind: `crop ${pct} % ${centred ? 'centred' : 'one side'}`,
+/**
+ * `pct` % of the width and of the height cut off: centred, or all of it off the left and
+ * top edges (a shift as well as a scale), or (--mirrored-crops only) off the right and bottom.
+ */
+const crop = (pct: number, centred: boolean, mirrored = false): Variant => ({
+  kind: `crop ${pct} % ${centred ? 'centred' : mirrored ? 'one side, right/bottom (check)' : 'one side'}`,
   edit: (s, w, h) => {
     const dx = Math.round((w * pct) / 100)
     const dy = Math.round((h * pct) / 100)
-    return s.extract({ left: centred ? dx >> 1 : dx, top: centred ? dy >> 1 : dy, width: w - dx, height: h - dy })
+    const [left, top] = centred ? [dx >> 1, dy >> 1] : mirrored ? [0, 0] : [dx, dy]
+    return s.extract({ left, top, width: w - dx, height: h - dy })
   },
 })
 
@@ -72,12 +91,13 @@ const VARIANTS: Variant[] = [
   { kind: 'colour (hue 10°, sat ×1.2)', edit: (s) => s.modulate({ hue: 10, saturation: 1.2 }) },
   { kind: 'WebP q75', edit: (s) => s.webp({ quality: 75 }) },
   { kind: 'corner watermark', edit: (s, w, h) => s.composite([{ input: watermark(w, h), top: 0, left: 0 }]) },
+  ...(mirroredCrops ? [crop(3, false, true), crop(5, false, true), crop(8, false, true)] : []),
 ]
 
 interface Item {
   source: string
   kind: string
-  hash: string
+  hashes: { phash: string; phashCrops: string[] }
   features?: Float32Array
 }
 
@@ -119,18 +139,18 @@ async function main(): Promise<void> {
     const bytes = readFileSync(join(images, name))
     sources.push(bytes)
     const d = await decodeImage(bytes, { maxInputPixels: MAX_PIXELS })
-    const hash = phash(d)
+    const hashes = imageHashes(d)
     const tid = /^tid2013\/dist_(I\d+)\.png$/.exec(name)
     const source = tid ? `tid2013/ref_${tid[1]}.png` : (SAME_SCENE[name] ?? name)
     const kind = tid ? 'TID2013 distorted' : SAME_SCENE[name] ? 'idealo JPEG / blur of the same shot' : 'original'
     const f = await features(d)
-    items.push({ source, kind, hash, ...(f ? { features: f } : {}) })
+    items.push({ source, kind, hashes, ...(f ? { features: f } : {}) })
     if (kind !== 'original') continue
     for (const v of VARIANTS) {
       const out = await encode(v.edit(sharp(bytes).autoOrient(), d.width, d.height), d.format)
       const vd = await decodeImage(out, { maxInputPixels: MAX_PIXELS })
       const vf = await features(vd)
-      items.push({ source, kind: v.kind, hash: phash(vd), ...(vf ? { features: vf } : {}) })
+      items.push({ source, kind: v.kind, hashes: imageHashes(vd), ...(vf ? { features: vf } : {}) })
     }
   }
 
@@ -168,10 +188,22 @@ async function main(): Promise<void> {
   }
 
   console.log(`${originals.length} distinct photos, ${items.length} images in all\n`)
-  console.log('Recall of same-source pairs (variant vs its original) and false merges, pHash distance ≤ threshold:\n')
-  table('variant \\ max distance', THRESHOLDS, (a, b, t) => hammingDistance(a.hash, b.hash) <= t, (t) => `≤ ${t}`)
-  const closest = distinctOriginals.map(([a, b]) => ({ d: hammingDistance(a.hash, b.hash), a: a.source, b: b.source })).sort((x, y) => x.d - y.d)
-  console.log(`closest distinct originals: ${closest.slice(0, 3).map((c) => `${c.a} / ${c.b}: ${c.d}`).join('; ')}\n`)
+  const whole = (a: Item, b: Item) => hammingDistance(a.hashes.phash, b.hashes.phash)
+  const withCrops = (a: Item, b: Item) => nearDuplicateDistance(a.hashes, b.hashes)!
+  for (const [title, distance] of [
+    ['whole-frame pHash alone (results without phashCrops)', whole],
+    ['nearDuplicateDistance: whole frames and corner crops (the default)', withCrops],
+  ] as const) {
+    console.log(`Recall of same-source pairs (variant vs its original) and false merges, ${title}, distance ≤ threshold:\n`)
+    table('variant \\ max distance', THRESHOLDS, (a, b, t) => distance(a, b) <= t, (t) => `≤ ${t}`)
+    const closest = (pairs: [Item, Item][]) => pairs.map(([a, b]) => ({ d: distance(a, b), a, b })).sort((x, y) => x.d - y.d)
+    const o = closest(distinctOriginals)
+    const all = closest(distinctAll)
+    console.log(
+      `closest distinct originals: ${o.slice(0, 3).map((c) => `${c.a.source} / ${c.b.source}: ${c.d}`).join('; ')}; ` +
+        `closest pair of different sources overall: ${all[0]!.d} bits (${all[0]!.a.source} ${all[0]!.a.kind} / ${all[0]!.b.source} ${all[0]!.b.kind})\n`,
+    )
+  }
   if (session) {
     console.log('Cosine similarity of the aesthetic model\'s pooled features (synthetic weights) ≥ threshold:\n')
     table('variant \\ min cosine', COSINES, (a, b, c) => cosine(a.features!, b.features!) >= c, (c) => `≥ ${c}`)
@@ -210,19 +242,21 @@ async function hashingCost(sources: readonly Buffer[], spec: TensorSpec, session
     return (d.user + d.system) / 1000 / n
   }
   const t = new Float32Array(tensorSize(spec))
-  const hash = await cpuMs(3000, (i) => phash(decoded[i % decoded.length]!))
+  const wholeOnly = await cpuMs(3000, (i) => phash(decoded[i % decoded.length]!))
+  const hash = await cpuMs(3000, (i) => imageHashes(decoded[i % decoded.length]!))
   const decode = await cpuMs(200, (i) => decodeImage(sources[i % sources.length]!, { maxInputPixels: MAX_PIXELS }))
   const tensor = await cpuMs(1000, (i) => writeTensor(decoded[i % decoded.length]!, spec, t))
   const mp = decoded.reduce((a, d) => a + d.width * d.height, 0) / decoded.length / 1e6
   let line =
-    `hashing cost, CPU ms per image on the ${decoded.length} full-resolution photos (${mp.toFixed(2)} MP mean): phash ${hash.toFixed(3)}, ` +
-    `decode ${decode.toFixed(2)}, writeTensor ${tensor.toFixed(2)}; phash = ${((100 * hash) / (decode + tensor)).toFixed(2)} % of decode + preprocess`
+    `hashing cost, CPU ms per image on the ${decoded.length} full-resolution photos (${mp.toFixed(2)} MP mean): ` +
+    `hashes (phash + phashCrops) ${hash.toFixed(3)} (phash alone ${wholeOnly.toFixed(3)}), ` +
+    `decode ${decode.toFixed(2)}, writeTensor ${tensor.toFixed(2)}; hashes = ${((100 * hash) / (decode + tensor)).toFixed(2)} % of decode + preprocess`
   if (session) {
     const batch = 8
     const input = new Float32Array(tensorSize(spec) * batch)
     const infer = (await cpuMs(10, () => session.run(input, [batch, 224, 224, 3], ['scores']))) / batch
     const perImage = decode + tensor + 2 * infer + hash
-    line += `; one model's inference ${infer.toFixed(2)} (batch ${batch}), so with two models phash = ${((100 * hash) / perImage).toFixed(2)} % of the per-image CPU`
+    line += `; one model's inference ${infer.toFixed(2)} (batch ${batch}), so with two models the hashes = ${((100 * hash) / perImage).toFixed(2)} % of the per-image CPU`
   }
   console.log(line)
 }

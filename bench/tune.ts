@@ -7,7 +7,7 @@
  *  threads ORT_INTRA_OP_THREADS / ORT_INTER_OP_THREADS / ORT_ALLOW_SPINNING;
  *  uv      UV_THREADPOOL_SIZE and libvips threads per image (sharp.concurrency);
  *  batch   BATCH_MAX_SIZE × BATCH_MAX_WAIT_MS;
- *  worker  ONNX Runtime sessions in worker threads (both models truly concurrent);
+ *  worker  ONNX Runtime sessions on worker threads (the default) against the main thread, and their thread counts;
  *  memory  glibc malloc arenas, ORT's CPU memory arena and memory patterns.
  * Service configs each get a fresh server and one autocannon level (default 8
  * connections). Levers that src/ does not expose are BENCH_* variables applied by
@@ -51,9 +51,10 @@ interface ServiceConfig {
 /** 'K=V,K=V'; 'defaults' is the empty set. */
 const parseEnv = (s: string): Env => (s === 'defaults' ? {} : Object.fromEntries(s.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string])))
 
-// Shipped defaults (d632164): intra 0, inter 1, spinning off, batch 4 / wait 2, UV 4, sharp 1, MALLOC_ARENA_MAX 2.
+// Shipped defaults: sessions on worker threads, intra 0 (the budget shared out: 1 each on 2 cores), inter 1,
+// spinning off, batch 4 / wait 2, UV 4, sharp 1, MALLOC_ARENA_MAX 2.
 const serviceConfigs: ServiceConfig[] = [
-  { group: 'threads', label: 'defaults (intra 0, inter 1, spinning off, batch 4)', env: {} },
+  { group: 'threads', label: 'defaults (worker threads, intra 0, inter 1, spinning off, batch 4)', env: {} },
   { group: 'threads', label: 'spinning on (the old default)', env: { ORT_ALLOW_SPINNING: 'true' } },
   { group: 'threads', label: 'spinning on, batch 8 (the old defaults)', env: { ORT_ALLOW_SPINNING: 'true', BATCH_MAX_SIZE: '8' } },
   { group: 'threads', label: 'intra 1', env: { ORT_INTRA_OP_THREADS: '1' } },
@@ -67,8 +68,10 @@ const serviceConfigs: ServiceConfig[] = [
   { group: 'batch', label: 'batch 4, wait 10', env: { BATCH_MAX_WAIT_MS: '10' } },
   { group: 'batch', label: 'batch 8, wait 2', env: { BATCH_MAX_SIZE: '8' } },
   { group: 'batch', label: 'batch 16, wait 2', env: { BATCH_MAX_SIZE: '16' } },
-  { group: 'worker', label: 'ORT in worker threads, intra 1', env: { BENCH_ORT_WORKER: '1', ORT_INTRA_OP_THREADS: '1' } },
-  { group: 'worker', label: 'ORT in worker threads, intra 0', env: { BENCH_ORT_WORKER: '1' } },
+  { group: 'worker', label: 'sessions on the main thread, intra 0 (the old default)', env: { INFERENCE_THREAD: 'main' } },
+  { group: 'worker', label: 'sessions on worker threads, intra 2', env: { ORT_INTRA_OP_THREADS: '2' } },
+  { group: 'worker', label: 'sessions on worker threads, 1 decode slot', env: { DECODE_CONCURRENCY: '1' } },
+  { group: 'worker', label: 'sessions on worker threads, 3 decode slots', env: { DECODE_CONCURRENCY: '3' } },
   { group: 'memory', label: 'defaults + BENCH_* preload (tsx hooks; baseline for lever rows)', env: { BENCH_ORT_ARENA: '1' } },
   { group: 'memory', label: 'MALLOC_ARENA_MAX unset (glibc default)', env: { MALLOC_ARENA_MAX: '' } },
   { group: 'memory', label: 'ORT CPU arena off', env: { BENCH_ORT_ARENA: '0' } },
@@ -189,8 +192,7 @@ async function rawSweep(): Promise<RawRow[]> {
   const baseline = leversFromEnv()
   for (let k = 0; k < repeat; k++) {
     for (const cfg of rawConfigs) {
-      applyLevers({ ...baseline, ortWorker: cfg.worker ?? false })
-      const models = await loadModels(modelsDir, ['aesthetic', 'technical'], { providers: ['cpu'], intraOpThreads: cfg.intra, interOpThreads: 1, allowSpinning: cfg.spinning ?? false })
+      const models = await loadModels(modelsDir, ['aesthetic', 'technical'], { providers: ['cpu'], intraOpThreads: cfg.intra, interOpThreads: 1, allowSpinning: cfg.spinning ?? false, thread: cfg.worker ? 'worker' : 'main' })
       try {
         const mark = markNoise(selfCpuSeconds())
         const r = await measurePipeline(images, models, { batch: cfg.batch ?? 4, decodeConcurrency: cfg.decodes ?? 2, mode: cfg.mode, warmupMs: quick ? 500 : 1500, ms: quick ? 2500 : 6000 })

@@ -45,7 +45,7 @@ export async function startServer(config: Config, threads: ThreadPlan = planThre
     await state.scorer?.dispose()
   })
   await app.listen({ host: config.HOST, port: config.PORT })
-  app.log.info({ threads }, `CPU budget ${threads.cpu.cores} (${threads.cpu.source}): ${threads.decodeSlots.value} decode slots, ${threads.ortIntraOpThreads.value} ONNX Runtime intra-op threads, libuv pool ${threads.uvThreadpoolSize.value}`)
+  app.log.info({ threads }, `CPU budget ${threads.cpu.cores} (${threads.cpu.source}): ${threads.decodeSlots.value} decode slots, ${threads.ortIntraOpThreads.value} ONNX Runtime intra-op threads per session (sessions on ${config.INFERENCE_THREAD === 'worker' ? 'worker threads' : 'the main thread'}), libuv pool ${threads.uvThreadpoolSize.value}`)
 
   const observer = { ...scoringObserver(metrics), dropped: (stage: DropStage, reason: unknown) => countAbandoned(metrics, stage, reason) }
   reloader = createModelReloader({ config, log: app.log, threads, observer, state, onReport: (r) => metrics.modelReloads.inc({ outcome: r.outcome }) })

@@ -8,6 +8,26 @@ import { basename } from 'node:path'
 
 const CLK_TCK = 100
 
+/** The kind of a thread, from its name: digits dropped, so a pool's threads add up. */
+function threadKind(pid: number, tid: string): string {
+  if (Number(tid) === pid) return 'main (event loop)'
+  try {
+    return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim().replace(/[0-9]+/g, '#')
+  } catch {
+    return 'ended'
+  }
+}
+
+/** CPU seconds per thread kind (see threadKind), for where the CPU of an image goes. */
+export function threadCpuByKind(pid: number): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const [tid, cpu] of threadCpu(pid)) {
+    const kind = threadKind(pid, String(tid))
+    out.set(kind, (out.get(kind) ?? 0) + cpu)
+  }
+  return out
+}
+
 /** CPU seconds per thread id. */
 export function threadCpu(pid: number): Map<number, number> {
   const out = new Map<number, number>()

@@ -10,7 +10,7 @@ import { decodeImage, type DecodedImage } from '../../src/imaging/decode.js'
 import { tensorSize, writeTensor, type TensorSpec } from '../../src/imaging/tensor.js'
 import type { SessionOptions } from '../../src/inference/onnx-backend.js'
 import { loadConfig } from '../../src/config/load.js'
-import { phash } from '../../src/imaging/phash.js'
+import { imageHashes } from '../../src/imaging/phash.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
 import type { ModelManifest } from '../../src/models/manifest.js'
 import { decodeIntoTensor, ManifestModel } from '../../src/scoring/model-pipeline.js'
@@ -74,10 +74,10 @@ export async function measureDecode(images: readonly SampleImage[], concurrency:
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
 
-/** decode + writeTensor + phash, as Scorer.decode + prepare do before inference. */
+/** decode + writeTensor + the hashes (phash and phashCrops), as Scorer.decode + prepare do before inference. */
 export async function measureDecodePreprocess(images: readonly SampleImage[], spec: TensorSpec, concurrency: number, ms: number): Promise<DecodeStageResult> {
   const r = await rateOver(ms, concurrency, async (i) => {
-    phash(await decodeIntoTensor(images[i % images.length]!.bytes, spec, MAX_INPUT_PIXELS, new Float32Array(tensorSize(spec))))
+    imageHashes(await decodeIntoTensor(images[i % images.length]!.bytes, spec, MAX_INPUT_PIXELS, new Float32Array(tensorSize(spec))))
   })
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
@@ -85,7 +85,7 @@ export async function measureDecodePreprocess(images: readonly SampleImage[], sp
 export interface MicroCosts {
   /** writeTensor alone (nearest-neighbour resize + LUT) on decoded photos, ms per photo. */
   writeTensorMs: number
-  /** phash (perceptual hash for near-duplicates) alone on decoded photos, ms per photo. */
+  /** imageHashes (phash and phashCrops, for near-duplicates) alone on decoded photos, ms per photo. */
   phashMs: number
   /** decodeImage alone, ms per photo (one at a time): what phashMs is compared with. */
   decodeMs: number
@@ -117,7 +117,7 @@ export async function measureMicroCosts(images: readonly SampleImage[], spec: Te
   const batch = new Float32Array(per * 8)
   return {
     writeTensorMs: round(timeSync((i) => writeTensor(decoded[i % decoded.length]!, spec, t)), 3),
-    phashMs: round(timeSync((i) => phash(decoded[i % decoded.length]!)), 3),
+    phashMs: round(timeSync((i) => imageHashes(decoded[i % decoded.length]!)), 3),
     decodeMs: round(await timeAsync((i) => decodeImage(images[i % images.length]!.bytes, { maxInputPixels: MAX_INPUT_PIXELS })), 3),
     sha256Ms: round(timeSync((i) => createHash('sha256').update(images[i % images.length]!.bytes).digest('hex')), 3),
     batchCopyMs: round(timeSync((i) => batch.set(t, (i % 8) * per)), 3),

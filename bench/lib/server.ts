@@ -23,6 +23,8 @@ export interface ServiceOptions {
   readyTimeoutMs?: number
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
   nodeArgs?: string[]
+  /** CPUs the service is pinned to (`taskset -c` list, e.g. "0" or "0,1"); absent: all. */
+  cpus?: string
 }
 
 export interface MemorySample {
@@ -105,7 +107,10 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   for (const [k, v] of Object.entries(env)) if (v === '') delete env[k]
   const out = openSync(o.logFile, 'w')
   const started = performance.now()
-  const child = spawn(process.execPath, args, {
+  // Pinned with taskset, the service sees the pinned CPUs as its available parallelism,
+  // as it would see a pod's cpuset, and plans its threads for them.
+  const [command, argv] = o.cpus ? ['taskset', ['-c', o.cpus, process.execPath, ...args]] : [process.execPath, args]
+  const child = spawn(command, argv, {
     cwd: projectRoot,
     env,
     stdio: ['ignore', out, out],

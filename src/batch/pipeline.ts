@@ -39,6 +39,8 @@ export interface ResultLine {
   bytes?: number
   /** 64-bit perceptual hash (src/imaging/phash.ts), 16 hex digits: rank-hotels groups near-duplicates by it. */
   phash?: string
+  /** The four corner-crop hashes (src/imaging/phash.ts cornerHashes): one-sided crops still group. */
+  phashCrops?: string[]
   scores?: Record<string, ScoreSummary>
   combined?: CombinedScore
   models?: Record<string, { id: string; version: string; task: string; synthetic: boolean }>
@@ -206,7 +208,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     models.forEach((m, i) => {
       scores[m.info.id] = have[i] ?? result.scores[m.info.id]!
     })
-    const image = { width: result.image.width, height: result.image.height, format: result.image.format, phash: result.image.phash }
+    const image = { width: result.image.width, height: result.image.height, format: result.image.format, phash: result.image.phash, phashCrops: result.image.phashCrops }
     cache?.put(sha, image, missing.map((m) => [modelIdentity(m), result.scores[m.info.id]!] as const))
     return { image, scores }
   }
@@ -225,7 +227,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       remember(sha, scored)
       return { ...scored, cached: true }
     }
-    // Every score cached but no image info (or one from before phash): decoded only to hash it.
+    // Every score cached but no image info (or one from before phash/phashCrops): decoded only to hash it.
     const p = compute(bytes, sha, have)
     inflightScores.set(sha, p)
     try {
@@ -266,6 +268,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         height: r.image.height,
         format: r.image.format,
         phash: r.image.phash,
+        phashCrops: r.image.phashCrops,
         scores: r.scores,
         combined: combinedScore(models.map((m) => m.info), means, deps.weights),
         models: modelInfo,

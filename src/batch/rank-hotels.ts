@@ -4,13 +4,14 @@
  * (src/scoring/ranking.ts, shared with POST /rank), byte-identical images listed once with
  * their duplicates, near-duplicates (by the `phash` of each line) folded into the best of
  * them with the same defaults as /rank, optionally the first k picked for diversity,
- * failed images apart. Lines written before batch carried `phash` are never grouped.
+ * failed images apart. Lines written before batch carried `phash` are never grouped;
+ * lines without `phashCrops` group by the whole-frame hash alone (no crop tolerance).
  *
  * Memory: a hotel's images must be together to be ranked, and a results file is in
  * completion order, not grouped. With one partition every image's compact entry
- * (~300 bytes) is held at once; with P partitions a first pass spreads the entries over
- * P temporary files by hash(hotel_id), and each is then ranked on its own, so memory is
- * about one P-th of that. The default picks P from the input size (one per 256 MiB).
+ * (~400 bytes, a quarter of it the crop hashes) is held at once; with P partitions a
+ * first pass spreads the entries over P temporary files by hash(hotel_id), and each is
+ * then ranked on its own, so memory is about one P-th of that. The default picks P from the input size (one per 256 MiB).
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
@@ -18,7 +19,7 @@ import { mkdir, mkdtemp, open, rename, rm, stat, type FileHandle } from 'node:fs
 import { dirname, join } from 'node:path'
 import { tmpdir } from 'node:os'
 import type { CombinedScore } from '../scoring/combined.js'
-import { isPhash } from '../imaging/phash.js'
+import { isPhash, isPhashCrops } from '../imaging/phash.js'
 import { rankImages, resolveRankOptions, type RankOptions, type RequestedRankOptions } from '../scoring/ranking.js'
 import { readLines } from './line-reader.js'
 
@@ -60,6 +61,7 @@ interface Entry {
   source?: string
   sha256?: string
   phash?: string
+  phashCrops?: string[]
   combined?: CombinedScore
   scores?: Record<string, number>
   tasks?: Record<string, string>
@@ -112,6 +114,7 @@ export function parseResult(text: string): Parsed {
   if (source !== undefined) entry.source = source
   if (sha !== undefined) entry.sha256 = sha
   if (isPhash(v['phash'])) entry.phash = v['phash']
+  if (isPhashCrops(v['phashCrops'])) entry.phashCrops = v['phashCrops']
   const error = v['error'] as { code?: unknown; message?: unknown } | undefined
   const combined = v['combined'] as { score?: unknown; weights?: unknown } | undefined
   if (error !== undefined && error !== null) {
@@ -164,6 +167,7 @@ export function rankHotel(
       index: e.line,
       contentKey: e.sha256 ?? `key:${e.key}`,
       ...(e.phash !== undefined ? { phash: e.phash } : {}),
+      ...(e.phashCrops !== undefined ? { phashCrops: e.phashCrops } : {}),
       combined: e.combined!.score,
       means: e.scores ?? {},
       tasks: e.tasks ?? {},

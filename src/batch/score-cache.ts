@@ -5,9 +5,9 @@
  *
  * Entries and keys are those of src/cache/score-key.ts, shared with the service's cache:
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → { mean, std, distribution }
- *   i1/<image sha256>                                                   → { width, height, format, phash }
- * An i1 entry without a phash (written before phash existed) counts as missing, so the
- * image is decoded once more to hash it; scores already cached are kept.
+ *   i1/<image sha256>                                                   → { width, height, format, phash, phashCrops }
+ * An i1 entry without a phash or phashCrops (written before they existed) counts as
+ * missing, so the image is decoded once more to hash it; scores already cached are kept.
  * Values are MessagePack (float64 numbers), so a cached score is bit-identical to
  * the computed one.
  */

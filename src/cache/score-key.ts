@@ -4,7 +4,7 @@
  * cache (src/batch/score-cache.ts), so an entry means the same thing wherever it is kept.
  *
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → ScoreSummary
- *   i1/<image sha256>                                                   → CachedImageInfo
+ *   i1/<image sha256>                                                   → CachedImageInfo (phash and phashCrops)
  *   u1/<sha256 of the URL>                                              → UrlRecord (service only)
  *
  * The image part is the sha256 of the bytes (the `image.id` of a response). The model part
@@ -14,7 +14,7 @@
  * key that operators list. Bump the `s1`/`i1`/`u1` prefix when a value's shape changes.
  */
 import { createHash } from 'node:crypto'
-import { isPhash } from '../imaging/phash.js'
+import { isPhash, isPhashCrops } from '../imaging/phash.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 
 /** The model's fingerprint: what must change for a cached score to be stale. */
@@ -32,6 +32,8 @@ export interface CachedImageInfo {
   format: string
   /** src/imaging/phash.ts: 16 hex digits. */
   phash: string
+  /** src/imaging/phash.ts cornerHashes: lets one-sided crops group. */
+  phashCrops: string[]
 }
 
 /** A URL's last answer: which image it was and how to ask the upstream whether it changed. */
@@ -67,7 +69,7 @@ export function isScore(v: unknown): v is ScoreSummary {
 
 export function isImageInfo(v: unknown): v is CachedImageInfo {
   const i = v as Partial<CachedImageInfo> | undefined
-  return typeof i?.width === 'number' && typeof i.height === 'number' && typeof i.format === 'string' && isPhash(i.phash)
+  return typeof i?.width === 'number' && typeof i.height === 'number' && typeof i.format === 'string' && isPhash(i.phash) && isPhashCrops(i.phashCrops)
 }
 
 export function isUrlRecord(v: unknown): v is UrlRecord {
@@ -84,4 +86,4 @@ export function isUrlRecord(v: unknown): v is UrlRecord {
 
 /** The stored form of a score: exactly its three fields (a ScoreSummary may carry more at runtime). */
 export const scoreValue = (s: ScoreSummary): ScoreSummary => ({ mean: s.mean, std: s.std, distribution: s.distribution })
-export const imageValue = (i: CachedImageInfo): CachedImageInfo => ({ width: i.width, height: i.height, format: i.format, phash: i.phash })
+export const imageValue = (i: CachedImageInfo): CachedImageInfo => ({ width: i.width, height: i.height, format: i.format, phash: i.phash, phashCrops: i.phashCrops })

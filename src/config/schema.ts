@@ -36,7 +36,12 @@ export const ConfigSchema = Type.Object({
     maximum: 1024,
     description: 'libuv pool threads (sharp decodes, file reads, DNS lookups); 0: decode slots + 2, at least 4. Applied only when started through dist/main.cjs (npm start, the images)',
   }),
-  ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator (0: the CPU budget, see CPU_LIMIT)' }),
+  INFERENCE_THREAD: Type.Union([Type.Literal('worker'), Type.Literal('main')], {
+    default: 'worker',
+    description:
+      'worker: each model\'s ONNX Runtime session runs on a worker thread of its own, so inference never blocks the event loop and the models run at once; main: on the event loop (the old way, kept for comparison benchmarks)',
+  }),
+  ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator in each session (0: the CPU budget shared out among the models when INFERENCE_THREAD=worker, the whole budget when main; see CPU_LIMIT)' }),
   ORT_INTER_OP_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'Threads across operators' }),
   ORT_ALLOW_SPINNING: Type.Boolean({
     default: false,
@@ -81,7 +86,14 @@ export const ConfigSchema = Type.Object({
   }),
   BATCH_MAX_SIZE: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Most images in one session.run' }),
   BATCH_MAX_WAIT_MS: Type.Number({ default: 2, minimum: 0, maximum: 1000, description: 'Longest a lone image waits for company' }),
-  QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting for inference before new ones get 503' }),
+  PIPELINE_MAX_IMAGES: Type.Integer({
+    default: 0,
+    minimum: 0,
+    maximum: 65536,
+    description:
+      'Images being decoded, waiting for a batch or inferred at once; later ones wait in arrival order as their compressed bytes (0: 2 × BATCH_MAX_SIZE, at least BATCH_MAX_SIZE + decode slots)',
+  }),
+  QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting to be scored (beyond PIPELINE_MAX_IMAGES) before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest upload (raw or multipart)' }),
   BODY_TIMEOUT_MS: Type.Integer({

@@ -6,7 +6,7 @@
  */
 import { isNimaError } from '../errors.js'
 import { decodeImage } from './decode.js'
-import { phash } from './phash.js'
+import { imageHashes } from './phash.js'
 import { READY, type DecodeJob, type DecodeReply } from './decode-protocol.js'
 import { sampleNearest } from './tensor.js'
 
@@ -16,7 +16,7 @@ async function handle(job: DecodeJob): Promise<DecodeReply> {
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength)
     const img = await decodeImage(bytes, { maxInputPixels: job.maxInputPixels })
     const samples = job.sizes.map(([w, h]) => sampleNearest(img, w, h).data)
-    return { ok: true, image: { id: img.id, format: img.format, width: img.width, height: img.height, bytes: img.bytes, phash: phash(img) }, samples, rss: process.memoryUsage.rss() }
+    return { ok: true, image: { id: img.id, format: img.format, width: img.width, height: img.height, bytes: img.bytes, ...imageHashes(img) }, samples, rss: process.memoryUsage.rss() }
   } catch (err) {
     if (isNimaError(err)) {
       const cause = err.cause instanceof Error ? err.cause.message : err.cause === undefined ? undefined : String(err.cause)

@@ -17,6 +17,8 @@ export interface DecodedSummary {
   bytes: number
   /** Perceptual hash of the full-resolution pixels (phash.ts), which only the decode process holds. */
   phash: string
+  /** Its four corner-crop hashes (phash.ts cornerHashes). */
+  phashCrops: string[]
 }
 
 export type DecodeReply =

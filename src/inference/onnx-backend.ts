@@ -11,6 +11,8 @@ export interface SessionOptions {
   interOpThreads: number
   /** Spin-wait between operators (ORT's default). Off by default here: see ORT_ALLOW_SPINNING. */
   allowSpinning?: boolean
+  /** 'worker': the session lives on a worker thread of its own (threaded-session.ts). Default 'main'. */
+  thread?: 'main' | 'worker'
 }
 
 export interface ProviderFailure {
@@ -64,12 +66,29 @@ function wrap(
   provider: ExecutionProviderName,
   fallbacks: ProviderFailure[],
 ): ModelSession {
+  // onnxruntime-node refuses a tensor over shared memory ("Invalid argument"), which is
+  // where batches arrive from (nima-model.ts). They are copied into a private buffer,
+  // grown as needed and reused, so a batch allocates nothing. The binding reads its input
+  // only when the run starts, a tick after session.run returns, so the buffer stays
+  // taken until the run ends, and a run that overlaps it gets a buffer of its own.
+  let scratch = new Float32Array(0)
+  let scratchTaken = false
+  const own = (input: Float32Array): { data: Float32Array; release: () => void } => {
+    if (input.buffer instanceof ArrayBuffer) return { data: input, release: () => {} }
+    if (scratchTaken) return { data: Float32Array.from(input), release: () => {} }
+    if (scratch.length < input.length) scratch = new Float32Array(input.length)
+    const data = scratch.length === input.length ? scratch : scratch.subarray(0, input.length)
+    data.set(input)
+    scratchTaken = true
+    return { data, release: () => (scratchTaken = false) }
+  }
   return {
     provider,
     fallbacks,
     async run(input, shape, outputs) {
-      const feeds = { [inputName]: new ort.Tensor('float32', input, shape as number[]) }
-      const result = await session.run(feeds, outputs as string[])
+      const { data, release } = own(input)
+      const feeds = { [inputName]: new ort.Tensor('float32', data, shape as number[]) }
+      const result = await session.run(feeds, outputs as string[]).finally(release)
       const out: Record<string, Float32Array> = {}
       for (const name of outputs) {
         const t = result[name]

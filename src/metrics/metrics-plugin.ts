@@ -38,7 +38,7 @@ export default fp(
       for (const m of scorer.models.values()) {
         const { id, version, synthetic, provider, task } = m.info
         metrics.modelInfo.set({ model: id, version, synthetic: String(synthetic), provider, task }, 1)
-        metrics.queueDepth.set({ model: id }, m.queueDepth)
+        metrics.queueDepth.set({ model: id }, scorer.queueDepthOf(m))
         metrics.inflightImages.set({ model: id }, m.inFlight)
       }
       const decodes = scorer.decodes

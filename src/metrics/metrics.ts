@@ -126,7 +126,7 @@ export function createMetrics(): Metrics {
     }),
     queueDepth: new Gauge({
       name: 'nima_queue_depth',
-      help: 'Images waiting for inference, by model',
+      help: 'Images waiting for inference, by model: for admission (PIPELINE_MAX_IMAGES) and in the model\'s batch queue',
       labelNames: ['model'],
       registers,
     }),

@@ -83,6 +83,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
             index: o.index,
             contentKey: o.served.score.image.id,
             phash: o.served.score.image.phash,
+            phashCrops: o.served.score.image.phashCrops,
             combined: o.served.score.combined.score,
             means: Object.fromEntries(Object.entries(o.served.score.scores).map(([id, s]) => [id, s.mean])),
             tasks: Object.fromEntries(Object.entries(o.served.score.models).map(([id, m]) => [id, m.task])),

@@ -57,6 +57,12 @@ export const ImageInfo = Type.Object(
     format: Type.String(),
     bytes: Type.Integer(),
     phash: Type.String({ pattern: '^[0-9a-f]{16}$', description: '64-bit perceptual hash (DCT of a 32×32 luma thumbnail), 16 hex digits; near-duplicates differ in few bits' }),
+    phashCrops: Type.Array(Type.String({ pattern: '^[0-9a-f]{16}$' }), {
+      minItems: 4,
+      maxItems: 4,
+      description:
+        'The same hash of four corner crops (about 95 % of width and height, anchored top-left, top-right, bottom-left, bottom-right): a copy cropped on one side is near the matching crop of the other',
+    }),
   },
   { $id: 'ImageInfo' },
 )

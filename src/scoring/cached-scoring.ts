@@ -162,7 +162,7 @@ export class ScoringSession {
   #fromCache(sha: string, bytes: number, found: CachedImage): ImageScore {
     const { scorer, models, weights } = this.#o
     const info: CachedImageInfo = found.image!
-    const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, phash: info.phash }
+    const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, phash: info.phash, phashCrops: info.phashCrops }
     return scorer.result(image, models, found.scores as NonNullable<(typeof found.scores)[number]>[], weights, { decodeMs: 0, inferenceMs: 0 })
   }
 }

@@ -6,7 +6,7 @@ import { planThreads } from '../threads/plan-threads.js'
 import type { ThreadPlan } from '../threads/resolve-threads.js'
 import { NimaModel } from './nima-model.js'
 import type { ScoringObserver } from './observer.js'
-import { Scorer } from './scorer.js'
+import { pipelineImagesFor, Scorer } from './scorer.js'
 
 /**
  * Finds each configured model in MODELS_DIR (real weights before synthetic), opens its
@@ -31,6 +31,7 @@ export async function loadScorer(
           intraOpThreads: threads.ortIntraOpThreads.value,
           interOpThreads: config.ORT_INTER_OP_THREADS,
           allowSpinning: config.ORT_ALLOW_SPINNING,
+          thread: config.INFERENCE_THREAD,
         },
         { maxBatchSize: config.BATCH_MAX_SIZE, maxWaitMs: config.BATCH_MAX_WAIT_MS, maxQueue: config.QUEUE_MAX },
         observer,
@@ -61,6 +62,8 @@ export async function loadScorer(
       decodeTimeoutMs: config.DECODE_TIMEOUT_MS,
       decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
       maxJpegScans: config.JPEG_MAX_SCANS,
+      pipelineImages: config.PIPELINE_MAX_IMAGES || pipelineImagesFor(config.BATCH_MAX_SIZE, threads.decodeSlots.value),
+      maxWaiting: config.QUEUE_MAX,
     },
     observer,
   )

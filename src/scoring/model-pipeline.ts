@@ -7,6 +7,7 @@
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
+import { openThreadedSession } from '../inference/threaded-session.js'
 import type { ModelManifest } from '../models/manifest.js'
 
 /** The model outputs by role; the manifest maps each to its graph name. */
@@ -59,7 +60,8 @@ export class ManifestModel {
   /** `model`: the ONNX file's path or bytes. */
   static async open(model: string | Uint8Array, manifest: ModelManifest, options: SessionOptions): Promise<ManifestModel> {
     tensorSpecOf(manifest)
-    return new ManifestModel(manifest, await openSession(model, manifest.input.name, options))
+    const open = options.thread === 'worker' ? openThreadedSession : openSession
+    return new ManifestModel(manifest, await open(model, manifest.input.name, options))
   }
 
   /** Values per image of one tensor. */

@@ -2,6 +2,9 @@
  * Near-duplicate grouping by perceptual hash (src/imaging/phash.ts): the same picture
  * resized, recompressed, slightly cropped or watermarked by another supplier.
  *
+ * The distance is nearDuplicateDistance: whole frames, and each whole frame against the
+ * other's corner crops where an image has them.
+ *
  * Leader clustering in rank order: walking the images best first, each joins the first
  * better-ranked leader within `maxDistance` bits, else leads a group of its own. So a
  * group's leader is its best-scoring member, every member is within `maxDistance` of the
@@ -9,7 +12,7 @@
  * the same way. The default threshold comes from the variant-set sweep in
  * docs/near-duplicates.md (bench/near-duplicates.ts).
  */
-import { hammingDistance } from '../imaging/phash.js'
+import { nearDuplicateDistance, type ImageHashes } from '../imaging/phash.js'
 
 /** Hamming distance (of 64 bits) at or below which two images are one picture. */
 export const DEFAULT_MAX_DISTANCE = 14
@@ -27,10 +30,11 @@ export interface NearDuplicateGroup {
 }
 
 /**
- * Groups `hashes` (given best first; undefined: no hash, never grouped) into leaders and
- * their members. Groups come out in leader order, members in input order.
+ * Groups `hashes` (given best first; undefined or without a whole-frame hash: never
+ * grouped) into leaders and their members. Groups come out in leader order, members in
+ * input order.
  */
-export function groupNearDuplicates(hashes: readonly (string | undefined)[], maxDistance: number): NearDuplicateGroup[] {
+export function groupNearDuplicates(hashes: readonly (ImageHashes | undefined)[], maxDistance: number): NearDuplicateGroup[] {
   if (!Number.isInteger(maxDistance) || maxDistance < 0 || maxDistance > 64) {
     throw new RangeError(`groupNearDuplicates: maxDistance must be an integer 0..64, got ${maxDistance}`)
   }
@@ -40,8 +44,8 @@ export function groupNearDuplicates(hashes: readonly (string | undefined)[], max
       for (const g of groups) {
         const lead = hashes[g.leader]
         if (lead === undefined) continue
-        const distance = hammingDistance(hash, lead)
-        if (distance <= maxDistance) {
+        const distance = nearDuplicateDistance(hash, lead)
+        if (distance !== undefined && distance <= maxDistance) {
           g.members.push({ index, distance })
           return
         }

@@ -20,6 +20,8 @@ export interface RankEntry<T> {
   contentKey: string
   /** Perceptual hash (src/imaging/phash.ts); without one an image is never a near-duplicate. */
   phash?: string
+  /** Corner-crop hashes (src/imaging/phash.ts); without them the whole-frame hash alone decides. */
+  phashCrops?: readonly string[]
   combined: number
   /** Mean score by model id. */
   means: Readonly<Record<string, number>>
@@ -55,9 +57,9 @@ export function resolveRankOptions(requested: RequestedRankOptions = {}): RankOp
 
 export interface NearDuplicate<T> {
   item: T
-  /** Hamming distance between its hash and the leader's (0..64). */
+  /** nearDuplicateDistance between it and the leader (0..64). */
   distance: number
-  /** hashSimilarity of the two hashes (0..1). */
+  /** hashSimilarity of the two images (0..1). */
   similarity: number
 }
 
@@ -84,14 +86,14 @@ export function rankImages<T>(entries: readonly RankEntry<T>[], options: RankOpt
   heads.sort((a, b) => b.head.combined - a.head.combined || b.tieBreak - a.tieBreak || a.head.index - b.head.index)
 
   const near = options.nearDuplicates
-    ? groupNearDuplicates(heads.map((h) => h.head.phash), options.nearDuplicates.maxDistance)
+    ? groupNearDuplicates(heads.map((h) => h.head), options.nearDuplicates.maxDistance)
     : heads.map((_, i) => ({ leader: i, members: [] }))
   const entriesOut = near.map(({ leader, members }) => {
     const { head, rest } = heads[leader]!
     const folded = members
       .flatMap(({ index, distance }) => {
         const m = heads[index]!
-        const similarity = hashSimilarity(m.head.phash, head.phash)
+        const similarity = hashSimilarity(m.head, head)
         return [m.head, ...m.rest].map((e) => ({ index: e.index, near: { item: e.item, distance, similarity } }))
       })
       .sort((a, b) => a.index - b.index)
@@ -103,7 +105,7 @@ export function rankImages<T>(entries: readonly RankEntry<T>[], options: RankOpt
     const { k, diversity } = options.select
     const picks = selectMmr(
       entriesOut.map((e) => relevance(e.head.combined)),
-      (i, j) => hashSimilarity(entriesOut[i]!.head.phash, entriesOut[j]!.head.phash),
+      (i, j) => hashSimilarity(entriesOut[i]!.head, entriesOut[j]!.head),
       k,
       diversity,
     )

@@ -3,7 +3,7 @@ import { NimaError } from '../errors.js'
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { decodeBytesEstimate, readImageHeader } from '../imaging/decode-cost.js'
 import { DecodePool } from '../imaging/decode-pool.js'
-import { phash } from '../imaging/phash.js'
+import { imageHashes } from '../imaging/phash.js'
 import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
 import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
@@ -19,6 +19,8 @@ export interface ImageSummary {
   bytes: number
   /** 64-bit perceptual hash, 16 hex digits (src/imaging/phash.ts): near-duplicate grouping. */
   phash: string
+  /** pHashes of the four corner crops (src/imaging/phash.ts): a copy cropped on one side still matches. */
+  phashCrops: string[]
 }
 
 export interface ImageScore {
@@ -68,6 +70,24 @@ export interface ScorerOptions {
   decodeMemoryBudgetBytes?: number
   /** Most scans in one JPEG (422 NIMA_TOO_MANY_SCANS past it). Default 100. */
   maxJpegScans?: number
+  /**
+   * Images `scoreBytes` holds between admission and their scores (decoding, waiting for
+   * a batch, inferring); later ones wait in arrival order as the bytes they arrived as.
+   * Default: no limit. See pipelineImagesFor.
+   */
+  pipelineImages?: number
+  /** Images waiting for admission before `scoreBytes` refuses with 503 NIMA_OVERLOADED. Default: no limit. */
+  maxWaiting?: number
+}
+
+/**
+ * The default admission: one batch running and one forming (2 × the batch size), and
+ * never fewer than a batch plus every decode slot busy. Measured at 32 connections on
+ * 2 cores (docs/performance.md): with no limit every waiting image was decoded ahead and
+ * CPU per image rose from 28 to 34 ms; with 6–8 admitted it stayed at 29–30 ms.
+ */
+export function pipelineImagesFor(batchSize: number, decodeSlots: number): number {
+  return Math.max(2 * batchSize, batchSize + decodeSlots)
 }
 
 const NO_BUDGET = Number.MAX_SAFE_INTEGER
@@ -93,6 +113,9 @@ export class Scorer {
   readonly #inlineSlots: Limiter
   readonly #decodeMemory: Limiter
   readonly #pool: DecodePool | undefined
+  readonly #admission: Limiter
+  /** Images waiting for admission, by the model ids they asked for (nima_queue_depth). */
+  readonly #admissionWaiting = new Map<string, number>()
 
   constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, observer: ScoringObserver = {}) {
     const decodeConcurrency = options.decodeConcurrency ?? 0
@@ -105,6 +128,7 @@ export class Scorer {
     this.#decodeSlots = createLimiter(decodeConcurrency === 0 ? availableParallelism() : decodeConcurrency)
     this.#inlineSlots = createLimiter(this.#decodeSlots.limit)
     this.#decodeMemory = createLimiter(options.decodeMemoryBudgetBytes ?? NO_BUDGET)
+    this.#admission = createLimiter(options.pipelineImages ?? NO_BUDGET)
     // One decode process per decode slot: a slot held always finds an idle process.
     this.#pool =
       options.decodeIsolation === 'process'
@@ -154,7 +178,7 @@ export class Scorer {
   prepare(image: DecodedImage, models: readonly NimaModel[]): Prepared {
     const started = performance.now()
     const tensors = tensorsFor(models, () => image)
-    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, phash: phash(image) }
+    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, ...imageHashes(image) }
     return { summary, tensors, prepMs: performance.now() - started }
   }
 
@@ -263,12 +287,48 @@ export class Scorer {
    * decode and preprocessing itself, not the wait for a slot.
    */
   async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
-    // No local holds the decoded image across the inference await.
-    const prepared = await this.#decodeAdmitted(bytes, models, signal).catch((err: unknown) => {
-      this.#noteAbandoned('decode', err, signal)
+    const admission = this.#admission
+    let waiting = admission.active >= admission.limit || admission.pending > 0
+    if (waiting && admission.pending >= (this.#options.maxWaiting ?? NO_BUDGET)) {
+      throw new NimaError('NIMA_OVERLOADED', `${admission.pending} images already wait to be scored (QUEUE_MAX)`, { headers: { 'retry-after': '1' } })
+    }
+    // Waiting for admission, an image holds only its compressed bytes: pixels exist only
+    // for the images admitted, so a backlog costs neither memory nor CPU per image.
+    if (waiting) this.#countWaiting(models, 1)
+    const leaveLine = () => {
+      if (!waiting) return
+      waiting = false
+      this.#countWaiting(models, -1)
+    }
+    let started = false
+    try {
+      return await admission.run(async () => {
+        started = true
+        leaveLine()
+        // No local holds the decoded image across the inference await.
+        const prepared = await this.#decodeAdmitted(bytes, models, signal).catch((err: unknown) => {
+          this.#noteAbandoned('decode', err, signal)
+          throw err
+        })
+        return this.infer(prepared, models, weights, signal)
+      }, signal)
+    } catch (err) {
+      // Dropped before admission (the signal fired while it waited, or had already).
+      if (!started) {
+        leaveLine()
+        this.#noteAbandoned('decode', err, signal)
+      }
       throw err
-    })
-    return this.infer(prepared, models, weights, signal)
+    }
+  }
+
+  #countWaiting(models: readonly NimaModel[], delta: number): void {
+    for (const m of models) this.#admissionWaiting.set(m.info.id, (this.#admissionWaiting.get(m.info.id) ?? 0) + delta)
+  }
+
+  /** Images waiting for `model`: for admission (as bytes) and in its batcher's queue. */
+  queueDepthOf(model: NimaModel): number {
+    return (this.#admissionWaiting.get(model.info.id) ?? 0) + model.queueDepth
   }
 
   /** Reports an image dropped at `stage` because its signal aborted (and nothing else). */
@@ -278,7 +338,7 @@ export class Scorer {
 
   get queueDepth(): number {
     let n = 0
-    for (const m of this.models.values()) n += m.queueDepth
+    for (const m of this.models.values()) n += this.queueDepthOf(m)
     return n
   }
 

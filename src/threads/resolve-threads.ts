@@ -28,6 +28,9 @@ export interface ThreadKnobs {
   DECODE_CONCURRENCY: number
   ORT_INTRA_OP_THREADS: number
   UV_THREADPOOL_SIZE: number
+  INFERENCE_THREAD: 'worker' | 'main'
+  /** The models the service loads: with INFERENCE_THREAD=worker each has a session thread. */
+  models: readonly string[]
 }
 
 export interface HostCpu {
@@ -73,5 +76,18 @@ export function resolveThreads(knobs: ThreadKnobs, host: HostCpu): ThreadPlan {
       : knobs.UV_THREADPOOL_SIZE > 0
         ? { value: knobs.UV_THREADPOOL_SIZE, source: 'UV_THREADPOOL_SIZE' }
         : { value: Math.max(LIBUV_DEFAULT_POOL, decodeSlots.value + UV_POOL_HEADROOM), source: `decode slots + ${UV_POOL_HEADROOM}` }
-  return { cpu, decodeSlots, ortIntraOpThreads: budget(knobs.ORT_INTRA_OP_THREADS, 'ORT_INTRA_OP_THREADS'), uvThreadpoolSize }
+  return { cpu, decodeSlots, ortIntraOpThreads: intraOpThreads(knobs, cpu.cores), uvThreadpoolSize }
+}
+
+/**
+ * On the event loop the sessions run one after the other, so each may use the whole
+ * budget. On worker threads they run at once, so the budget is shared out: two models on
+ * 2 cores get one thread each, which also leaves ONNX Runtime no parallel section whose
+ * barrier would wait on a thread preempted by a decode.
+ */
+function intraOpThreads(knobs: ThreadKnobs, cores: number): Resolved {
+  if (knobs.ORT_INTRA_OP_THREADS > 0) return { value: knobs.ORT_INTRA_OP_THREADS, source: 'ORT_INTRA_OP_THREADS' }
+  if (knobs.INFERENCE_THREAD === 'main' || knobs.models.length <= 1) return { value: cores, source: 'cpu budget' }
+  const n = knobs.models.length
+  return { value: Math.max(1, Math.floor(cores / n)), source: `cpu budget / ${n} models` }
 }

@@ -17,7 +17,7 @@ writeFileSync(input, [0, 1, 2, 0, 1, 2].map((p, i) => JSON.stringify({ hotel_id:
 const cacheDir = join(dir, 'cache')
 
 const byKey = (rows: ResultLine[]) => new Map(rows.map((r) => [r.key, r]))
-const content = (r: ResultLine) => ({ sha256: r.sha256, width: r.width, height: r.height, format: r.format, bytes: r.bytes, phash: r.phash, scores: r.scores, combined: r.combined })
+const content = (r: ResultLine) => ({ sha256: r.sha256, width: r.width, height: r.height, format: r.format, bytes: r.bytes, phash: r.phash, phashCrops: r.phashCrops, scores: r.scores, combined: r.combined })
 
 t.test('first run scores each distinct image once; a second run (cache reopened from disk) is all cached, with identical scores', async (t) => {
   const scorer = await loadTestScorer()
@@ -41,12 +41,14 @@ t.test('first run scores each distinct image once; a second run (cache reopened 
   }
 
   t.ok(run1.every((r) => /^[0-9a-f]{16}$/.test(r.phash ?? '')), 'every line carries the perceptual hash, cached or not')
+  t.ok(run1.every((r) => r.phashCrops?.length === 4 && r.phashCrops.every((h) => /^[0-9a-f]{16}$/.test(h))), 'and the four corner-crop hashes')
 
   // A cache written before phash existed: image info without it. Scores still hit; the
   // image is decoded once more to hash it, and the info is rewritten with the hash.
   const { open } = await import('lmdb')
   const raw = open<unknown, string>({ path: join(cacheDir, 'scores.lmdb'), compression: false })
-  for (const r of run1) await raw.put(`i1/${r.sha256}`, { width: r.width, height: r.height, format: r.format })
+  // Half the entries from before phashCrops: a phash, no crop hashes; they count as missing too.
+  for (const [i, r] of run1.entries()) await raw.put(`i1/${r.sha256}`, { width: r.width, height: r.height, format: r.format, ...(i % 2 ? { phash: r.phash } : {}) })
   await raw.close()
   const cache3 = await ScoreCache.open(cacheDir)
   const third = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run2b.jsonl') }, { cache: cache3 })
@@ -56,6 +58,7 @@ t.test('first run scores each distinct image once; a second run (cache reopened 
   for (const r of run1) t.same(content(run2b.get(r.key)!), content(r), `${r.key}: the hash recomputed from the pixels, the same`)
   const cache4 = await ScoreCache.open(cacheDir)
   t.ok(run1.every((r) => cache4.getImage(r.sha256!)?.phash === r.phash), 'the image info was rewritten with the hash')
+  t.ok(run1.every((r) => cache4.getImage(r.sha256!)?.phashCrops.join() === r.phashCrops!.join()), 'and with the crop hashes')
   await cache4.close()
 
   const nocache = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run3.jsonl') })

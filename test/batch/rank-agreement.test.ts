@@ -42,13 +42,19 @@ files.set('/copy.jpg', files.get('/p2.jpg')!)
 const p3 = sharp(files.get('/p3.jpg')!)
 files.set('/p3-small.jpg', await p3.clone().resize(200).jpeg({ quality: 70 }).toBuffer())
 files.set('/p3.webp', await p3.clone().webp({ quality: 40 }).toBuffer())
+// And of p4: 5 % cut off its left and top edges, which groups through the corner-crop hashes
+// (phashCrops in /rank's summaries and in batch lines alike).
+const p4 = sharp(files.get('/p4.jpg')!)
+const p4size = (await p4.metadata()) as { width: number; height: number }
+const [dx, dy] = [Math.round(p4size.width * 0.05), Math.round(p4size.height * 0.05)]
+files.set('/p4-crop.jpg', await p4.clone().extract({ left: dx, top: dy, width: p4size.width - dx, height: p4size.height - dy }).jpeg({ quality: 90 }).toBuffer())
 const upstream = await startUpstream((req, res) => {
   const body = files.get(req.url ?? '')
   if (body) res.writeHead(200).end(body)
   else res.writeHead(404).end()
 })
 t.teardown(upstream.close)
-const paths = ['/tie-b.png', '/p0.jpg', '/p1.jpg', '/copy.jpg', '/p2.jpg', '/tie-a.png', '/p3-small.jpg', '/p3.jpg', '/p4.jpg', '/p3.webp', '/p5.jpg', '/missing.jpg']
+const paths = ['/tie-b.png', '/p0.jpg', '/p1.jpg', '/copy.jpg', '/p2.jpg', '/tie-a.png', '/p3-small.jpg', '/p3.jpg', '/p4.jpg', '/p3.webp', '/p5.jpg', '/p4-crop.jpg', '/missing.jpg']
 
 type HttpRanked = { id: string; combined: { score: number; weights: Record<string, number> }; duplicates: { id: string }[]; nearDuplicates: { id: string; distance: number; similarity: number }[] }
 type HotelRanked = { image_id: string; combined: { score: number }; duplicates: { image_id: string }[]; near_duplicates: { image_id: string; distance: number; similarity: number }[] }
@@ -98,12 +104,14 @@ t.test('HTTP and batch give the same order, groups, near-duplicate groups and co
   t.equal(distance('/copy.jpg'), distance('/p2.jpg'), 'byte-identical copies come along together')
   const p3 = http.ranked.find((r) => ['/p3.jpg', '/p3-small.jpg', '/p3.webp'].includes(r.id))!
   t.same(new Set([p3.id, ...p3.nearDuplicates.map((n) => n.id)]), new Set(['/p3.jpg', '/p3-small.jpg', '/p3.webp']), 'resized and recompressed copies are one entry')
+  const p4 = http.ranked.find((r) => ['/p4.jpg', '/p4-crop.jpg'].includes(r.id))!
+  t.same(new Set([p4.id, ...p4.nearDuplicates.map((n) => n.id)]), new Set(['/p4.jpg', '/p4-crop.jpg']), 'a one-sided crop is one entry with its original')
 
   const options = { nearDuplicates: { enabled: false }, select: { k: 3, diversity: 0.4 } }
   const diverseHttp = await rankOverHttp(svc.url, options)
   const diverseHotel = await hotelRank(options)
   t.same(hotelShape(diverseHotel.ranked), httpShape(diverseHttp.ranked), 'grouping off with diverse picks: the same order again')
-  t.equal(diverseHttp.ranked.length, 10, 'grouping off: byte-identical folding only')
+  t.equal(diverseHttp.ranked.length, 11, 'grouping off: byte-identical folding only')
   const order = diverseHttp.ranked.map((r) => r.id)
   t.ok(order.indexOf('/tie-b.png') < order.indexOf('/tie-a.png'), 'an exact tie keeps input order, picks or not')
   t.same(diverseHttp.ranked.find((r) => r.id === '/copy.jpg')?.duplicates.map((d) => d.id), ['/p2.jpg'], 'byte-identical: the earlier input leads')

@@ -110,6 +110,38 @@ t.test('the CLI command: summary on stdout, usage errors exit 2, missing input e
   t.match(missing.stderr, /cannot read --input .*nope.jsonl \(ENOENT\)/)
 })
 
+t.test('phashCrops on batch lines: a cropped copy groups through them; lines without (valid) ones by phash alone', async (t) => {
+  const A = '0123456789abcdef'
+  const A2 = '0123456789abcdec' // 2 bits from A
+  const B = 'fedcba9876543210' // 64 bits from A
+  const C = '0123456776543210' // 32 bits from A and from B
+  const line = (image: string, n: number, combined: number, extra: object) => ({ ...ok('h10', image, n, combined, combined), ...extra })
+  const input = join(dir, 'crops.jsonl')
+  writeFileSync(
+    input,
+    [
+      line('best', 1, 7, { phash: A }),
+      line('cropped', 2, 6.9, { phash: C, phashCrops: [A2, B, B, B] }),
+      line('old-cropped', 3, 6.8, { phash: C }),
+      line('bad-crops', 4, 6.7, { phash: C, phashCrops: [A2, B, B] }),
+    ]
+      .map((l) => JSON.stringify(l))
+      .join('\n') + '\n',
+  )
+  const out = join(dir, 'crops-out.jsonl')
+  const io = recordIo()
+  t.equal(await runRankHotelsCommand(['--input', input, '--output', out], io), 0, io.stderr)
+  const ranked = (readOut(out)[0] as { ranked: { image_id: string; near_duplicates: { image_id: string; distance: number }[] }[] }).ranked
+  t.same(
+    ranked.map((r) => [r.image_id, r.near_duplicates.map((n) => [n.image_id, n.distance])]),
+    [
+      ['best', [['cropped', 2]]],
+      ['old-cropped', [['bad-crops', 0]]],
+    ],
+    'cropped: 2 bits through its crop hash; without crops (or with three), the whole frames alone: 32 bits from best',
+  )
+})
+
 t.test('near-duplicates by phash and diverse picks; the CLI flags reach the ranking', async (t) => {
   const A = '0123456789abcdef'
   const A2 = '0123456789abcdec' // 2 bits from A (...1111 vs ...1100)

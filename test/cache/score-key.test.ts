@@ -30,8 +30,10 @@ t.test('values are checked when read', async (t) => {
   t.ok(isScore({ mean: 5, std: 1, distribution: [0.1, 0.9] }))
   t.notOk(isScore({ mean: '5', std: 1, distribution: [] }))
   t.notOk(isScore(null))
-  t.ok(isImageInfo({ width: 1, height: 2, format: 'jpeg', phash: '0123456789abcdef' }))
-  t.notOk(isImageInfo({ width: 1, height: 2, format: 'jpeg' }), 'no phash (an entry from before phash existed)')
+  const crops = ['0123456789abcdef', '0123456789abcdef', '0123456789abcdef', '0123456789abcdef']
+  t.ok(isImageInfo({ width: 1, height: 2, format: 'jpeg', phash: '0123456789abcdef', phashCrops: crops }))
+  t.notOk(isImageInfo({ width: 1, height: 2, format: 'jpeg', phashCrops: crops }), 'no phash (an entry from before phash existed)')
+  t.notOk(isImageInfo({ width: 1, height: 2, format: 'jpeg', phash: '0123456789abcdef' }), 'no phashCrops (an entry from before they existed)')
   t.ok(isUrlRecord({ sha256: sha, bytes: 10, etag: '"x"' }))
   t.notOk(isUrlRecord({ sha256: 'nothex', bytes: 10 }))
   t.notOk(isUrlRecord({ sha256: sha, bytes: 10, freshUntil: 'soon' }))

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import t from 'tap'
-import { phash } from '../../src/imaging/phash.js'
+import { imageHashes } from '../../src/imaging/phash.js'
 import { decodeImage } from '../../src/imaging/decode.js'
 import { DecodePool } from '../../src/imaging/decode-pool.js'
 import { sampleNearest } from '../../src/imaging/tensor.js'
@@ -27,7 +27,7 @@ t.test('the samples that come back equal sampling the image decoded in this proc
     const bytes = readFileSync(path)
     const here = await decodeImage(bytes, { maxInputPixels: 64_000_000 })
     const there = await pool.decode(bytes, [[224, 224], [100, 60]])
-    t.same(there.image, { id: here.id, format: here.format, width: here.width, height: here.height, bytes: here.bytes, phash: phash(here) }, `${basename(path)}: the same summary and perceptual hash`)
+    t.same(there.image, { id: here.id, format: here.format, width: here.width, height: here.height, bytes: here.bytes, ...imageHashes(here) }, `${basename(path)}: the same summary and perceptual hash`)
     t.same(Buffer.from(there.samples[0]!.data), Buffer.from(sampleNearest(here, 224, 224).data), `${basename(path)} 224x224 identical`)
     t.same(Buffer.from(there.samples[1]!.data), Buffer.from(sampleNearest(here, 100, 60).data), `${basename(path)} 100x60 identical`)
   }

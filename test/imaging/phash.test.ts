@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import sharp, { type Sharp } from 'sharp'
 import t from 'tap'
-import { hammingDistance, hashBits, isPhash, lowDct, lumaThumbnail, phash } from '../../src/imaging/phash.js'
+import { cornerThumbnails, hammingDistance, hashBits, imageHashes, isPhash, isPhashCrops, lowDct, lumaThumbnail, nearDuplicateDistance, phash } from '../../src/imaging/phash.js'
 import type { RgbImage } from '../../src/imaging/tensor.js'
 import { samplePhotos } from '../helpers/paths.js'
 
@@ -51,6 +51,21 @@ t.test('lumaThumbnail averages BT.601 luma over each cell', async (t) => {
   t.equal(thumb.length, 1024)
 })
 
+t.test('cornerThumbnails: four crops of 128 of 135 grid samples, each anchored at its corner', async (t) => {
+  // 135 columns and rows, one grid sample each: the left 7 columns are white, the rest black,
+  // so the crops anchored left (top-left, bottom-left) see the white band and the right ones do not.
+  const w = 135
+  const data = new Uint8Array(w * w * 3)
+  for (let y = 0; y < w; y++) for (let x = 0; x < 7; x++) data.fill(255, (y * w + x) * 3, (y * w + x) * 3 + 3)
+  const [tl, tr, bl, br] = cornerThumbnails({ data, width: w, height: w })
+  const column0 = (th: Float64Array) => th[0]!
+  t.ok(Math.abs(column0(tl!) - 255) < 1e-9 && Math.abs(column0(bl!) - 255) < 1e-9, 'left-anchored crops: their first cells are the white band (4 of its 7 columns)')
+  t.ok(Math.abs(tl![1]! - (3 * 255) / 4) < 1e-9, 'the second cell holds the band\'s last 3 columns and one black one')
+  t.ok(tr!.every((v) => v === 0) && br!.every((v) => v === 0), 'right-anchored crops start past the band')
+  const flat = new Uint8Array(50 * 40 * 3).fill(90)
+  t.ok(cornerThumbnails({ data: flat, width: 50, height: 40 }).every((th) => th.length === 1024 && th.every((v) => Math.abs(v - 90) < 1e-9)), 'any size: averaged luma')
+})
+
 t.test('hammingDistance counts differing bits and rejects malformed hashes', async (t) => {
   t.equal(hammingDistance('0000000000000000', '0000000000000000'), 0)
   t.equal(hammingDistance('0000000000000000', 'ffffffffffffffff'), 64)
@@ -76,5 +91,28 @@ t.test('real photos: resized and recompressed copies hash alike, different photo
   }
   for (let i = 0; i < hashes.length; i++) {
     for (let j = i + 1; j < hashes.length; j++) t.ok(hammingDistance(hashes[i]!, hashes[j]!) > 12, `${photos[i]} vs ${photos[j]}: far apart`)
+  }
+})
+
+t.test('real photos: one-sided crops meet the matching corner crop; distinct photos stay apart', { skip: photos.length < 3 && 'no sample photos' }, async (t) => {
+  const all: ReturnType<typeof imageHashes>[] = []
+  for (const p of photos) {
+    const bytes = readFileSync(p)
+    const original = imageHashes(await rgb(bytes))
+    t.ok(isPhashCrops(original.phashCrops), `${p}: four 16-hex-digit crop hashes`)
+    t.equal(original.phash, phash(await rgb(bytes)), 'the whole-frame hash is phash, unchanged')
+    all.push(original)
+    const { width: w, height: h } = (await sharp(bytes).metadata()) as { width: number; height: number }
+    const dx = Math.round(w * 0.05)
+    const dy = Math.round(h * 0.05)
+    // 5 % off the left and top edges, and (a direction the bench's variant set does not use) off the right and bottom.
+    for (const [left, top] of [[dx, dy], [0, 0]] as const) {
+      const cropped = imageHashes(await rgb(sharp(bytes).extract({ left, top, width: w - dx, height: h - dy })))
+      const d = nearDuplicateDistance(cropped, original)!
+      t.ok(d <= 10, `${p}: 5 % cropped at (${left}, ${top}) is ${d} bits away (whole frames alone: ${hammingDistance(cropped.phash, original.phash)})`)
+    }
+  }
+  for (let i = 0; i < all.length; i++) {
+    for (let j = i + 1; j < all.length; j++) t.ok(nearDuplicateDistance(all[i]!, all[j]!)! > 14, `${photos[i]} vs ${photos[j]}: far apart with crops too`)
   }
 })

@@ -7,7 +7,7 @@ import { projectRoot } from '../helpers/paths.js'
 const fixtures = join(projectRoot, 'test', 'threads', 'fixtures')
 const root = (name: string) => join(fixtures, name)
 const proc = (name: string) => join(fixtures, name)
-const none: ThreadKnobs = { CPU_LIMIT: 0, DECODE_CONCURRENCY: 0, ORT_INTRA_OP_THREADS: 0, UV_THREADPOOL_SIZE: 0 }
+const none: ThreadKnobs = { CPU_LIMIT: 0, DECODE_CONCURRENCY: 0, ORT_INTRA_OP_THREADS: 0, UV_THREADPOOL_SIZE: 0, INFERENCE_THREAD: 'main', models: ['aesthetic', 'technical'] }
 
 t.test('readCpuQuota: v2 and v1 fixtures, the tightest along the chain, nothing when no file', async (t) => {
   t.same(readCpuQuota(root('v2-two-cpus'), proc('proc-cgroup-v2-root')), { cores: 2, version: 'cgroup v2', file: join(root('v2-two-cpus'), 'cpu.max') })
@@ -42,7 +42,7 @@ t.test('resolveThreads: CPU_LIMIT beats the cgroup; each knob beats the budget',
   const cgroup = { cores: 4, version: 'cgroup v1' as const, file: '/q' }
   const limited = resolveThreads({ ...none, CPU_LIMIT: 1.2 }, { quota: cgroup, availableParallelism: 8 })
   t.same(limited.cpu, { cores: 2, source: 'CPU_LIMIT', quotaCores: 1.2, availableParallelism: 8 })
-  const knobs = resolveThreads({ CPU_LIMIT: 0, DECODE_CONCURRENCY: 3, ORT_INTRA_OP_THREADS: 1, UV_THREADPOOL_SIZE: 16 }, { quota: cgroup, availableParallelism: 8 })
+  const knobs = resolveThreads({ ...none, DECODE_CONCURRENCY: 3, ORT_INTRA_OP_THREADS: 1, UV_THREADPOOL_SIZE: 16 }, { quota: cgroup, availableParallelism: 8 })
   t.same(knobs.decodeSlots, { value: 3, source: 'DECODE_CONCURRENCY' })
   t.same(knobs.ortIntraOpThreads, { value: 1, source: 'ORT_INTRA_OP_THREADS' })
   t.same(knobs.uvThreadpoolSize, { value: 16, source: 'UV_THREADPOOL_SIZE' })

@@ -19,16 +19,19 @@ async function threadsOf(url: string): Promise<any> {
   return ((await res.json()) as { threads: unknown }).threads
 }
 
-t.test('a 2-CPU quota (cgroup v2 cpu.max) gives 2 decode slots and 2 ONNX Runtime threads', async (t) => {
+t.test('a 2-CPU quota (cgroup v2 cpu.max) gives 2 decode slots, and 1 ONNX Runtime thread to each of the 2 models', async (t) => {
   const svc = await startTestService({ CGROUP_ROOT: fixture('v2-two-cpus') })
   t.teardown(() => svc.server.shutdown())
   const expected = Math.min(2, availableParallelism())
   t.match(await threadsOf(svc.url), {
     cpu: { cores: expected, quotaCores: 2, availableParallelism: availableParallelism() },
     decodeSlots: { value: expected, source: 'cpu budget' },
-    ortIntraOpThreads: { value: expected, source: 'cpu budget' },
+    ortIntraOpThreads: { value: 1, source: 'cpu budget / 2 models' },
   })
   t.equal(svc.server.state.scorer?.decodes.limit, expected, 'the scorer runs with those slots')
+  const onMain = await startTestService({ CGROUP_ROOT: fixture('v2-two-cpus'), INFERENCE_THREAD: 'main' })
+  t.teardown(() => onMain.server.shutdown())
+  t.match((await threadsOf(onMain.url)).ortIntraOpThreads, { value: expected, source: 'cpu budget' }, 'sessions on the main thread run one at a time: each gets the whole budget')
 })
 
 t.test('half a CPU (cgroup v2 "50000 100000") gives one of each; CPU_LIMIT overrides the cgroup', async (t) => {
@@ -37,7 +40,7 @@ t.test('half a CPU (cgroup v2 "50000 100000") gives one of each; CPU_LIMIT overr
   t.match(await threadsOf(half.url), {
     cpu: { cores: 1, source: `cgroup v2 ${join(fixture('v2-half-cpu'), 'cpu.max')}`, quotaCores: 0.5 },
     decodeSlots: { value: 1, source: 'cpu budget' },
-    ortIntraOpThreads: { value: 1, source: 'cpu budget' },
+    ortIntraOpThreads: { value: 1, source: 'cpu budget / 2 models' },
     uvThreadpoolSize: { source: /^already started/ },
   })
   t.equal(half.server.state.scorer?.decodes.limit, 1)

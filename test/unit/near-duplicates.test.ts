@@ -1,5 +1,5 @@
 import t from 'tap'
-import { hashSimilarity } from '../../src/imaging/phash.js'
+import { hashSimilarity, nearDuplicateDistance } from '../../src/imaging/phash.js'
 import { relevance, selectMmr } from '../../src/scoring/diversity.js'
 import { groupNearDuplicates } from '../../src/scoring/near-duplicates.js'
 import { rankImages, type RankEntry } from '../../src/scoring/ranking.js'
@@ -14,26 +14,54 @@ t.test('groupNearDuplicates: leaders in order, members within the threshold of t
   const h0 = flip(A, 0)
   const h1 = flip(A, 6)
   const h2 = flip(A, 12)
-  const groups = groupNearDuplicates([h0, h1, h2, flip(B, 0), undefined, flip(B, 3)], 8)
+  const groups = groupNearDuplicates([h0, h1, h2, flip(B, 0), undefined, flip(B, 3)].map((phash) => (phash === undefined ? undefined : { phash })), 8)
   t.same(groups, [
     { leader: 0, members: [{ index: 1, distance: 6 }] },
     { leader: 2, members: [] },
     { leader: 3, members: [{ index: 5, distance: 3 }] },
     { leader: 4, members: [] },
   ])
-  t.same(groupNearDuplicates([h0, h1], 5), [{ leader: 0, members: [] }, { leader: 1, members: [] }], 'above the threshold: apart')
-  t.same(groupNearDuplicates([h0, h1], 6)[0]!.members, [{ index: 1, distance: 6 }], 'at the threshold: together')
-  t.throws(() => groupNearDuplicates([h0], 65), RangeError)
-  t.throws(() => groupNearDuplicates([h0], 2.5), RangeError)
+  t.same(groupNearDuplicates([{ phash: h0 }, { phash: h1 }], 5), [{ leader: 0, members: [] }, { leader: 1, members: [] }], 'above the threshold: apart')
+  t.same(groupNearDuplicates([{ phash: h0 }, { phash: h1 }], 6)[0]!.members, [{ index: 1, distance: 6 }], 'at the threshold: together')
+  t.same(groupNearDuplicates([{ phash: h0 }, { phashCrops: [h0, h0, h0, h0] }], 64)[1], { leader: 1, members: [] }, 'no whole-frame hash: never grouped')
+  t.throws(() => groupNearDuplicates([{ phash: h0 }], 65), RangeError)
+  t.throws(() => groupNearDuplicates([{ phash: h0 }], 2.5), RangeError)
+})
+
+t.test('nearDuplicateDistance: whole frames, and each whole frame against the other\'s corner crops', async (t) => {
+  const far = flip(B, 0)
+  const crops = (i: number, h: string) => [far, far, far, far].map((c, j) => (j === i ? h : c))
+  // A cropped copy: its whole frame is far from the original's, but near one of the original's corner crops.
+  const original = { phash: flip(A, 0), phashCrops: crops(3, flip(A, 3)) }
+  const cropped = { phash: flip(A, 5), phashCrops: crops(0, far) }
+  t.equal(nearDuplicateDistance({ phash: flip(A, 30) }, { phash: flip(A, 0) }), 30, 'without crops: the whole-frame distance')
+  t.equal(nearDuplicateDistance({ phash: flip(A, 30) }, original), 27, 'whole frame against the other\'s crop (flip(A,30) vs flip(A,3))')
+  t.equal(nearDuplicateDistance(original, { phash: flip(A, 30) }), 27, 'symmetric')
+  t.equal(nearDuplicateDistance(cropped, original), 2, 'the nearest of the nine comparisons')
+  const x = '00000000ffffffff' // 32 bits from both whole frames below
+  t.equal(
+    nearDuplicateDistance({ phash: '0000000000000000', phashCrops: [x, x, x, x] }, { phash: 'ffffffffffffffff', phashCrops: [x, x, x, x] }),
+    32,
+    'crops are not compared with crops (theirs are identical here)',
+  )
+  t.equal(nearDuplicateDistance({ phashCrops: crops(0, flip(A, 0)) }, original), undefined, 'no whole-frame hash: no distance')
+  t.same(
+    groupNearDuplicates([original, { phash: flip(A, 17) }, { phash: flip(A, 20), phashCrops: crops(2, flip(A, 1)) }], 14),
+    [{ leader: 0, members: [{ index: 1, distance: 14 }, { index: 2, distance: 1 }] }],
+    'grouping uses it: one entry reaches the leader through the leader\'s crops, one through its own',
+  )
 })
 
 t.test('hashSimilarity: 1 for equal hashes, 0 from 20 bits on, 0 without a hash', async (t) => {
-  t.equal(hashSimilarity(flip(A, 0), flip(A, 0)), 1)
-  t.equal(hashSimilarity(flip(A, 0), flip(A, 5)), 0.75)
-  t.equal(hashSimilarity(flip(A, 0), flip(A, 20)), 0)
-  t.equal(hashSimilarity(flip(A, 0), flip(A, 25)), 0)
-  t.equal(hashSimilarity(flip(A, 0), flip(B, 0)), 0)
-  t.equal(hashSimilarity(flip(A, 0), undefined), 0)
+  const h = (bits: number, base = A) => ({ phash: flip(base, bits) })
+  t.equal(hashSimilarity(h(0), h(0)), 1)
+  t.equal(hashSimilarity(h(0), h(5)), 0.75)
+  t.equal(hashSimilarity(h(0), h(20)), 0)
+  t.equal(hashSimilarity(h(0), h(25)), 0)
+  t.equal(hashSimilarity(h(0), h(0, B)), 0)
+  t.equal(hashSimilarity(h(0), undefined), 0)
+  t.equal(hashSimilarity(h(0), {}), 0)
+  t.equal(hashSimilarity(h(0), { phash: flip(A, 25), phashCrops: [flip(A, 5), flip(B, 0), flip(B, 0), flip(B, 0)] }), 0.75, 'from the same distance as grouping')
 })
 
 t.test('relevance maps the 1..10 score scale onto 0..1', async (t) => {

@@ -7,7 +7,8 @@ import { loadConfig } from '../../src/config/load.js'
 import { isNimaError } from '../../src/errors.js'
 import { ClientGoneError, createRequestSignals, deadlineError, isClientGone } from '../../src/http/request-lifecycle.js'
 import { loadScorer } from '../../src/scoring/load-scorer.js'
-import { Scorer } from '../../src/scoring/scorer.js'
+import type { NimaModel } from '../../src/scoring/nima-model.js'
+import { pipelineImagesFor, Scorer } from '../../src/scoring/scorer.js'
 import { testModelsDir } from '../helpers/models.js'
 
 const config = loadConfig({}, { MODELS_DIR: await testModelsDir(), LOG_LEVEL: 'silent', BATCH_MAX_SIZE: 4 })
@@ -106,4 +107,34 @@ t.test('request signals: deadline and client-gone reasons, the combined signal, 
   c.dispose()
   await new Promise((r) => setTimeout(r, 40))
   t.notOk(c.signal.aborted, 'a disposed deadline never fires')
+})
+
+t.test('admission: pipelineImages admitted at once, the rest wait as bytes in order (counted per model), QUEUE_MAX past that is 503', async (t) => {
+  const drops: { stage: string; reason: unknown }[] = []
+  const scorer = new Scorer(loaded.models, { ...options, decodeConcurrency: 2, pipelineImages: 1, maxWaiting: 2 }, { dropped: (stage, reason) => drops.push({ stage, reason }) })
+  const [aesthetic, technical] = scorer.resolveModels() as [NimaModel, NimaModel]
+  const first = scorer.scoreBytes(image, [aesthetic, technical])
+  const second = scorer.scoreBytes(image, [aesthetic])
+  const client = new AbortController()
+  const third = scorer.scoreBytes(image, [aesthetic, technical], undefined, client.signal)
+  await headersRead()
+  t.same(scorer.decodes, { running: 1, waiting: 0, limit: 2 }, 'one admitted, although two decode slots are free')
+  t.same([scorer.queueDepthOf(aesthetic), scorer.queueDepthOf(technical)], [2, 1], 'the waiting images count for the models they asked for')
+  const refused = await scorer.scoreBytes(image, [aesthetic]).catch((e: unknown) => e)
+  t.ok(isNimaError(refused) && refused.code === 'NIMA_OVERLOADED' && refused.headers['retry-after'] === '1', 'past maxWaiting: 503 at once')
+  const reason = new ClientGoneError()
+  client.abort(reason)
+  t.equal(await third.catch((e: unknown) => e), reason)
+  t.same([scorer.queueDepthOf(aesthetic), scorer.queueDepthOf(technical)], [1, 0], 'a waiter that leaves is no longer counted')
+  t.equal(drops.filter((d) => d.stage === 'decode' && isClientGone(d.reason)).length, 1, 'and counts as abandoned before decoding')
+  const [a, b] = await Promise.all([first, second])
+  t.ok(Number.isFinite(a.combined.score) && Object.keys(b.scores).join() === 'aesthetic')
+  t.same([scorer.queueDepthOf(aesthetic), scorer.queueDepthOf(technical)], [0, 0])
+})
+
+t.test('pipelineImagesFor: a batch running and one forming, at least a batch plus every decode slot', async (t) => {
+  t.equal(pipelineImagesFor(4, 2), 8)
+  t.equal(pipelineImagesFor(1, 2), 3)
+  t.equal(pipelineImagesFor(32, 16), 64)
+  t.equal(pipelineImagesFor(4, 16), 20)
 })
