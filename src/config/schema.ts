@@ -128,7 +128,7 @@ export const ConfigSchema = Type.Object({
   SCORE_CACHE_MAX_BYTES: Type.Integer({
     default: 64 * 1024 * 1024,
     minimum: 0,
-    description: 'Bound of the in-process score cache, least recently used entries evicted first (about 2.8 KB per URL image with two models: some 24,000 images in the default); 0: no in-process layer',
+    description: 'Bound of the in-process score cache, least recently used entries evicted first (about 3 KB per URL image with two models: some 22,000 images in the default); 0: no in-process layer',
   }),
   CACHE_URL: Type.String({
     default: '',
