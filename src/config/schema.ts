@@ -91,7 +91,7 @@ export const ConfigSchema = Type.Object({
     minimum: 0,
     maximum: 65536,
     description:
-      'Images being decoded, waiting for a batch or inferred at once; later ones wait in arrival order as their compressed bytes (0: 2 × BATCH_MAX_SIZE, at least BATCH_MAX_SIZE + decode slots)',
+      'Ordinary photos (within DECODE_INLINE_MAX_PIXELS) being decoded, waiting for a batch or inferred at once; later ones wait in arrival order as their compressed bytes (0: 2 × BATCH_MAX_SIZE, at least BATCH_MAX_SIZE + decode slots). Larger images are paced by DECODE_MEMORY_BUDGET_BYTES and the decode slots',
   }),
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting to be scored (beyond PIPELINE_MAX_IMAGES) before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
