@@ -10,7 +10,7 @@ import { openSession, type ModelSession, type ProviderFailure, type SessionOptio
 import type { ModelManifest } from '../models/manifest.js'
 
 /** The model outputs by role; the manifest maps each to its graph name. */
-export type OutputRole = 'scores' | 'features'
+export type OutputRole = 'scores' | 'features' | 'featureMap'
 
 /**
  * The preprocessing a manifest asks for, as the tensor writer's spec. Only the original
@@ -82,7 +82,8 @@ export class ManifestModel {
 
   /**
    * Runs `n` images (`input` holds their tensors back to back) and returns the requested
-   * outputs, each `n` rows long (10 bins for scores, the pooled size for features).
+   * outputs, each `n` rows long (10 bins for scores, the pooled size for features,
+   * channels × height × width for the feature map).
    */
   async run(input: Float32Array, n: number, roles: readonly OutputRole[] = ['scores']): Promise<Record<OutputRole, Float32Array>> {
     const names = roles.map((role) => this.outputName(role))
@@ -92,12 +93,17 @@ export class ManifestModel {
     return byRole
   }
 
-  /** The graph name of an output; features are optional in a manifest. */
+  /** The graph name of an output; features and the feature map are optional in a manifest. */
   outputName(role: OutputRole): string {
     if (role === 'scores') return this.manifest.output.scores.name
-    const f = this.manifest.output.features
-    if (!f) throw new RangeError(`model ${this.manifest.id}/${this.manifest.version} declares no features output`)
+    const f = this.manifest.output[role]
+    if (!f) throw new RangeError(`model ${this.manifest.id}/${this.manifest.version} declares no ${role} output`)
     return f.name
+  }
+
+  /** True when the manifest declares `role` (scores always). */
+  hasOutput(role: OutputRole): boolean {
+    return role === 'scores' || this.manifest.output[role] !== undefined
   }
 
   dispose(): Promise<void> {
