@@ -13,6 +13,7 @@ import metricsPlugin from './metrics/metrics-plugin.js'
 import { fetchObserver, type Metrics } from './metrics/metrics.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
+import explainRoute from './routes/explain.js'
 import labelRoutes from './routes/labels.js'
 import modelsRoute from './routes/models.js'
 import rankRoute from './routes/rank.js'
@@ -135,6 +136,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     }
     await scope.register(scoreRoute, ctx)
     await scope.register(rankRoute, ctx)
+    await scope.register(explainRoute, ctx)
   })
   return app
 }

@@ -18,8 +18,9 @@ export const openapiInfo = {
  * buffers), so the route schema only carries the JSON form; the document gets the rest here.
  */
 export function addUploadBodies(doc: { paths?: Record<string, any> }): void {
-  const post = doc.paths?.['/score']?.post
-  if (post) {
+  for (const path of ['/score', '/explain']) {
+    const post = doc.paths?.[path]?.post
+    if (!post) continue
     const content = (post.requestBody ??= { required: true, content: {} }).content
     content['multipart/form-data'] = {
       schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary', description: 'The image file' } } },

@@ -7,6 +7,9 @@
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
+import { readFile } from 'node:fs/promises'
+import { decodeModel, readHead, type Head } from '../models/head.js'
+import { sha256Hex } from '../models/integrity.js'
 import type { ModelManifest } from '../models/manifest.js'
 
 /** The model outputs by role; the manifest maps each to its graph name. */
@@ -48,18 +51,40 @@ export class ManifestModel {
   readonly spec: TensorSpec
   readonly inputKey: string
   readonly #session: ModelSession
+  readonly #source: string | Uint8Array
+  #head: Promise<Head> | undefined
 
-  private constructor(manifest: ModelManifest, session: ModelSession) {
+  private constructor(manifest: ModelManifest, session: ModelSession, source: string | Uint8Array) {
     this.manifest = manifest
     this.spec = tensorSpecOf(manifest)
     this.inputKey = inputKeyOf(manifest)
     this.#session = session
+    this.#source = source
   }
 
   /** `model`: the ONNX file's path or bytes. */
   static async open(model: string | Uint8Array, manifest: ModelManifest, options: SessionOptions): Promise<ManifestModel> {
     tensorSpecOf(manifest)
-    return new ManifestModel(manifest, await openSession(model, manifest.input.name, options))
+    return new ManifestModel(manifest, await openSession(model, manifest.input.name, options), model)
+  }
+
+  /**
+   * The Dense head's weights, read from the model file itself the first time they are
+   * asked for (/explain), so they are the numbers the graph computes with, never a copy
+   * that could drift. A file whose sha256 no longer matches the manifest (replaced on
+   * disk since the session opened it) is refused rather than paired with this session.
+   */
+  head(): Promise<Head> {
+    this.#head ??= (async () => {
+      const bytes = typeof this.#source === 'string' ? await readFile(this.#source) : this.#source
+      if (typeof this.#source === 'string' && sha256Hex(bytes) !== this.manifest.sha256) {
+        throw new Error(`model ${this.manifest.id}/${this.manifest.version}: ${this.#source} changed on disk since it was loaded (sha256 differs from the manifest); reload the models`)
+      }
+      return readHead(decodeModel(bytes), { float16: true })
+    })()
+    // A failed read is not cached: the next request tries again.
+    this.#head.catch(() => (this.#head = undefined))
+    return this.#head
   }
 
   /** Values per image of one tensor. */

@@ -11,6 +11,7 @@
  *    of cell (y,x)'s features: positive cells push the mean up, negative ones down.
  */
 import type { Head } from '../models/head.js'
+import { meanOf } from './distribution.js'
 
 export interface GridShape {
   channels: number
@@ -54,13 +55,6 @@ export function gridMean(grid: ArrayLike<number>): number {
   let sum = 0
   for (let c = 0; c < grid.length; c++) sum += grid[c]!
   return sum / grid.length
-}
-
-/** E = Σ vᵢpᵢ. */
-export function meanOf(p: ArrayLike<number>, values: ArrayLike<number>): number {
-  let e = 0
-  for (let i = 0; i < p.length; i++) e += p[i]! * values[i]!
-  return e
 }
 
 /** ∂E/∂zᵢ = pᵢ(vᵢ − E): how much each logit moves the mean score. */
