@@ -11,6 +11,13 @@ export const openapiInfo = {
     license: { name: 'Apache-2.0' },
   },
   servers: [{ url: 'http://localhost:8080' }],
+  // So the interactive page (/docs) has an Authorize button; without API_KEYS the key is ignored.
+  components: {
+    securitySchemes: {
+      apiKey: { type: 'http' as const, scheme: 'bearer', description: 'One of API_KEYS, when the service has keys configured; probes, /metrics and the pages stay open' },
+    },
+  },
+  security: [{}, { apiKey: [] }] as Record<string, string[]>[],
 }
 
 /**

@@ -22,6 +22,11 @@ export const ExplainQuery = Type.Object(
 )
 export type ExplainQuery = Static<typeof ExplainQuery>
 
+export const ExplainUrlBody = Type.Object(
+  { url: Type.String({ minLength: 1, maxLength: 4096, description: 'http(s) URL of the image' }) },
+  { additionalProperties: false },
+)
+
 export const ModelExplanation = Type.Object({
   model: Type.Ref(ModelInfo),
   score: Type.Ref(ScoreSummary),

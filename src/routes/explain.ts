@@ -4,8 +4,8 @@ import { renderOverlay } from '../imaging/overlay.js'
 import { scoringRequest, withDeadline } from '../http/request-lifecycle.js'
 import { explainBytes } from '../scoring/explain.js'
 import { parseModelList, type RouteContext } from './context.js'
-import { ExplainQuery, ExplainResponse } from './explain-schemas.js'
-import { ErrorResponse, ScoreUrlBody } from './schemas.js'
+import { ExplainQuery, ExplainResponse, ExplainUrlBody } from './explain-schemas.js'
+import { ErrorResponse } from './schemas.js'
 import { acceptOneImage, readImage } from './score.js'
 
 /** Longest side of each panel of the PNG answer: what a review page shows, not the photo's full size. */
@@ -27,7 +27,7 @@ export default async function explainRoute(app: FastifyInstance, ctx: RouteConte
         description:
           'Same inputs as /score (multipart `image`, a raw image body, or JSON `{"url": ...}`). Per model: the distribution and the 7×7 score map S = Σᵢ pᵢ(vᵢ − E)·Mᵢ, a first-order explanation (docs/explain.md); `logits=true` adds the ten logit maps. `format=png` answers image/png: the photo at display size with each map over it and a legend. Models whose file predates the feature-map output answer 409 NIMA_EXPLANATION_UNAVAILABLE.',
         querystring: ExplainQuery,
-        body: { content: { 'application/json': { schema: ScoreUrlBody } } } as never,
+        body: { content: { 'application/json': { schema: ExplainUrlBody } } } as never,
         response: {
           200: {
             description: 'JSON explanation, or with format=png the overlay picture (image/png)',
