@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { readVerifiedModel, scanModels, selectModel } from '../../src/models/catalog.js'
+import { float16Model } from '../../src/models/float16-variant.js'
 import { decodeModel, readHead, type Head } from '../../src/models/head.js'
 import { decodeIntoTensor, ManifestModel } from '../../src/scoring/model-pipeline.js'
 import { meanOf } from '../../src/scoring/distribution.js'
@@ -87,4 +88,31 @@ t.test('on a real model run: the identities hold to float tolerance', async (t) 
     const expected = gradient.reduce((a, g, i) => a + g * (z[i]! - head.bias[i]!), 0)
     t.ok(Math.abs(gridMean(s) - expected) < 1e-5, 'grid mean of S = Σᵢ pᵢ(vᵢ − E)(zᵢ − bᵢ)')
   }
+})
+
+t.test('a float16 variant: its head is read (widened exactly) and the identities hold to float16 tolerance', async (t) => {
+  const { entries } = await scanModels(await testModelsDir())
+  const entry = selectModel(entries, 'aesthetic')!
+  const base = await readVerifiedModel(entry)
+  const { onnx: fp16 } = float16Model(base, 'aesthetic')
+  t.throws(() => readHead(decodeModel(fp16)), /not float32/, 'fine-tuning still refuses a float16 head')
+  const head32 = readHead(decodeModel(base))
+  const head16 = readHead(decodeModel(fp16), { float16: true })
+  const worstW = Math.max(...head16.kernel.map((v, i) => Math.abs(v - head32.kernel[i]!) / Math.max(1e-3, Math.abs(head32.kernel[i]!))))
+  t.ok(worstW < 1e-3, `float16 kernel within float16 rounding of the float32 one (max relative ${worstW.toExponential(2)})`)
+
+  const manifest = { ...entry.manifest, precision: 'float16' as const }
+  const model = await ManifestModel.open(fp16, manifest, { providers: ['cpu'], intraOpThreads: 1, interOpThreads: 1 })
+  t.teardown(() => model.dispose())
+  const input = model.batchBuffer(1)
+  await decodeIntoTensor(readFileSync(samplePhotos()[0]!), model.spec, 64_000_000, input)
+  const out = await model.run(input, 1, ['scores', 'featureMap'])
+  t.same(await model.head(), head16, 'ManifestModel.head reads the float16 head from the bytes it was opened with')
+  const maps = logitMaps(out.featureMap, entry.manifest.output.featureMap!, head16)
+  const z = logitsFromMaps(maps, head16)
+  const ez = Array.from(z, (v) => Math.exp(v - Math.max(...z)))
+  const total = ez.reduce((a, b) => a + b, 0)
+  const worstP = Math.max(...ez.map((v, i) => Math.abs(v / total - out.scores[i]!)))
+  // The graph pools and applies the head in float16; here both run in float64 on its float32 copy of the map.
+  t.ok(worstP < 5e-3, `softmax(mean Mᵢ + bᵢ) = p within float16 arithmetic: max |Δp| ${worstP.toExponential(2)}`)
 })
