@@ -53,6 +53,9 @@ browser = await chromium.launch({
 
 async function openGallery(viewport: { width: number; height: number }): Promise<{ page: Page; problems: string[] }> {
   const page = await browser!.newPage({ viewport })
+  // Intercept file choosers from the start: enabled only when the key is pressed, the
+  // interception can lose the race with the click on a busy machine.
+  page.on('filechooser', () => {})
   const problems: string[] = []
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`))
   page.on('console', (m) => {
