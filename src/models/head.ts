@@ -42,9 +42,15 @@ function floatAttribute(node: NodeProto, name: string, fallback: number): number
 
 export function locateHead(model: onnx.IModelProto): HeadLocation {
   const nodes = model.graph?.node ?? []
-  const gemm = nodes.find((n) => n.opType === 'Gemm' && n.input?.[0] === GRAPH_NAMES.features)
+  // A float16 variant computes `features` as `features/float16` and casts it back for the
+  // graph output (src/models/float16.ts); its head reads the float16 tensor.
+  const featureNames = new Set<string>([GRAPH_NAMES.features, `${GRAPH_NAMES.features}/float16`])
+  const gemm = nodes.find((n) => n.opType === 'Gemm' && featureNames.has(n.input?.[0] ?? ''))
   if (!gemm) throw new HeadError(`no Gemm node reads the "${GRAPH_NAMES.features}" output: not a NIMA head`)
-  const logits = gemm.output?.[0]
+  // The Gemm's logits may reach the Softmax through a Cast (float16 variants keep the softmax in float32).
+  let logits = gemm.output?.[0]
+  const cast = nodes.find((n) => n.opType === 'Cast' && n.input?.[0] === logits)
+  if (cast) logits = cast.output?.[0]
   const soft = nodes.find((n) => n.opType === 'Softmax' && n.input?.[0] === logits)
   if (!soft || soft.output?.[0] !== GRAPH_NAMES.scores) throw new HeadError(`the head's Gemm does not feed a Softmax producing "${GRAPH_NAMES.scores}"`)
   if (intAttribute(gemm, 'transA', 0) !== 0) throw new HeadError('the head Gemm has transA = 1, which NIMA never uses')
