@@ -127,6 +127,12 @@ export const ConfigSchema = Type.Object({
     description: 'Default weight of each model (by id or task) in the combined score',
   }),
   API_KEYS: Type.String({ default: '', description: 'Comma-separated bearer tokens; when set, /score, /rank and /models need `Authorization: Bearer <key>` (probes and /metrics stay open)' }),
+  CORS_ORIGINS: Type.String({
+    default: '',
+    pattern: '^(|\\*|https?://[^,/\\s]+(,https?://[^,/\\s]+)*)$',
+    description:
+      'Comma-separated origins (scheme://host[:port]) whose browser pages may call the API, or * for any; empty (default) sends no CORS headers, so only same-origin pages (/gallery, /label, /docs) can',
+  }),
   RATE_LIMIT_MAX: Type.Integer({ default: 0, minimum: 0, description: 'Requests per client IP (or API key) per window on /score and /rank; 0 turns rate limiting off' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate-limit window' }),
   LABELS_DB: Type.String({ default: '', description: 'SQLite file of the labelling API and page (/labels/*, /label); empty turns them off; :memory: keeps labels in memory only' }),

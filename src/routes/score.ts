@@ -15,14 +15,7 @@ import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schema
  */
 export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext) {
   const { config, state } = ctx
-  await app.register(multipart, {
-    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 4, parts: 5, fieldSize: 4096 },
-  })
-  // Plain text is never an image: let it fall through to 415 instead of a confusing 400.
-  app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
-    done(null, body),
-  )
+  await acceptOneImage(app, config)
 
   app.withTypeProvider<TypeBoxTypeProvider>().post(
     '/score',
@@ -52,7 +45,19 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
   )
 }
 
-async function readImage(
+/** The bodies one-image routes (/score, /explain) accept: multipart `image`, a raw image body, or JSON. */
+export async function acceptOneImage(app: FastifyInstance, config: RouteContext['config']): Promise<void> {
+  await app.register(multipart, {
+    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 4, parts: 5, fieldSize: 4096 },
+  })
+  // Plain text is never an image: let it fall through to 415 instead of a confusing 400.
+  app.removeContentTypeParser('text/plain')
+  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
+    done(null, body),
+  )
+}
+
+export async function readImage(
   request: FastifyRequest,
   ctx: RouteContext,
   signals: RequestSignals,

@@ -258,6 +258,17 @@ export class Scorer {
     return (await this.#decodeInLane(bytes, [], await this.#readHeader(bytes), signal)).summary
   }
 
+  /**
+   * Admission, decode and tensors as `scoreBytes` does them, without inference: for
+   * /explain, which runs the models itself with the feature map.
+   */
+  async prepareBytes(bytes: Buffer, models: readonly NimaModel[], signal?: AbortSignal): Promise<Prepared> {
+    return this.#decodeAdmitted(bytes, models, signal).catch((err: unknown) => {
+      this.#noteAbandoned('decode', err, signal)
+      throw err
+    })
+  }
+
   /** Runs the prepared tensors through `models`; see the class comment for `signal`. */
   async infer(prepared: Prepared, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
     const t0 = performance.now()
