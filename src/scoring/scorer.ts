@@ -259,14 +259,17 @@ export class Scorer {
   }
 
   /**
-   * Admission, decode and tensors as `scoreBytes` does them, without inference: for
-   * /explain, which runs the models itself with the feature map.
+   * Header admission, decode and tensors as `scoreBytes` does them, without inference:
+   * for /explain, which runs the models itself with the feature map (one image, outside
+   * the batches, so outside the pipeline admission too).
    */
   async prepareBytes(bytes: Buffer, models: readonly NimaModel[], signal?: AbortSignal): Promise<Prepared> {
-    return this.#decodeAdmitted(bytes, models, signal).catch((err: unknown) => {
+    try {
+      return await this.#decodeInLane(bytes, models, await this.#readHeader(bytes), signal)
+    } catch (err) {
       this.#noteAbandoned('decode', err, signal)
       throw err
-    })
+    }
   }
 
   /** Runs the prepared tensors through `models`; see the class comment for `signal`. */
