@@ -79,9 +79,9 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
 # ---- gpu: CUDA 12 + cuDNN runtime, Node 24 copied from the official image -----------
 FROM ${CUDA_IMAGE} AS gpu
 COPY --from=base /usr/local/bin/node /usr/local/bin/node
-# jemalloc: see the runtime stage.
+# jemalloc and a font: see the runtime stage.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libjemalloc2 \
+ && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 nima \
  && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin nima
@@ -113,8 +113,10 @@ FROM ${NODE_IMAGE} AS runtime
 # processes, and after bursts of large decodes it hands memory back where glibc keeps it
 # (docs: threads-allocator, bench/allocator.ts). LD_PRELOAD names the soname, so the
 # loader finds it in the architecture's own library folder (amd64 and arm64 alike).
+# fonts-dejavu-core: the legend of POST /explain?format=png is text that librsvg renders
+# with a system font; without one the colour bar comes out unlabelled.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libjemalloc2 \
+ && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \

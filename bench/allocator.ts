@@ -25,7 +25,7 @@ const BURSTS = Number(values.bursts)
 const extraEnv = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2'
 const entry = join(projectRoot, 'dist', 'main.cjs')
-const modelsDir = join(projectRoot, '.cache', 'test-models-v2')
+const modelsDir = join(projectRoot, '.cache', 'test-models-v3')
 
 const settings: { name: string; env: Record<string, string> }[] = [
   { name: 'glibc', env: { MALLOC_ARENA_MAX: '' } },

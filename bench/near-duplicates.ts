@@ -120,7 +120,7 @@ async function encode(s: Sharp, originalFormat: string): Promise<Buffer> {
 
 async function main(): Promise<void> {
   let session: ModelSession | undefined
-  const modelsDir = resolve(import.meta.dirname, '../.cache/test-models-v2/aesthetic')
+  const modelsDir = resolve(import.meta.dirname, '../.cache/test-models-v3/aesthetic')
   const spec = { width: 224, height: 224, lut: normalizationTable(1 / 127.5, -1) }
   if (withFeatures) {
     const [version] = readdirSync(modelsDir)

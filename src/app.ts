@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import swagger from '@fastify/swagger'
+import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import type { Config } from './config/load.js'
 import apiKeys from './http/auth.js'
@@ -15,8 +16,10 @@ import scoreCachePlugin from './cache/cache-plugin.js'
 import type { TieredScoreCache } from './cache/tiered-cache.js'
 import healthRoutes from './routes/health.js'
 import adminRoutes from './routes/admin.js'
+import explainRoute from './routes/explain.js'
 import labelRoutes from './routes/labels.js'
 import modelsRoute from './routes/models.js'
+import pageRoutes from './routes/pages.js'
 import rankRoute from './routes/rank.js'
 import scoreRoute from './routes/score.js'
 import { sharedSchemas } from './routes/schemas.js'
@@ -116,6 +119,18 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const ctx: RouteContext = { config, state, metrics, images, cache: app.scoreCache, threads: deps.threads, models: deps.models }
   await app.register(healthRoutes, ctx)
   await app.register(modelsRoute, ctx)
+  // Opt-in: only the configured origins' pages may call the API from a browser. Before the
+  // key check, so a preflight (which never carries the key) is answered rather than refused.
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
+      methods: ['GET', 'POST', 'PUT', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
+      exposedHeaders: ['x-request-id', 'retry-after'],
+      maxAge: 600,
+    })
+  }
+  await app.register(pageRoutes)
   await app.register(apiKeys, { keys: config.apiKeys })
   // Labelling is opt-in: a writable API is only exposed when a database is configured.
   if (config.LABELS_DB !== '') await app.register(labelRoutes, { ...ctx, dbPath: config.LABELS_DB })
@@ -140,6 +155,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     }
     await scope.register(scoreRoute, ctx)
     await scope.register(rankRoute, ctx)
+    await scope.register(explainRoute, ctx)
   })
   return app
 }

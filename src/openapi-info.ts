@@ -11,6 +11,13 @@ export const openapiInfo = {
     license: { name: 'Apache-2.0' },
   },
   servers: [{ url: 'http://localhost:8080' }],
+  // So the interactive page (/docs) has an Authorize button; without API_KEYS the key is ignored.
+  components: {
+    securitySchemes: {
+      apiKey: { type: 'http' as const, scheme: 'bearer', description: 'One of API_KEYS, when the service has keys configured; probes, /metrics and the pages stay open' },
+    },
+  },
+  security: [{}, { apiKey: [] }] as Record<string, string[]>[],
 }
 
 /**
@@ -18,8 +25,9 @@ export const openapiInfo = {
  * buffers), so the route schema only carries the JSON form; the document gets the rest here.
  */
 export function addUploadBodies(doc: { paths?: Record<string, any> }): void {
-  const post = doc.paths?.['/score']?.post
-  if (post) {
+  for (const path of ['/score', '/explain']) {
+    const post = doc.paths?.[path]?.post
+    if (!post) continue
     const content = (post.requestBody ??= { required: true, content: {} }).content
     content['multipart/form-data'] = {
       schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary', description: 'The image file' } } },

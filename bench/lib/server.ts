@@ -4,7 +4,7 @@
  * time (utime + stime from /proc/<pid>/stat).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
+import { closeSync, cpSync, mkdirSync, openSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -187,6 +187,8 @@ export function buildDist(note: (msg: string) => void): string | undefined {
   const outDir = join(projectRoot, 'bench', 'results', 'build')
   try {
     execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: projectRoot, stdio: 'pipe' })
+    // The pages' static files, as `npm run build` copies them (src/http/static-page.ts).
+    for (const folder of ['labels/page', 'gallery/page']) cpSync(join(projectRoot, 'src', folder), join(outDir, folder), { recursive: true })
     return join(outDir, 'main.js')
   } catch (err) {
     note(`(could not compile src for the dist server: ${String((err as { stdout?: Buffer }).stdout ?? err).slice(0, 300)})`)

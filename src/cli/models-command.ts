@@ -99,7 +99,13 @@ async function ensure(dir: string, io: CliIo): Promise<number> {
   const outcomes = await ensureModels(dir)
   for (const { task, action, manifest, modelPath } of outcomes) {
     const what = manifest.synthetic ? `SYNTHETIC model ${manifest.version}` : `model ${manifest.version}`
-    io.out(action === 'created' ? `${task}: installed ${what} at ${modelPath}` : `${task}: ${what} already installed`)
+    io.out(
+      action === 'created'
+        ? `${task}: installed ${what} at ${modelPath}`
+        : action === 'regenerated'
+          ? `${task}: regenerated ${what} at ${modelPath} (it predated the feature-map output /explain needs; same seed, same scores)`
+          : `${task}: ${what} already installed`,
+    )
   }
   if (outcomes.some((o) => o.manifest.synthetic)) io.out(SYNTHETIC_HINT)
   return 0

@@ -8,6 +8,8 @@ export interface Config extends RawConfig {
   readonly combinedWeights: Readonly<Record<string, number>>
   readonly urlAllowlist: readonly string[]
   readonly apiKeys: readonly string[]
+  /** CORS_ORIGINS split; empty: CORS off. */
+  readonly corsOrigins: readonly string[]
 }
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu'
@@ -82,6 +84,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     combinedWeights,
     urlAllowlist: list(raw.URL_ALLOWLIST),
     apiKeys: list(raw.API_KEYS),
+    corsOrigins: list(raw.CORS_ORIGINS),
   }
   return deepFreeze(config)
 }

@@ -91,7 +91,7 @@ export const ConfigSchema = Type.Object({
     minimum: 0,
     maximum: 65536,
     description:
-      'Images being decoded, waiting for a batch or inferred at once; later ones wait in arrival order as their compressed bytes (0: 2 × BATCH_MAX_SIZE, at least BATCH_MAX_SIZE + decode slots)',
+      'Ordinary photos (within DECODE_INLINE_MAX_PIXELS) being decoded, waiting for a batch or inferred at once; later ones wait in arrival order as their compressed bytes (0: 2 × BATCH_MAX_SIZE, at least BATCH_MAX_SIZE + decode slots). Larger images are paced by DECODE_MEMORY_BUDGET_BYTES and the decode slots',
   }),
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting to be scored (beyond PIPELINE_MAX_IMAGES) before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
@@ -150,6 +150,12 @@ export const ConfigSchema = Type.Object({
     description: 'Default weight of each model (by id or task) in the combined score',
   }),
   API_KEYS: Type.String({ default: '', description: 'Comma-separated bearer tokens; when set, /score, /rank and /models need `Authorization: Bearer <key>` (probes and /metrics stay open)' }),
+  CORS_ORIGINS: Type.String({
+    default: '',
+    pattern: '^(|\\*|https?://[^,/\\s]+(,https?://[^,/\\s]+)*)$',
+    description:
+      'Comma-separated origins (scheme://host[:port]) whose browser pages may call the API, or * for any; empty (default) sends no CORS headers, so only same-origin pages (/gallery, /label, /docs) can',
+  }),
   RATE_LIMIT_MAX: Type.Integer({ default: 0, minimum: 0, description: 'Requests per client IP (or API key) per window on /score and /rank; 0 turns rate limiting off' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate-limit window' }),
   LABELS_DB: Type.String({ default: '', description: 'SQLite file of the labelling API and page (/labels/*, /label); empty turns them off; :memory: keeps labels in memory only' }),

@@ -1,97 +1,10 @@
-import { float32Values, floatInitializer, onnx, type NodeProto, type TensorProto } from '../models/onnx-proto.js'
-import { GRAPH_NAMES } from '../models/onnx-graph.js'
+import { floatInitializer, onnx, type TensorProto } from '../models/onnx-proto.js'
+import { decodeModel, locateHead, readHead, HeadError, type Head } from '../models/head.js'
 import { softmax } from './math.js'
 
-/**
- * The Dense(1024 → 10) + softmax head of a NIMA ONNX model: reading it, running it in
- * float64, and writing a new one into a copy of the model.
- *
- * The head is found by structure, not by name: the Gemm node that consumes the graph's
- * `features` output and feeds the Softmax producing `scores`. Its B input is the kernel
- * (Keras layout [in, out], or [out, in] when transB = 1) and its C input the bias.
- */
-export interface Head {
-  inputs: number
-  outputs: number
-  /** Row-major [inputs][outputs], the Keras Dense kernel layout. */
-  kernel: Float64Array
-  bias: Float64Array
-}
-
-export interface HeadLocation {
-  gemm: NodeProto
-  kernelName: string
-  biasName: string
-  /** true when the stored kernel is [out, in]. */
-  transB: boolean
-}
-
-export class HeadError extends Error {
-  override name = 'HeadError'
-}
-
-function intAttribute(node: NodeProto, name: string, fallback: number): number {
-  const a = node.attribute?.find((x) => x.name === name)
-  return a ? Number(a.i ?? fallback) : fallback
-}
-
-function floatAttribute(node: NodeProto, name: string, fallback: number): number {
-  const a = node.attribute?.find((x) => x.name === name)
-  return a ? Number(a.f ?? fallback) : fallback
-}
-
-export function locateHead(model: onnx.IModelProto): HeadLocation {
-  const nodes = model.graph?.node ?? []
-  const gemm = nodes.find((n) => n.opType === 'Gemm' && n.input?.[0] === GRAPH_NAMES.features)
-  if (!gemm) throw new HeadError(`no Gemm node reads the "${GRAPH_NAMES.features}" output: not a NIMA head`)
-  const logits = gemm.output?.[0]
-  const soft = nodes.find((n) => n.opType === 'Softmax' && n.input?.[0] === logits)
-  if (!soft || soft.output?.[0] !== GRAPH_NAMES.scores) throw new HeadError(`the head's Gemm does not feed a Softmax producing "${GRAPH_NAMES.scores}"`)
-  if (intAttribute(gemm, 'transA', 0) !== 0) throw new HeadError('the head Gemm has transA = 1, which NIMA never uses')
-  if (floatAttribute(gemm, 'alpha', 1) !== 1 || floatAttribute(gemm, 'beta', 1) !== 1) throw new HeadError('the head Gemm has alpha or beta != 1')
-  const [, kernelName, biasName] = gemm.input ?? []
-  if (!kernelName || !biasName) throw new HeadError('the head Gemm has no bias input')
-  return { gemm, kernelName, biasName, transB: intAttribute(gemm, 'transB', 0) === 1 }
-}
-
-function initializer(model: onnx.IModelProto, name: string): TensorProto {
-  const t = model.graph?.initializer?.find((i) => i.name === name)
-  if (!t) throw new HeadError(`initializer ${name} not found`)
-  return t
-}
-
-/** A float32 initializer's values; any problem is reported as a HeadError. */
-export function initializerValues(t: TensorProto): Float32Array {
-  try {
-    return float32Values(t)
-  } catch (err) {
-    throw new HeadError(err instanceof Error ? err.message : String(err))
-  }
-}
-
-export function decodeModel(bytes: Uint8Array): onnx.ModelProto {
-  try {
-    return onnx.ModelProto.decode(bytes)
-  } catch (err) {
-    throw new HeadError(`not an ONNX model: ${err instanceof Error ? err.message : String(err)}`)
-  }
-}
-
-/** The head's weights in float64, kernel in [in][out] layout whatever transB says. */
-export function readHead(model: onnx.IModelProto): Head {
-  const loc = locateHead(model)
-  const k = initializer(model, loc.kernelName)
-  const b = initializer(model, loc.biasName)
-  const dims = (k.dims ?? []).map(Number)
-  if (dims.length !== 2) throw new HeadError(`head kernel ${loc.kernelName} has dims [${dims.join(',')}], expected 2-D`)
-  const [inputs, outputs] = loc.transB ? [dims[1]!, dims[0]!] : [dims[0]!, dims[1]!]
-  const kv = initializerValues(k)
-  const bv = initializerValues(b)
-  if (bv.length !== outputs) throw new HeadError(`head bias has ${bv.length} values, expected ${outputs}`)
-  const kernel = new Float64Array(inputs * outputs)
-  for (let i = 0; i < inputs; i++) for (let j = 0; j < outputs; j++) kernel[i * outputs + j] = loc.transB ? kv[j * inputs + i]! : kv[i * outputs + j]!
-  return { inputs, outputs, kernel, bias: Float64Array.from(bv) }
-}
+// Reading the head lives with the models (the service reads it for /explain too); training
+// and writing a new head live here. Re-exported so fine-tuning has one module to import.
+export { decodeModel, initializerValues, locateHead, readHead, HeadError, type Head, type HeadLocation } from '../models/head.js'
 
 export function cloneHead(head: Head): Head {
   return { inputs: head.inputs, outputs: head.outputs, kernel: head.kernel.slice(), bias: head.bias.slice() }

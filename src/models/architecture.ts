@@ -11,6 +11,8 @@ export const INPUT_CHANNELS = 3
 export const BN_EPSILON = 1e-3
 export const RELU6_MAX = 6
 export const FEATURE_SIZE = 1024
+/** Height and width of the last feature map: 224 / 32, each cell a 32×32-pixel stride of the input. */
+export const FEATURE_MAP_SIZE = 7
 export const SCORE_BINS = 10
 
 /**

@@ -6,8 +6,12 @@ import { DEFAULT_SYNTHETIC_SEEDS } from './synthetic-seeds.js'
 
 export interface EnsureOutcome {
   task: Task
-  /** present: a model for the task was already installed; created: a synthetic one was made. */
-  action: 'present' | 'created'
+  /**
+   * present: a model for the task was already installed; created: a synthetic one was
+   * made; regenerated: the installed synthetic model predated the feature-map output
+   * (/explain) and was rebuilt from its seed (same weights, same scores, a new file).
+   */
+  action: 'present' | 'created' | 'regenerated'
   manifest: ModelManifest
   modelPath: string
 }
@@ -38,17 +42,26 @@ export async function ensureModels(dir: string, options: EnsureOptions = {}): Pr
     // Real weights first, so the report names what the service will actually prefer;
     // float16 variants are derived from a float32 model and cannot stand in for one.
     const candidates = entries.filter((e) => e.manifest.task === task && manifestPrecision(e.manifest) === 'float32').sort((a, b) => Number(a.manifest.synthetic) - Number(b.manifest.synthetic))
+    let outdatedSeed: number | undefined
     for (const entry of candidates) {
       if (await fileExists(entry.modelPath)) {
-        found = { task, action: 'present', manifest: entry.manifest, modelPath: entry.modelPath }
+        const m = entry.manifest
+        // A synthetic model costs nothing to rebuild and its seed gives the same weights, so
+        // one made before the feature-map output is replaced rather than left without /explain.
+        // Real models are never rewritten: `models pull` or `models import` does that.
+        if (m.synthetic && m.provenance.kind === 'synthetic' && m.provenance.seed !== undefined && m.output.featureMap === undefined) {
+          outdatedSeed = m.provenance.seed
+          break
+        }
+        found = { task, action: 'present', manifest: m, modelPath: entry.modelPath }
         break
       }
     }
     if (found === undefined) {
       // Loaded only when needed: the generator and protobuf cost more than the whole check.
       const { installSynthetic } = await import('./synthesize.js')
-      const installed = await installSynthetic(dir, task, seeds[task])
-      found = { task, action: 'created', manifest: installed.manifest, modelPath: installed.modelPath }
+      const installed = await installSynthetic(dir, task, outdatedSeed ?? seeds[task])
+      found = { task, action: outdatedSeed === undefined ? 'created' : 'regenerated', manifest: installed.manifest, modelPath: installed.modelPath }
     }
     outcomes.push(found)
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import type { Static } from '@sinclair/typebox'
 import { idealoInputSpec, nimaOutputSpec, parseManifest, type ModelManifest, type ModelPrecision, type Provenance } from './manifest.js'
 import { sha256Hex } from './integrity.js'
+import { onnx } from './onnx-proto.js'
 import { ModelError } from './model-error.js'
 import type { Task } from './sources.js'
 
@@ -48,6 +49,19 @@ export async function toolVersion(): Promise<string> {
   return toolName
 }
 
+/**
+ * The output names of an encoded model: what the file really offers (a fine-tuned or
+ * float16 model made from an older file lacks the feature map), not what today's builder writes.
+ */
+function graphOutputNames(bytes: Uint8Array): string[] {
+  try {
+    return (onnx.ModelProto.decode(bytes).graph?.output ?? []).map((o) => o.name ?? '')
+  } catch {
+    // Not ONNX: the manifest declares no optional output, and opening the model reports the file.
+    return []
+  }
+}
+
 /** The manifest `installModel` writes for a request; the import's proof opens the model with it before installing. */
 export async function modelManifest(request: InstallRequest): Promise<ModelManifest> {
   return parseManifest(
@@ -61,7 +75,7 @@ export async function modelManifest(request: InstallRequest): Promise<ModelManif
       synthetic: request.synthetic,
       precision: request.precision ?? 'float32',
       input: idealoInputSpec(),
-      output: nimaOutputSpec(),
+      output: nimaOutputSpec(graphOutputNames(request.onnx)),
       provenance: { ...request.provenance, tool: await toolVersion(), createdAt: (request.now ?? new Date()).toISOString() },
     },
     `for ${request.id}/${request.version}`,

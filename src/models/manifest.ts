@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { FEATURE_MAP_SIZE, FEATURE_SIZE } from './architecture.js'
+import { GRAPH_NAMES } from './onnx-graph.js'
 
 /**
  * How the model wants its pixels. The service reads these instead of hard-coding
@@ -30,6 +32,18 @@ export const OutputSpec = Type.Object({
     values: Type.Array(Type.Number(), { description: 'score value of each bin, e.g. 1..10' }),
   }),
   features: Type.Optional(Type.Object({ name: Type.String(), size: Type.Integer({ minimum: 1 }) })),
+  featureMap: Type.Optional(
+    Type.Object(
+      {
+        name: Type.String(),
+        height: Type.Integer({ minimum: 1 }),
+        width: Type.Integer({ minimum: 1 }),
+        channels: Type.Integer({ minimum: 1 }),
+        layout: Type.Literal('NCHW'),
+      },
+      { description: 'the last feature map before global pooling (after the final ReLU6), for /explain; absent in model files made before it existed' },
+    ),
+  ),
 })
 
 /** What `models import` read from the user's Keras file. */
@@ -114,10 +128,14 @@ export function idealoInputSpec(): Static<typeof InputSpec> {
   }
 }
 
-export function nimaOutputSpec(): Static<typeof OutputSpec> {
+/** `graphOutputs`: the ONNX file's output names; the feature map is declared only when the file has it. */
+export function nimaOutputSpec(graphOutputs: readonly string[]): Static<typeof OutputSpec> {
   return {
     scores: { name: 'scores', bins: 10, values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
     features: { name: 'features', size: 1024 },
+    ...(graphOutputs.includes(GRAPH_NAMES.featureMap)
+      ? { featureMap: { name: GRAPH_NAMES.featureMap, height: FEATURE_MAP_SIZE, width: FEATURE_MAP_SIZE, channels: FEATURE_SIZE, layout: 'NCHW' as const } }
+      : {}),
   }
 }
 

@@ -1,4 +1,4 @@
-import { CONV_LAYERS, FEATURE_SIZE, HEAD, INPUT_CHANNELS, INPUT_SIZE, RELU6_MAX, SCORE_BINS, type ConvLayer, type PaddingMode } from './architecture.js'
+import { CONV_LAYERS, FEATURE_MAP_SIZE, FEATURE_SIZE, HEAD, INPUT_CHANNELS, INPUT_SIZE, RELU6_MAX, SCORE_BINS, type ConvLayer, type PaddingMode } from './architecture.js'
 import { foldConvLayer } from './fold-batchnorm.js'
 import { floatInitializer, floatValueInfo, node, onnx, scalarFloatInitializer, type NodeProto, type TensorProto } from './onnx-proto.js'
 import { requireTensor, validateWeights, type WeightSet } from './weights.js'
@@ -23,7 +23,13 @@ export const OPSET_VERSION = 13
 /** IR 8 is the newest onnx-proto 8 knows; onnxruntime-node 1.30 reads IR 3..11. */
 export const IR_VERSION = 8
 
-export const GRAPH_NAMES = { input: 'input', features: 'features', scores: 'scores' } as const
+/**
+ * `featureMap` is the last conv block's output after its ReLU6, [batch, 1024, 7, 7] in
+ * ONNX's NCHW layout, exposed so /explain can build class activation maps. ONNX Runtime
+ * computes only what the requested outputs need, and this tensor is computed for
+ * `scores` anyway, so a run that asks for scores alone costs what it did before.
+ */
+export const GRAPH_NAMES = { input: 'input', features: 'features', scores: 'scores', featureMap: 'feature_map' } as const
 
 /** ONNX Conv pads order: [top, left, bottom, right]. */
 function convPads(layer: ConvLayer, mode: PaddingMode): number[] {
@@ -35,7 +41,8 @@ function convPads(layer: ConvLayer, mode: PaddingMode): number[] {
 /**
  * Builds the NIMA MobileNet v1 ONNX model from Keras weights and returns its encoded
  * bytes. Input `input` is NHWC [batch, 224, 224, 3] in [-1, 1]; outputs are `features`
- * [batch, 1024] (pooled embedding) and `scores` [batch, 10] (softmax over bins 1..10).
+ * [batch, 1024] (pooled embedding), `scores` [batch, 10] (softmax over bins 1..10) and
+ * `feature_map` [batch, 1024, 7, 7] (before pooling; NCHW).
  */
 export function buildOnnxModel(weights: WeightSet, options: OnnxBuildOptions = {}): Uint8Array {
   const mode = options.padding ?? 'keras'
@@ -50,6 +57,7 @@ export function buildOnnxModel(weights: WeightSet, options: OnnxBuildOptions = {
   // Keras is channels-last; ONNX Conv is channels-first, so transpose once at the start.
   nodes.push(node('Transpose', [GRAPH_NAMES.input], ['input_nchw'], { perm: [0, 3, 1, 2] }))
   let current = 'input_nchw'
+  const last = CONV_LAYERS[CONV_LAYERS.length - 1]!
   for (const layer of CONV_LAYERS) {
     const folded = foldConvLayer(weights, layer)
     initializers.push(floatInitializer(`${layer.name}/weight`, folded.weight), floatInitializer(`${layer.name}/bias`, folded.bias))
@@ -60,9 +68,9 @@ export function buildOnnxModel(weights: WeightSet, options: OnnxBuildOptions = {
         pads: convPads(layer, mode),
         group: layer.kind === 'depthwise' ? layer.inChannels : 1,
       }),
-      node('Clip', [`${layer.name}/conv`, 'relu6_min', 'relu6_max'], [`${layer.name}/relu6`]),
+      node('Clip', [`${layer.name}/conv`, 'relu6_min', 'relu6_max'], [layer === last ? GRAPH_NAMES.featureMap : `${layer.name}/relu6`]),
     )
-    current = `${layer.name}/relu6`
+    current = layer === last ? GRAPH_NAMES.featureMap : `${layer.name}/relu6`
   }
 
   initializers.push(floatInitializer(HEAD.kernel, requireTensor(weights, HEAD.kernel)), floatInitializer(HEAD.bias, requireTensor(weights, HEAD.bias)))
@@ -85,7 +93,11 @@ export function buildOnnxModel(weights: WeightSet, options: OnnxBuildOptions = {
       node: nodes,
       initializer: initializers,
       input: [floatValueInfo(GRAPH_NAMES.input, ['batch', INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS])],
-      output: [floatValueInfo(GRAPH_NAMES.features, ['batch', FEATURE_SIZE]), floatValueInfo(GRAPH_NAMES.scores, ['batch', SCORE_BINS])],
+      output: [
+        floatValueInfo(GRAPH_NAMES.features, ['batch', FEATURE_SIZE]),
+        floatValueInfo(GRAPH_NAMES.scores, ['batch', SCORE_BINS]),
+        floatValueInfo(GRAPH_NAMES.featureMap, ['batch', FEATURE_SIZE, FEATURE_MAP_SIZE, FEATURE_MAP_SIZE]),
+      ],
     },
   })
   return onnx.ModelProto.encode(model).finish()

@@ -1,10 +1,10 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
-import { loadPageAssets, type PageFile } from '../labels/page-assets.js'
+import { registerPage } from '../http/static-page.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
 import type { RouteContext } from './context.js'
 import {
@@ -79,7 +79,6 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   if (ownStore && !opts.dbPath) throw new Error('labelRoutes: pass dbPath (the label database file) or an open store')
   const store = opts.store ?? LabelStore.open(opts.dbPath!)
   if (ownStore) app.addHook('onClose', async () => store.close())
-  const assets = await loadPageAssets()
 
   await app.register(multipart, {
     limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 2, parts: 3, fieldSize: 256 },
@@ -274,19 +273,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     },
   )
 
-  // The page: static, public (it holds no data; its API calls carry the key when one is needed).
-  const page = (name: PageFile) => async (_request: FastifyRequest, reply: FastifyReply) => {
-    const asset = assets.get(name)!
-    return reply
-      .type(asset.type)
-      .header('cache-control', 'no-cache')
-      .header('x-content-type-options', 'nosniff')
-      .header('content-security-policy', "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
-      .send(asset.body)
-  }
-  app.get('/label', { config: { public: true }, schema: { hide: true } }, page('index.html'))
-  app.get('/label/app.js', { config: { public: true }, schema: { hide: true } }, page('app.js'))
-  app.get('/label/app.css', { config: { public: true }, schema: { hide: true } }, page('app.css'))
+  await registerPage(app, { path: '/label', folder: 'labels/page' })
 }
 
 export { labelRoutes }

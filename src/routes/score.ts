@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { multipartError } from '../http/error-handler.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
-import { scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { parseModelList, scoringSession, type RouteContext } from './context.js'
 import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schemas.js'
 
@@ -15,14 +15,7 @@ import { ErrorResponse, ScoreQuery, ScoreResponse, ScoreUrlBody } from './schema
  */
 export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext) {
   const { config, state } = ctx
-  await app.register(multipart, {
-    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 4, parts: 5, fieldSize: 4096 },
-  })
-  // Plain text is never an image: let it fall through to 415 instead of a confusing 400.
-  app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
-    done(null, body),
-  )
+  await acceptOneImage(app, config)
 
   app.withTypeProvider<TypeBoxTypeProvider>().post(
     '/score',
@@ -41,7 +34,7 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
       scoringRequest(ctx, request, reply, async (signals, scorer) => {
         const started = performance.now()
         const models = scorer.resolveModels(parseModelList(request.query.models))
-        const input = await readImage(request)
+        const input = await readInput(request)
         const session = scoringSession(ctx, scorer, models, input.weights, signals.signal)
         const { score, cache, fetchMs } = await withDeadline('url' in input ? session.url(input.url) : session.bytes(input.bytes), signals.deadline)
         return reply.send({
@@ -54,7 +47,38 @@ export default async function scoreRoute(app: FastifyInstance, ctx: RouteContext
   )
 }
 
-async function readImage(request: FastifyRequest): Promise<({ bytes: Buffer } | { url: string }) & { weights?: Record<string, number> }> {
+/** The bodies one-image routes (/score, /explain) accept: multipart `image`, a raw image body, or JSON. */
+export async function acceptOneImage(app: FastifyInstance, config: RouteContext['config']): Promise<void> {
+  await app.register(multipart, {
+    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 4, parts: 5, fieldSize: 4096 },
+  })
+  // Plain text is never an image: let it fall through to 415 instead of a confusing 400.
+  app.removeContentTypeParser('text/plain')
+  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) =>
+    done(null, body),
+  )
+}
+
+/**
+ * What /explain reads: the image's bytes, a URL fetched here (no score cache: /explain
+ * always decodes and infers).
+ */
+export async function readImage(
+  request: FastifyRequest,
+  ctx: RouteContext,
+  signals: RequestSignals,
+): Promise<{ bytes: Buffer; fetchMs?: number; weights?: Record<string, number> }> {
+  const input = await readInput(request)
+  if (!('url' in input)) return input
+  const { bytes, fetchMs } = await ctx.images.fetch(input.url, signals.signal).catch((err: unknown) => {
+    countAbandoned(ctx.metrics, 'fetch', err)
+    throw err
+  })
+  return { bytes, fetchMs, ...(input.weights ? { weights: input.weights } : {}) }
+}
+
+/** A one-image body: bytes (multipart or raw), or JSON `{url, weights?}` left for the caller to fetch. */
+async function readInput(request: FastifyRequest): Promise<({ bytes: Buffer } | { url: string }) & { weights?: Record<string, number> }> {
   if (request.isMultipart()) {
     try {
       return { bytes: await readMultipartImage(request) }

@@ -4,14 +4,17 @@
  * (NimaModel, behind its micro-batcher), the float16 precision check, fine-tuning's
  * feature extraction and verification, and the benchmark all go through it.
  */
+import { readFile } from 'node:fs/promises'
 import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
 import { openThreadedSession } from '../inference/threaded-session.js'
+import { decodeModel, readHead, type Head } from '../models/head.js'
+import { sha256Hex } from '../models/integrity.js'
 import type { ModelManifest } from '../models/manifest.js'
 
 /** The model outputs by role; the manifest maps each to its graph name. */
-export type OutputRole = 'scores' | 'features'
+export type OutputRole = 'scores' | 'features' | 'featureMap'
 
 /**
  * The preprocessing a manifest asks for, as the tensor writer's spec. Only the original
@@ -49,19 +52,41 @@ export class ManifestModel {
   readonly spec: TensorSpec
   readonly inputKey: string
   readonly #session: ModelSession
+  readonly #source: string | Uint8Array
+  #head: Promise<Head> | undefined
 
-  private constructor(manifest: ModelManifest, session: ModelSession) {
+  private constructor(manifest: ModelManifest, session: ModelSession, source: string | Uint8Array) {
     this.manifest = manifest
     this.spec = tensorSpecOf(manifest)
     this.inputKey = inputKeyOf(manifest)
     this.#session = session
+    this.#source = source
   }
 
   /** `model`: the ONNX file's path or bytes. */
   static async open(model: string | Uint8Array, manifest: ModelManifest, options: SessionOptions): Promise<ManifestModel> {
     tensorSpecOf(manifest)
     const open = options.thread === 'worker' ? openThreadedSession : openSession
-    return new ManifestModel(manifest, await open(model, manifest.input.name, options))
+    return new ManifestModel(manifest, await open(model, manifest.input.name, options), model)
+  }
+
+  /**
+   * The Dense head's weights, read from the model file itself the first time they are
+   * asked for (/explain), so they are the numbers the graph computes with, never a copy
+   * that could drift. A file whose sha256 no longer matches the manifest (replaced on
+   * disk since the session opened it) is refused rather than paired with this session.
+   */
+  head(): Promise<Head> {
+    this.#head ??= (async () => {
+      const bytes = typeof this.#source === 'string' ? await readFile(this.#source) : this.#source
+      if (typeof this.#source === 'string' && sha256Hex(bytes) !== this.manifest.sha256) {
+        throw new Error(`model ${this.manifest.id}/${this.manifest.version}: ${this.#source} changed on disk since it was loaded (sha256 differs from the manifest); reload the models`)
+      }
+      return readHead(decodeModel(bytes), { float16: true })
+    })()
+    // A failed read is not cached: the next request tries again.
+    this.#head.catch(() => (this.#head = undefined))
+    return this.#head
   }
 
   /** Values per image of one tensor. */
@@ -84,7 +109,8 @@ export class ManifestModel {
 
   /**
    * Runs `n` images (`input` holds their tensors back to back) and returns the requested
-   * outputs, each `n` rows long (10 bins for scores, the pooled size for features).
+   * outputs, each `n` rows long (10 bins for scores, the pooled size for features,
+   * channels × height × width for the feature map).
    */
   async run(input: Float32Array, n: number, roles: readonly OutputRole[] = ['scores']): Promise<Record<OutputRole, Float32Array>> {
     const names = roles.map((role) => this.outputName(role))
@@ -94,12 +120,17 @@ export class ManifestModel {
     return byRole
   }
 
-  /** The graph name of an output; features are optional in a manifest. */
+  /** The graph name of an output; features and the feature map are optional in a manifest. */
   outputName(role: OutputRole): string {
     if (role === 'scores') return this.manifest.output.scores.name
-    const f = this.manifest.output.features
-    if (!f) throw new RangeError(`model ${this.manifest.id}/${this.manifest.version} declares no features output`)
+    const f = this.manifest.output[role]
+    if (!f) throw new RangeError(`model ${this.manifest.id}/${this.manifest.version} declares no ${role} output`)
     return f.name
+  }
+
+  /** True when the manifest declares `role` (scores always). */
+  hasOutput(role: OutputRole): boolean {
+    return role === 'scores' || this.manifest.output[role] !== undefined
   }
 
   dispose(): Promise<void> {

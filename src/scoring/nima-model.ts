@@ -5,11 +5,17 @@ import type { SessionOptions } from '../inference/onnx-backend.js'
 import type { TensorSpec } from '../imaging/tensor.js'
 import type { ScoringObserver } from './observer.js'
 import { ManifestModel } from './model-pipeline.js'
+import type { Head } from '../models/head.js'
 
 export interface BatchOptions {
   maxBatchSize: number
   maxWaitMs: number
   maxQueue: number
+}
+
+export interface ExplainRun {
+  run(tensor: Float32Array): Promise<Record<'scores' | 'featureMap', Float32Array>>
+  head(): Promise<Head>
 }
 
 export interface ModelInfo {
@@ -94,6 +100,17 @@ export class NimaModel {
    */
   predict(tensor: Float32Array, signal?: AbortSignal): Promise<Float32Array> {
     return this.#batcher.submit(tensor, signal)
+  }
+
+  /**
+   * One image's distribution and last feature map, for /explain: run directly, outside
+   * the micro-batcher, so /score batches never carry the feature map. Undefined when the
+   * model file predates the feature-map output.
+   */
+  explainer(): ExplainRun | undefined {
+    const model = this.#model
+    if (!model.hasOutput('featureMap')) return undefined
+    return { run: (tensor) => model.run(tensor, 1, ['scores', 'featureMap']), head: () => model.head() }
   }
 
   /** One run at the largest batch size, so first requests do not pay for ORT's lazy set-up. */

@@ -71,9 +71,10 @@ export interface ScorerOptions {
   /** Most scans in one JPEG (422 NIMA_TOO_MANY_SCANS past it). Default 100. */
   maxJpegScans?: number
   /**
-   * Images `scoreBytes` holds between admission and their scores (decoding, waiting for
-   * a batch, inferring); later ones wait in arrival order as the bytes they arrived as.
-   * Default: no limit. See pipelineImagesFor.
+   * Ordinary photos (the inline lane) `scoreBytes` holds between admission and their
+   * scores (decoding, waiting for a batch, inferring); later ones wait in arrival order as
+   * the bytes they arrived as. Large images are paced by the memory budget and decode
+   * slots instead. Default: no limit. See pipelineImagesFor.
    */
   pipelineImages?: number
   /** Images waiting for admission before `scoreBytes` refuses with 503 NIMA_OVERLOADED. Default: no limit. */
@@ -91,6 +92,12 @@ export function pipelineImagesFor(batchSize: number, decodeSlots: number): numbe
 }
 
 const NO_BUDGET = Number.MAX_SAFE_INTEGER
+
+/** What the header said: the decode's estimated bytes, and whether it takes the inline lane. */
+interface AdmittedHeader {
+  cost: number
+  inline: boolean
+}
 // Formats whose decode cost the header bounds: pixels (and for JPEG scans, counted).
 const INLINE_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png'])
 const MiB = 1024 * 1024
@@ -205,11 +212,10 @@ export class Scorer {
   }
 
   /**
-   * Cost-based admission, then the decode: the header is read first (pixels, JPEG scans,
-   * estimated bytes), the estimate waits for room in the memory budget, then the image
-   * waits for a decode slot; both in arrival order, both left when `signal` fires.
+   * Cost-based admission: the header is read first (pixels, JPEG scans, estimated bytes);
+   * an image that alone exceeds the memory budget is refused here, before any wait.
    */
-  async #decodeAdmitted(bytes: Buffer, models: readonly NimaModel[], signal: AbortSignal | undefined): Promise<Prepared> {
+  async #readHeader(bytes: Buffer): Promise<AdmittedHeader> {
     const o = this.#options
     const header = await readImageHeader(bytes, { maxInputPixels: o.maxInputPixels, maxJpegScans: o.maxJpegScans ?? 100 })
     const cost = Math.max(1, Math.ceil(decodeBytesEstimate(header)))
@@ -222,16 +228,24 @@ export class Scorer {
     }
     // A photo of ordinary size (JPEG/PNG within DECODE_INLINE_MAX_PIXELS, its cost bounded
     // by pixels and scans) has a lane of its own: it never waits behind large or hostile
-    // images for the memory budget or a decode process. Its memory is bounded by the lane
-    // (slots × the largest inline estimate, about 24 MB each), not by the budget.
-    if (INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)) {
-      return this.#inlineSlots.run(() => this.#prepareInline(bytes, models), signal)
-    }
+    // images for the memory budget, a decode process or admission. Its memory is bounded by
+    // the lane (slots × the largest inline estimate, about 24 MB each), not by the budget.
+    const inline = INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)
+    return { cost, inline }
+  }
+
+  /**
+   * The decode in the image's lane: inline, a slot of the inline lane; otherwise room in
+   * the memory budget, then a decode slot (and process); in arrival order, left when
+   * `signal` fires.
+   */
+  #decodeInLane(bytes: Buffer, models: readonly NimaModel[], header: AdmittedHeader, signal: AbortSignal | undefined): Promise<Prepared> {
+    if (header.inline) return this.#inlineSlots.run(() => this.#prepareInline(bytes, models), signal)
     const pool = this.#pool
     return this.#decodeMemory.run(
       () => this.#decodeSlots.run(() => (pool ? this.#prepareIsolated(pool, bytes, models) : this.#prepareInline(bytes, models)), signal),
       signal,
-      cost,
+      header.cost,
     )
   }
 
@@ -241,7 +255,21 @@ export class Scorer {
    * no tensors and no inference: for routes that store images rather than score them.
    */
   async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
-    return (await this.#decodeAdmitted(bytes, [], signal)).summary
+    return (await this.#decodeInLane(bytes, [], await this.#readHeader(bytes), signal)).summary
+  }
+
+  /**
+   * Header admission, decode and tensors as `scoreBytes` does them, without inference:
+   * for /explain, which runs the models itself with the feature map (one image, outside
+   * the batches, so outside the pipeline admission too).
+   */
+  async prepareBytes(bytes: Buffer, models: readonly NimaModel[], signal?: AbortSignal): Promise<Prepared> {
+    try {
+      return await this.#decodeInLane(bytes, models, await this.#readHeader(bytes), signal)
+    } catch (err) {
+      this.#noteAbandoned('decode', err, signal)
+      throw err
+    }
   }
 
   /** Runs the prepared tensors through `models`; see the class comment for `signal`. */
@@ -287,13 +315,34 @@ export class Scorer {
    * decode and preprocessing itself, not the wait for a slot.
    */
   async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
+    const header = await this.#readHeader(bytes).catch((err: unknown) => {
+      this.#noteAbandoned('decode', err, signal)
+      throw err
+    })
+    const score = async () => {
+      // No local holds the decoded image across the inference await.
+      const prepared = await this.#decodeInLane(bytes, models, header, signal).catch((err: unknown) => {
+        this.#noteAbandoned('decode', err, signal)
+        throw err
+      })
+      return this.infer(prepared, models, weights, signal)
+    }
+    // Large and other-format images are paced by the memory budget and the decode slots
+    // already, and must not hold up ordinary photos: only the inline lane is admitted.
+    return header.inline ? this.#admitted(models, signal, score) : score()
+  }
+
+  /**
+   * Runs `score` once admitted: at most `pipelineImages` at once. Waiting for admission, an
+   * image holds only its compressed bytes, so a backlog costs neither memory nor CPU per
+   * image; past `maxWaiting` waiting, 503 at once.
+   */
+  async #admitted(models: readonly NimaModel[], signal: AbortSignal | undefined, score: () => Promise<ImageScore>): Promise<ImageScore> {
     const admission = this.#admission
     let waiting = admission.active >= admission.limit || admission.pending > 0
     if (waiting && admission.pending >= (this.#options.maxWaiting ?? NO_BUDGET)) {
       throw new NimaError('NIMA_OVERLOADED', `${admission.pending} images already wait to be scored (QUEUE_MAX)`, { headers: { 'retry-after': '1' } })
     }
-    // Waiting for admission, an image holds only its compressed bytes: pixels exist only
-    // for the images admitted, so a backlog costs neither memory nor CPU per image.
     if (waiting) this.#countWaiting(models, 1)
     const leaveLine = () => {
       if (!waiting) return
@@ -302,15 +351,10 @@ export class Scorer {
     }
     let started = false
     try {
-      return await admission.run(async () => {
+      return await admission.run(() => {
         started = true
         leaveLine()
-        // No local holds the decoded image across the inference await.
-        const prepared = await this.#decodeAdmitted(bytes, models, signal).catch((err: unknown) => {
-          this.#noteAbandoned('decode', err, signal)
-          throw err
-        })
-        return this.infer(prepared, models, weights, signal)
+        return score()
       }, signal)
     } catch (err) {
       // Dropped before admission (the signal fired while it waited, or had already).

@@ -92,7 +92,7 @@ for (const name of ['runtime', 'gpu']) {
     t.ok(args(s, 'EXPOSE').includes(env['PORT'] ?? ''), `EXPOSE ${env['PORT']}`)
     t.same(args(s, 'CMD').at(-1), '["node", "dist/main.cjs"]', 'starts node dist/main.cjs directly (Node gets SIGTERM; libuv\'s pool sized before it starts)')
     t.ok(existsSync(repo('src/main.cts')), 'dist/main.cjs is built from src/main.cts')
-    t.match(args(s, 'RUN').join(' '), /apt-get install -y --no-install-recommends libjemalloc2/, 'installs jemalloc')
+    t.match(args(s, 'RUN').join(' '), /apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core/, 'installs jemalloc, and a font for the /explain legend')
     t.equal(env['LD_PRELOAD'], 'libjemalloc.so.2', 'preloads jemalloc by soname (any architecture\'s library folder)')
     t.notOk('MALLOC_ARENA_MAX' in env, 'no glibc malloc tuning: glibc\'s malloc is not the allocator')
     t.equal(env['MODELS_DIR'], '/app/models', 'MODELS_DIR is where the models are copied')

@@ -10,7 +10,7 @@ import { projectRoot } from './paths.js'
  * rename fails harmlessly.
  */
 export async function testModelsDir(): Promise<string> {
-  const dir = join(projectRoot, '.cache', 'test-models-v2')
+  const dir = join(projectRoot, '.cache', 'test-models-v3')
   if (existsSync(join(dir, 'technical'))) return dir
   const tmp = `${dir}.tmp-${process.pid}`
   rmSync(tmp, { recursive: true, force: true })

@@ -5,6 +5,9 @@ import { runCli } from '../../src/cli/run-cli.js'
 import { ensureModels } from '../../src/models/ensure.js'
 import { installModel } from '../../src/models/install.js'
 import { readManifest } from '../../src/models/manifest.js'
+import { buildOnnxModel, GRAPH_NAMES } from '../../src/models/onnx-graph.js'
+import { onnx } from '../../src/models/onnx-proto.js'
+import { syntheticWeights } from '../../src/models/synthetic-weights.js'
 import { recordIo } from './cli-io.js'
 
 t.test('first ensure generates both synthetic models, second does nothing', async (t) => {
@@ -75,4 +78,31 @@ t.test('MODELS_DIR is the default folder', async (t) => {
   const io = recordIo({ MODELS_DIR: dir })
   t.equal(await runCli(['models', 'ensure'], io), 0)
   t.match(io.stdout, new RegExp(`at ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+})
+
+/** An encoded model as files made before the feature-map output were: that output removed. */
+function withoutFeatureMap(bytes: Uint8Array): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes)
+  model.graph!.output = model.graph!.output!.filter((o) => o.name !== GRAPH_NAMES.featureMap)
+  return onnx.ModelProto.encode(model).finish()
+}
+
+t.test('a synthetic model without the feature-map output is regenerated from its seed; a real one is left alone', async (t) => {
+  const dir = t.testdir()
+  const old = withoutFeatureMap(buildOnnxModel(syntheticWeights(1007)))
+  await installModel({ dir, id: 'aesthetic', version: 'synthetic-s1007', task: 'aesthetic', onnx: old, synthetic: true, provenance: { kind: 'synthetic', seed: 1007 } })
+  await installModel({ dir, id: 'technical', version: 'idealo-0.07', task: 'technical', onnx: withoutFeatureMap(buildOnnxModel(syntheticWeights(5))), synthetic: false, provenance: { kind: 'idealo-keras' } })
+  const before = await readManifest(join(dir, 'aesthetic', 'synthetic-s1007', 'manifest.json'))
+  t.equal(before.output.featureMap, undefined, 'the manifest follows the file: no feature map declared')
+
+  const io = recordIo()
+  t.equal(await runCli(['models', 'ensure', '--dir', dir], io), 0)
+  t.match(io.stdout, /aesthetic: regenerated SYNTHETIC model synthetic-s1007 at .*predated the feature-map output/)
+  t.match(io.stdout, /technical: model idealo-0.07 already installed/)
+  const after = await readManifest(join(dir, 'aesthetic', 'synthetic-s1007', 'manifest.json'))
+  t.same(after.output.featureMap, { name: 'feature_map', height: 7, width: 7, channels: 1024, layout: 'NCHW' })
+  t.equal(after.provenance.seed, 1007)
+  t.equal((await readManifest(join(dir, 'technical', 'idealo-0.07', 'manifest.json'))).output.featureMap, undefined)
+  const again = await ensureModels(dir)
+  t.same(again.map((o) => o.action), ['present', 'present'])
 })

@@ -59,6 +59,7 @@ t.test('converted graph: float16 inside, float32 at the edges and in the softmax
     [
       ['features', FLOAT],
       ['scores', FLOAT],
+      ['feature_map', FLOAT],
     ],
   )
   const casts = graph.node!.filter((n) => n.opType === 'Cast')
@@ -68,6 +69,7 @@ t.test('converted graph: float16 inside, float32 at the edges and in the softmax
       ['input', 'input/as_float16', FLOAT16],
       ['logits', 'logits/as_float32', FLOAT],
       ['features/float16', 'features', FLOAT],
+      ['feature_map/float16', 'feature_map', FLOAT],
     ],
   )
   const softmax = graph.node!.find((n) => n.opType === 'Softmax')!

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import t from 'tap'
 import { gitBlobSha1 } from '../../src/models/integrity.js'
 import { readKerasFile } from '../../src/models/keras-hdf5.js'
-import { buildOnnxModel } from '../../src/models/onnx-graph.js'
+import { buildOnnxModel, GRAPH_NAMES } from '../../src/models/onnx-graph.js'
 import { IDEALO_SOURCES } from '../../src/models/sources.js'
 import { float16Model } from '../../src/models/float16-variant.js'
 import { idealoInputSpec, nimaOutputSpec, type ModelManifest } from '../../src/models/manifest.js'
@@ -39,7 +39,7 @@ function realManifest(task: 'aesthetic' | 'technical'): ModelManifest {
     sha256: '0'.repeat(64),
     synthetic: false,
     input: idealoInputSpec(),
-    output: nimaOutputSpec(),
+    output: nimaOutputSpec([GRAPH_NAMES.featureMap]),
     provenance: { kind: 'idealo-keras', tool: 'golden test', createdAt: new Date().toISOString() },
   }
 }

@@ -28,6 +28,7 @@ t.test('model header, inputs and outputs', async (t) => {
   t.same(model.graph!.output!.map((o) => [o.name, dims(o)]), [
     ['features', ['batch', 1024]],
     ['scores', ['batch', 10]],
+    ['feature_map', ['batch', 1024, 7, 7]],
   ])
   const ops = model.graph!.node!.map((n) => n.opType)
   t.equal(ops[0], 'Transpose')
@@ -35,6 +36,9 @@ t.test('model header, inputs and outputs', async (t) => {
   t.equal(ops.filter((o) => o === 'Conv').length, 27)
   t.equal(ops.filter((o) => o === 'Clip').length, 27, 'every conv is followed by ReLU6 (BatchNorm folded, no BN nodes)')
   t.same(ops.slice(-4), ['GlobalAveragePool', 'Flatten', 'Gemm', 'Softmax'])
+  const pool = model.graph!.node!.find((n) => n.opType === 'GlobalAveragePool')!
+  const lastClip = model.graph!.node!.filter((n) => n.opType === 'Clip').at(-1)!
+  t.same([lastClip.output, pool.input], [['feature_map'], ['feature_map']], 'the feature map is the final ReLU6, what the pooling reads')
 })
 
 t.test('keras padding: stride-2 convs pad only bottom and right', async (t) => {

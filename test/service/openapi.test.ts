@@ -45,10 +45,14 @@ t.test('real responses of the running service validate against the documented sc
     ['post', '/score', { method: 'POST', body: '{"url":"http://10.0.0.1/"}', headers: { 'content-type': 'application/json' } }],
     ['post', '/rank', { method: 'POST', body: JSON.stringify({ images: [{ url: `${up.url}/a.jpg`, id: 'a' }, { url: 'http://10.0.0.1/' }] }), headers: { 'content-type': 'application/json' } }],
     ['post', '/rank', { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }],
+    ['post', '/explain', { method: 'POST', body: readFileSync(join(sharedImages, 'idealo/42040.jpg')), headers: { 'content-type': 'image/jpeg' } }],
+    ['post', '/explain?logits=true&models=aesthetic', { method: 'POST', body: readFileSync(join(sharedImages, 'idealo/42040.jpg')), headers: { 'content-type': 'image/jpeg' } }],
+    ['post', '/explain', { method: 'POST', body: '{"url":"http://10.0.0.1/"}', headers: { 'content-type': 'application/json' } }],
   ]
-  for (const [method, path, init] of cases) {
-    const res = await fetch(svc.url + path, init)
+  for (const [method, url, init] of cases) {
+    const res = await fetch(svc.url + url, init)
     const body = await res.json()
+    const path = url.split('?')[0]!
     const schema = schemaFor(method, path, res.status)
     const validate = ajv.compile(rewriteRefs(schema) as object)
     t.ok(validate(body), `${method.toUpperCase()} ${path} → ${res.status} matches the document ${JSON.stringify(validate.errors ?? [])}`)

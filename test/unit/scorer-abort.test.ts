@@ -109,9 +109,9 @@ t.test('request signals: deadline and client-gone reasons, the combined signal, 
   t.notOk(c.signal.aborted, 'a disposed deadline never fires')
 })
 
-t.test('admission: pipelineImages admitted at once, the rest wait as bytes in order (counted per model), QUEUE_MAX past that is 503', async (t) => {
+t.test('admission (ordinary photos, the inline lane): pipelineImages admitted at once, the rest wait as bytes in order (counted per model), QUEUE_MAX past that is 503', async (t) => {
   const drops: { stage: string; reason: unknown }[] = []
-  const scorer = new Scorer(loaded.models, { ...options, decodeConcurrency: 2, pipelineImages: 1, maxWaiting: 2 }, { dropped: (stage, reason) => drops.push({ stage, reason }) })
+  const scorer = new Scorer(loaded.models, { ...options, decodeConcurrency: 2, decodeInlineMaxPixels: 2_000_000, pipelineImages: 1, maxWaiting: 2 }, { dropped: (stage, reason) => drops.push({ stage, reason }) })
   const [aesthetic, technical] = scorer.resolveModels() as [NimaModel, NimaModel]
   const first = scorer.scoreBytes(image, [aesthetic, technical])
   const second = scorer.scoreBytes(image, [aesthetic])
