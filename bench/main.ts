@@ -45,7 +45,7 @@ import {
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
 import { buildDist, projectRoot, scoreCacheNote, startService, type RunningService } from './lib/server.js'
 import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
-import { summarizeCpuProfile, threadCpu, threadCpuByKind, threadShare, type ThreadShare } from './lib/profile.js'
+import { sessionThreadsFromLog, summarizeCpuProfile, threadCpu, threadCpuByKind, threadShare, type ThreadShare } from './lib/profile.js'
 import { round, serialBound } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -300,19 +300,20 @@ async function servicePhase(limit: number | undefined) {
       ),
     )
     const url = `${svc.baseUrl}/score`
+    const sessionThreads = sessionThreadsFromLog(readFileSync(logFile, 'utf8'))
     for (const c of plan.concurrency) {
       svc.resetPeak()
       const cpu0 = svc.cpuSeconds()
       const self0 = selfCpuSeconds()
       const threads0 = threadCpu(svc.pid)
-      const kinds0 = threadCpuByKind(svc.pid)
+      const kinds0 = threadCpuByKind(svc.pid, sessionThreads)
       const mark = markNoise(0)
       const t0 = performance.now()
       const r = await runLoad({ url, imagesDir: args.images, connections: c, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 })
       const wall = (performance.now() - t0) / 1000
       const threads = threadShare(svc.pid, threads0, threadCpu(svc.pid), wall)
       const images = Math.max(1, r.ok + r.warmupOk)
-      const cpuMsPerImageByThread = Object.fromEntries([...threadCpuByKind(svc.pid)].map(([k, v]) => [k, round(((v - (kinds0.get(k) ?? 0)) * 1000) / images, 2)]).filter(([, v]) => (v as number) > 0.05))
+      const cpuMsPerImageByThread = Object.fromEntries([...threadCpuByKind(svc.pid, sessionThreads)].map(([k, v]) => [k, round(((v - (kinds0.get(k) ?? 0)) * 1000) / images, 2)]).filter(([, v]) => (v as number) > 0.05))
       const drainMs = await waitIdle(svc.baseUrl)
       const mem = svc.peakMemory()
       // ours: the server, the load generator (its measured part only) and this driver.
@@ -363,7 +364,7 @@ async function servicePhase(limit: number | undefined) {
 
   // Where each image's CPU goes, thread kind by thread kind: what grows with the load.
   const kinds = [...new Set(levels.flatMap((l) => Object.keys(l.cpuMsPerImageByThread)))].sort()
-  print('\nServer CPU per image by thread kind, ms (thread names from /proc; # stands for digits):\n')
+  print('\nServer CPU per image by thread kind, ms (session threads as the service logged them; the others by their /proc name, # for digits; "node": libuv pool, V8 helpers):\n')
   print(mdTable(['conc', ...kinds], levels.map((l) => [l.connections, ...kinds.map((k) => l.cpuMsPerImageByThread[k] ?? 0)])))
 
   const profile = args.profile ? await profilePhase(entry) : undefined

@@ -8,9 +8,11 @@ import { basename } from 'node:path'
 
 const CLK_TCK = 100
 
-/** The kind of a thread, from its name: digits dropped, so a pool's threads add up. */
-function threadKind(pid: number, tid: string): string {
+/** The kind of a thread: `named` first, then its name with digits dropped, so a pool's threads add up. */
+function threadKind(pid: number, tid: string, named: ReadonlyMap<number, string>): string {
   if (Number(tid) === pid) return 'main (event loop)'
+  const name = named.get(Number(tid))
+  if (name) return name
   try {
     return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim().replace(/[0-9]+/g, '#')
   } catch {
@@ -18,12 +20,30 @@ function threadKind(pid: number, tid: string): string {
   }
 }
 
-/** CPU seconds per thread kind (see threadKind), for where the CPU of an image goes. */
-export function threadCpuByKind(pid: number): Map<string, number> {
+/**
+ * CPU seconds per thread kind (see threadKind), for where the CPU of an image goes.
+ * `named`: thread ids the service reported itself (its session threads, from the log).
+ */
+export function threadCpuByKind(pid: number, named: ReadonlyMap<number, string> = new Map()): Map<string, number> {
   const out = new Map<string, number>()
   for (const [tid, cpu] of threadCpu(pid)) {
-    const kind = threadKind(pid, String(tid))
+    const kind = threadKind(pid, String(tid), named)
     out.set(kind, (out.get(kind) ?? 0) + cpu)
+  }
+  return out
+}
+
+/** The session threads a service logged at start-up (`sessionThreadId` on each model's line). */
+export function sessionThreadsFromLog(log: string): Map<number, string> {
+  const out = new Map<number, string>()
+  for (const line of log.split('\n')) {
+    if (!line.includes('sessionThreadId')) continue
+    try {
+      const { model, sessionThreadId } = JSON.parse(line) as { model?: string; sessionThreadId?: number }
+      if (typeof sessionThreadId === 'number') out.set(sessionThreadId, `ONNX Runtime session (${model ?? '?'})`)
+    } catch {
+      // not a JSON line
+    }
   }
   return out
 }

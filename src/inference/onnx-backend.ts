@@ -25,6 +25,8 @@ export interface ModelSession {
   readonly provider: ExecutionProviderName
   /** Providers tried before it, with why they failed. */
   readonly fallbacks: readonly ProviderFailure[]
+  /** Linux thread id of the session's own thread (worker sessions on Linux): for per-thread CPU accounting. */
+  readonly threadId?: number
   /** Runs a batch of NHWC images; returns each requested output flattened. */
   run(input: Float32Array, shape: readonly number[], outputs: readonly string[]): Promise<Record<string, Float32Array>>
   dispose(): Promise<void>

@@ -7,7 +7,7 @@ export type ThreadRequest =
   | { kind: 'dispose' }
 
 export type ThreadReply =
-  | { kind: 'ready'; provider: ExecutionProviderName; fallbacks: readonly ProviderFailure[] }
+  | { kind: 'ready'; provider: ExecutionProviderName; fallbacks: readonly ProviderFailure[]; threadId: number | undefined }
   | { kind: 'failed'; message: string }
   | { kind: 'result'; id: number; outputs: Record<string, Float32Array> }
   | { kind: 'error'; id: number; message: string }

@@ -4,6 +4,7 @@
  * onnxruntime-node's session.run executes synchronously on the thread that calls it; on
  * the event loop it stopped HTTP parsing and decode dispatch for the whole batch.
  */
+import { readlinkSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import { openSession, type ModelSession, type SessionOptions } from './onnx-backend.js'
 import type { ThreadReply, ThreadRequest } from './session-protocol.js'
@@ -19,7 +20,17 @@ try {
   port.close()
   throw err
 }
-port.postMessage({ kind: 'ready', provider: session.provider, fallbacks: session.fallbacks } satisfies ThreadReply)
+port.postMessage({ kind: 'ready', provider: session.provider, fallbacks: session.fallbacks, threadId: linuxThreadId() } satisfies ThreadReply)
+
+/** This thread's id as /proc names it (Node names neither its worker threads nor their ids). */
+function linuxThreadId(): number | undefined {
+  try {
+    const id = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    return Number.isInteger(id) ? id : undefined
+  } catch {
+    return undefined
+  }
+}
 
 // Runs posted before 'dispose' finish and answer first.
 const inFlight = new Set<Promise<unknown>>()

@@ -71,6 +71,7 @@ export function openThreadedSession(model: string | Uint8Array, inputName: strin
           resolveOpen({
             provider: msg.provider,
             fallbacks: msg.fallbacks,
+            ...(msg.threadId !== undefined ? { threadId: msg.threadId } : {}),
             run(input, shape, outputs) {
               if (dead) return Promise.reject(dead)
               const id = nextId++

@@ -42,7 +42,7 @@ export async function loadScorer(
       await model.warmUp(1)
       if (config.BATCH_MAX_SIZE > 1) await model.warmUp(config.BATCH_MAX_SIZE)
       const { manifest: m, info } = model
-      const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, precision: manifestPrecision(m), provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started) }
+      const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, precision: manifestPrecision(m), provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started), sessionThreadId: model.threadId }
       if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npm run models -- pull\` for the real idealo weights`)
       else log.info(line, `model ${id} uses REAL weights (${m.provenance.kind})`)
     }

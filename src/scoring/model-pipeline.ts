@@ -102,6 +102,11 @@ export class ManifestModel {
     return this.#session.fallbacks
   }
 
+  /** The session thread's Linux thread id, when it runs on a worker thread of its own. */
+  get threadId(): number | undefined {
+    return this.#session.threadId
+  }
+
   /** A zeroed buffer for `n` images. */
   batchBuffer(n: number): Float32Array {
     return new Float32Array(n * this.tensorSize)

@@ -85,6 +85,10 @@ export class NimaModel {
     return this.#model.fallbacks
   }
 
+  get threadId(): number | undefined {
+    return this.#model.threadId
+  }
+
   get queueDepth(): number {
     return this.#batcher.queueDepth
   }

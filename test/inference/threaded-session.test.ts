@@ -37,6 +37,8 @@ t.teardown(async () => {
 
 t.test('the same outputs, value for value, as the session on this thread', async (t) => {
   t.equal(threaded.provider, 'cpu')
+  t.ok(Number.isInteger(threaded.threadId) && threaded.threadId !== process.pid, `a thread of its own (Linux thread id ${threaded.threadId})`)
+  t.equal(here.threadId, undefined, 'a session on this thread names none')
   const input = batch(3, 7)
   const a = await here.run(input, shape(3), ['scores', 'features'])
   const b = await threaded.run(input, shape(3), ['scores', 'features'])
