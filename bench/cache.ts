@@ -145,32 +145,25 @@ const record = (row: string, m: Measure) => results.set(row, [...(results.get(ro
 print(`# bench/cache.ts — ${new Date().toISOString()}\n\n${uptime()}`)
 print(`${N} distinct JPEGs (${round(totalBytes / 1024 / 1024, 2)} MiB in all) from ${sources.length} samples; ${rounds} round(s); service ${entry === 'tsx' ? 'src through tsx' : entry}`)
 
+/** Two /rank calls of the hotel on one fresh instance; `first` undefined: the first is only a warm-up. */
+async function rankTwice(scoreCache: 'on' | 'off', maxAge: boolean, first: string | undefined, second: string): Promise<void> {
+  const up = await startUpstream(photos, maxAge)
+  const svc = await service({ SCORE_CACHE: scoreCache })
+  try {
+    const m = await rank(svc, up)
+    if (first) record(first, m)
+    record(second, await rank(svc, up))
+  } finally {
+    await svc.stop()
+    await up.close()
+  }
+}
+
 const redisWhy = redisMissing()
 for (let round_ = 0; round_ < rounds; round_++) {
-  {
-    const up = await startUpstream(photos, false)
-    const svc = await service({ SCORE_CACHE: 'off' })
-    record('cache off, 1st /rank', await rank(svc, up))
-    record('cache off, 2nd /rank', await rank(svc, up))
-    await svc.stop()
-    await up.close()
-  }
-  {
-    const up = await startUpstream(photos, false)
-    const svc = await service({ SCORE_CACHE: 'on' })
-    record('one instance: cold', await rank(svc, up))
-    record('one instance: warm (304s)', await rank(svc, up))
-    await svc.stop()
-    await up.close()
-  }
-  {
-    const up = await startUpstream(photos, true)
-    const svc = await service({ SCORE_CACHE: 'on' })
-    await rank(svc, up)
-    record('one instance: warm, max-age (no request)', await rank(svc, up))
-    await svc.stop()
-    await up.close()
-  }
+  await rankTwice('off', false, 'cache off, 1st /rank', 'cache off, 2nd /rank')
+  await rankTwice('on', false, 'one instance: cold', 'one instance: warm (304s)')
+  await rankTwice('on', true, undefined, 'one instance: warm, max-age (no request)')
   if (!redisWhy) {
     const redis = await startRedis()
     const up = await startUpstream(photos, false)

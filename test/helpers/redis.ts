@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from '../deploy/helpers.js'
 
 /**
  * A real redis-server (Debian package redis-server, installed by .ci/run) on a free
@@ -25,15 +26,6 @@ export interface RedisServer {
 export function redisMissing(): string | undefined {
   const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   return r.status === 0 ? undefined : 'Debian package redis-server; .ci/run installs it'
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 function ping(port: number): Promise<boolean> {
