@@ -8,6 +8,7 @@
  * Prints one JSON line (LoadResult) on stdout.
  */
 import autocannon from 'autocannon'
+import { LOAD_EVENTS } from './lib/load-events.js'
 import { loadSampleJpegs } from './lib/images.js'
 import { summarize, type LatencySummary } from './lib/stats.js'
 
@@ -72,11 +73,13 @@ async function main() {
     const w = await run(spec, spec.warmupSec, true)
     for (const [code, n] of w.statuses) if (code >= 200 && code < 300) warmupOk += n
   }
+  process.stdout.write(`${LOAD_EVENTS.measuring}\n`)
   const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   const { result, latencies, statuses } = await run(spec, spec.durationSec, true)
   const wallSec = (performance.now() - t0) / 1000
   const cpu = process.cpuUsage(cpu0)
+  process.stdout.write(`${LOAD_EVENTS.measured}\n`)
   const non2xx: Record<string, number> = {}
   let ok = 0
   for (const [code, n] of statuses) {

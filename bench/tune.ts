@@ -18,8 +18,8 @@ import { parseArgs } from 'node:util'
 import { testModelsDir } from '../test/helpers/models.js'
 import { loadSampleJpegs } from './lib/images.js'
 import { applyLevers, leversFromEnv } from './lib/levers.js'
-import { runLoad } from './lib/load.js'
-import { markNoise, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
+import { runLoadSampled } from './lib/load.js'
+import { markNoise, noiseBetween, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
 import { waitIdle } from './lib/probes.js'
 import { loadModels, measurePipeline, type ModelMode } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
@@ -146,13 +146,9 @@ async function serviceSweep(): Promise<ServiceRow[]> {
       try {
         for (const c of connections) {
           await waitIdle(svc.baseUrl)
-          const cpu0 = svc.cpuSeconds()
-          const self0 = selfCpuSeconds()
-          const mark = markNoise(0)
-          const t0 = performance.now()
-          const r = await runLoad({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: c, durationSec: loadSec, warmupSec, timeoutSec: 30 })
-          const wall = (performance.now() - t0) / 1000
-          const serverCpu = svc.cpuSeconds() - cpu0
+          const sample = () => ({ server: svc.cpuSeconds(), self: selfCpuSeconds(), mark: markNoise(0) })
+          const { result: r, before, after, wallSec: wall } = await runLoadSampled({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: c, durationSec: loadSec, warmupSec, timeoutSec: 30 }, sample)
+          const serverCpu = after.server - before.server
           const row: ServiceRow = {
             group: cfg.group,
             label: cfg.label,
@@ -163,11 +159,11 @@ async function serviceSweep(): Promise<ServiceRow[]> {
             p99Ms: round(r.latency.p99Ms),
             errors: r.errors + r.timeouts + Object.values(r.non2xx).reduce((s, n) => s + n, 0),
             serverCores: round(serverCpu / wall, 2),
-            cpuMsPerImage: round((serverCpu * 1000) / Math.max(1, r.ok + r.warmupOk), 1),
+            cpuMsPerImage: round((serverCpu * 1000) / Math.max(1, r.ok), 1),
             idleRssMb,
             hwmMb: round(svc.peakMemory().hwmMb),
             readyMs: round(svc.readyMs),
-            noise: noiseSince(mark, serverCpu + r.loadGenCores * wall + selfCpuSeconds() - self0),
+            noise: noiseBetween(before.mark, after.mark, serverCpu + r.loadGenCores * wall + after.self - before.self),
           }
           rows.push(row)
           process.stderr.write(`  ${cfg.label} @${c}: ${row.imagesPerSec} images/s, p99 ${row.p99Ms} ms, server ${row.serverCores} cores, foreign ${row.noise.foreignCores}\n`)

@@ -1,15 +1,18 @@
 import { ConfigError, loadConfig, type Config } from './config/load.js'
+import { applyGcSettings } from './gc-settings.js'
 import { planThreads } from './threads/plan-threads.js'
 import type { ThreadPlan } from './threads/resolve-threads.js'
 
 /**
- * What a process entry needs before anything else: the validated config and the thread
- * plan. A bad value, or a quota file that does not parse, exits 2 with the reason (the
- * exit code of a configuration error); anything else is a bug and propagates.
+ * What a process entry needs before anything else: the validated config, the thread
+ * plan and the garbage collector's settings (gc-settings.ts). A bad value, or a quota
+ * file that does not parse, exits 2 with the reason (the exit code of a configuration
+ * error); anything else is a bug and propagates.
  */
 export function configAndThreadsOrExit(uvPool: 'to size' | 'started'): { config: Config; threads: ThreadPlan } {
   try {
     const config = loadConfig()
+    applyGcSettings(config)
     return { config, threads: planThreads(config, uvPool) }
   } catch (err) {
     if (err instanceof ConfigError || err instanceof RangeError) {

@@ -48,9 +48,14 @@ export function markNoise(oursCpuSeconds: number): NoiseMark {
 }
 
 export function noiseSince(mark: NoiseMark, oursCpuSecondsNow: number): Noise {
-  const wall = (performance.now() - mark.at) / 1000
-  const machine = (busyJiffies() - mark.busyJiffies) / CLK_TCK / wall
-  const ours = (oursCpuSecondsNow - mark.ours) / wall
+  return noiseBetween(mark, markNoise(oursCpuSecondsNow), 0)
+}
+
+/** Noise between two marks; `oursExtra`: CPU seconds of ours not in the marks (read separately over the same window). */
+export function noiseBetween(from: NoiseMark, to: NoiseMark, oursExtra: number): Noise {
+  const wall = (to.at - from.at) / 1000
+  const machine = (to.busyJiffies - from.busyJiffies) / CLK_TCK / wall
+  const ours = (to.ours - from.ours + oursExtra) / wall
   return {
     machineCores: Math.round(machine * 100) / 100,
     foreignCores: Math.round(Math.max(0, machine - ours) * 100) / 100,

@@ -18,6 +18,7 @@ import type { RawConfig } from '../config/schema.js'
 import { isNimaError } from '../errors.js'
 import { createAddressPolicy } from '../fetching/address-policy.js'
 import { createImageSource } from '../fetching/image-source.js'
+import { applyGcSettings } from '../gc-settings.js'
 import { loadScorer } from '../scoring/load-scorer.js'
 import type { CliIo } from './models-command.js'
 
@@ -289,6 +290,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   const scoreSlots = a.inFlight ?? defaultInFlight(batchSize)
   const concurrency = a.concurrency ?? defaultConcurrency(scoreSlots)
   if (config.QUEUE_MAX < scoreSlots) config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides, QUEUE_MAX: scoreSlots })
+  applyGcSettings(config)
   let policy
   try {
     policy = createAddressPolicy({ allow: [...config.urlAllowlist] })

@@ -41,6 +41,11 @@ export const ConfigSchema = Type.Object({
     description:
       'worker: each model\'s ONNX Runtime session runs on a worker thread of its own, so inference never blocks the event loop and the models run at once; main: on the event loop (the old way, kept for comparison benchmarks)',
   }),
+  GC_INCREMENTAL_MARKING: Type.Boolean({
+    default: false,
+    description:
+      "V8's incremental and concurrent marking. Off (the default), a full collection marks the heap in one pause when the old generation is full (a few ms at this service's heap); on, under queueing the main isolate fell into a full collection every 150–250 ms, which cost 10 % of the CPU per image (docs/performance.md)",
+  }),
   ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator in each session (0: the CPU budget shared out among the models when INFERENCE_THREAD=worker, the whole budget when main; see CPU_LIMIT)' }),
   ORT_INTER_OP_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'Threads across operators' }),
   ORT_ALLOW_SPINNING: Type.Boolean({

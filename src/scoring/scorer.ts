@@ -5,6 +5,7 @@ import { decodeBytesEstimate, readImageHeader } from '../imaging/decode-cost.js'
 import { DecodePool } from '../imaging/decode-pool.js'
 import { imageHashes } from '../imaging/phash.js'
 import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
+import { TensorPool } from '../imaging/tensor-pool.js'
 import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
@@ -101,6 +102,7 @@ interface AdmittedHeader {
 // Formats whose decode cost the header bounds: pixels (and for JPEG scans, counted).
 const INLINE_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png'])
 const MiB = 1024 * 1024
+const MAX_POOLED_TENSORS = 64
 
 /**
  * Bytes in, scores out: decode (at most `decodeConcurrency` at once) → one tensor per
@@ -123,6 +125,7 @@ export class Scorer {
   readonly #admission: Limiter
   /** Images waiting for admission, by the model ids they asked for (nima_queue_depth). */
   readonly #admissionWaiting = new Map<string, number>()
+  readonly #tensors: TensorPool
 
   constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, observer: ScoringObserver = {}) {
     const decodeConcurrency = options.decodeConcurrency ?? 0
@@ -136,6 +139,9 @@ export class Scorer {
     this.#inlineSlots = createLimiter(this.#decodeSlots.limit)
     this.#decodeMemory = createLimiter(options.decodeMemoryBudgetBytes ?? NO_BUDGET)
     this.#admission = createLimiter(options.pipelineImages ?? NO_BUDGET)
+    // Enough idle tensors for every admitted image and every decode in flight; more are
+    // only held after a burst of large images, and those are left to the collector.
+    this.#tensors = new TensorPool(Math.min(MAX_POOLED_TENSORS, (options.pipelineImages ?? 0) + 2 * this.#decodeSlots.limit))
     // One decode process per decode slot: a slot held always finds an idle process.
     this.#pool =
       options.decodeIsolation === 'process'
@@ -184,7 +190,7 @@ export class Scorer {
    */
   prepare(image: DecodedImage, models: readonly NimaModel[]): Prepared {
     const started = performance.now()
-    const tensors = tensorsFor(models, () => image)
+    const tensors = tensorsFor(models, () => image, this.#tensors)
     const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, ...imageHashes(image) }
     return { summary, tensors, prepMs: performance.now() - started }
   }
@@ -207,7 +213,7 @@ export class Scorer {
     const sizes = [...new Set(models.map((m) => `${m.tensorSpec.width}x${m.tensorSpec.height}`))].map((k) => k.split('x').map(Number) as [number, number])
     const { image, samples } = await pool.decode(bytes, sizes)
     this.#observer.decoded?.(image.format, (performance.now() - started) / 1000)
-    const tensors = tensorsFor(models, (spec) => samples[sizes.findIndex(([w, h]) => w === spec.width && h === spec.height)]!)
+    const tensors = tensorsFor(models, (spec) => samples[sizes.findIndex(([w, h]) => w === spec.width && h === spec.height)]!, this.#tensors)
     return { summary: image, tensors, prepMs: performance.now() - started }
   }
 
@@ -275,10 +281,17 @@ export class Scorer {
   /** Runs the prepared tensors through `models`; see the class comment for `signal`. */
   async infer(prepared: Prepared, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
     const t0 = performance.now()
-    const dists = await Promise.all(models.map((m) => m.predict(prepared.tensors.get(m.inputKey)!, signal))).catch((err: unknown) => {
-      this.#noteAbandoned('queue', err, signal)
-      throw err
-    })
+    // Every model settles before the tensors go back to the pool: a model still holding
+    // one in its queue would otherwise read another image's pixels.
+    const settled = await Promise.allSettled(models.map((m) => m.predict(prepared.tensors.get(m.inputKey)!, signal)))
+    for (const t of prepared.tensors.values()) this.#tensors.give(t)
+    prepared.tensors.clear()
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+    if (failed) {
+      this.#noteAbandoned('queue', failed.reason, signal)
+      throw failed.reason
+    }
+    const dists = settled.map((s) => (s as PromiseFulfilledResult<Float32Array>).value)
     const inferenceMs = performance.now() - t0
     const scores = models.map((m, i) => summarize(dists[i]!, m.manifest.output.scores.values))
     return this.result(prepared.summary, models, scores, weights, { decodeMs: prepared.prepMs, inferenceMs })
@@ -406,11 +419,11 @@ export class Scorer {
 }
 
 /** One tensor per distinct model input (models sharing an input spec share it). */
-function tensorsFor(models: readonly NimaModel[], pixelsFor: (spec: TensorSpec) => RgbImage): Map<string, Float32Array> {
+function tensorsFor(models: readonly NimaModel[], pixelsFor: (spec: TensorSpec) => RgbImage, pool: TensorPool): Map<string, Float32Array> {
   const tensors = new Map<string, Float32Array>()
   for (const m of models) {
     if (tensors.has(m.inputKey)) continue
-    const t = new Float32Array(tensorSize(m.tensorSpec))
+    const t = pool.take(tensorSize(m.tensorSpec))
     writeTensor(pixelsFor(m.tensorSpec), m.tensorSpec, t)
     tensors.set(m.inputKey, t)
   }

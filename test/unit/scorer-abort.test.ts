@@ -138,3 +138,28 @@ t.test('pipelineImagesFor: a batch running and one forming, at least a batch plu
   t.equal(pipelineImagesFor(32, 16), 64)
   t.equal(pipelineImagesFor(4, 16), 20)
 })
+
+t.test('tensors are reused across images, never while a model may still read one', async (t) => {
+  // Distinct images scored at once through batches of 4: each must get the scores it gets alone.
+  const photos = await Promise.all(
+    Array.from({ length: 24 }, (_, i) =>
+      sharp({ create: { width: 40 + i, height: 30 + ((i * 7) % 23), channels: 3, background: { r: (i * 37) % 256, g: (i * 91) % 256, b: (i * 53) % 256 } } })
+        .jpeg()
+        .toBuffer(),
+    ),
+  )
+  const { scorer } = scorerWith(2)
+  const models = scorer.resolveModels()
+  const alone: Awaited<ReturnType<typeof scorer.scoreBytes>>[] = []
+  for (const p of photos) alone.push(await scorer.scoreBytes(p, models))
+  // One image's models dropped mid-way (its signal fires while it waits for its batch) must not free a tensor the other model still holds.
+  const client = new AbortController()
+  const together = photos.map((p, i) => scorer.scoreBytes(p, models, undefined, i === 5 ? client.signal : undefined))
+  client.abort(new ClientGoneError())
+  const results = await Promise.allSettled(together)
+  results.forEach((r, i) => {
+    if (i === 5) return
+    t.equal(r.status, 'fulfilled', `image ${i} scored`)
+    if (r.status === 'fulfilled') t.same(r.value.scores, alone[i]!.scores, `image ${i}: the scores it gets alone`)
+  })
+})
