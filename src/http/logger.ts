@@ -1,4 +1,4 @@
-import type { FastifyServerOptions } from 'fastify'
+import type { FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { Config } from '../config/load.js'
 
 /**
@@ -19,4 +19,15 @@ export function loggerOptions(config: Pick<Config, 'LOG_LEVEL'>): FastifyServerO
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
   }
+}
+
+/**
+ * The access log: one line per request, when its response has gone, with the request's
+ * method and path, its status and how long it took. Fastify's default is two lines
+ * (incoming, completed), and each is a synchronous write: under load the pair cost the
+ * event loop about 0.3 ms per image (bench --profile).
+ */
+export function accessLog(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+  done()
 }

@@ -52,10 +52,9 @@ const isProgressiveSof = (m: number): boolean => m === 0xc2 || m === 0xc6 || m =
 function nextMarker(b: Uint8Array, from: number, inScan: boolean): number {
   let i = from
   while (i < b.length) {
-    if (b[i] !== 0xff) {
-      i += 1
-      continue
-    }
+    // indexOf: a native scan, about 10× the JS loop over a photo's entropy-coded bytes.
+    i = b.indexOf(0xff, i)
+    if (i < 0) return -1
     let j = i + 1
     while (j < b.length && b[j] === 0xff) j += 1
     if (j >= b.length) return -1
