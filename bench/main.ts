@@ -28,7 +28,7 @@ import { testModelsDir } from '../test/helpers/models.js'
 import { describeImages, loadSampleJpegs } from './lib/images.js'
 import { applyLevers, leversFromEnv } from './lib/levers.js'
 import { runLoad, runLoadSampled, type LoadResult } from './lib/load.js'
-import { providerReport, singleRequestBreakdown, waitIdle, type ProviderReport, type SingleRequestBreakdown } from './lib/probes.js'
+import { gcTotals, providerReport, singleRequestBreakdown, waitIdle, type ProviderReport, type SingleRequestBreakdown } from './lib/probes.js'
 import {
   loadModels,
   measureDecode,
@@ -141,6 +141,8 @@ interface LevelResult extends LoadResult {
   threads: ThreadShare
   /** Server CPU per image by thread kind (main, ORT session threads, libuv pool, V8 helpers), ms. */
   cpuMsPerImageByThread: Record<string, number>
+  /** The main isolate's collections (the service's /metrics): full ones per 1,000 images, and pause ms per image. */
+  gc: { majorPer1000: number; pauseMsPerImage: number }
   /** How long the server kept working after the load generator left (abandoned requests). */
   drainMs: number
   serverCores: number
@@ -308,6 +310,7 @@ async function servicePhase(limit: number | undefined) {
       svc.resetPeak()
       // Read when the measured window opens and closes (not around the load process's start-up).
       const sample = () => ({ server: svc.cpuSeconds(), self: selfCpuSeconds(), threads: threadCpu(svc.pid), kinds: threadCpuByKind(svc.pid, sessionThreads), mark: markNoise(0) })
+      const gc0 = await gcTotals(svc.baseUrl)
       const { result: r, before, after, wallSec: wall } = await runLoadSampled({ url, imagesDir: args.images, connections: c, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 }, sample)
       const threads = threadShare(svc.pid, before.threads, after.threads, wall)
       const images = Math.max(1, r.ok)
@@ -317,6 +320,7 @@ async function servicePhase(limit: number | undefined) {
       const ours = serverCpu + r.loadGenCores * wall + after.self - before.self
       const noise = noiseBetween(before.mark, after.mark, ours)
       const drainMs = await waitIdle(svc.baseUrl)
+      const gc1 = await gcTotals(svc.baseUrl)
       const mem = svc.peakMemory()
       levels.push({
         ...r,
@@ -329,6 +333,8 @@ async function servicePhase(limit: number | undefined) {
         latency: { ...r.latency, meanMs: round(r.latency.meanMs), p50Ms: round(r.latency.p50Ms), p95Ms: round(r.latency.p95Ms), p99Ms: round(r.latency.p99Ms), maxMs: round(r.latency.maxMs) },
         serverCores: round(serverCpu / wall, 2),
         cpuMsPerImage: round((serverCpu * 1000) / images, 1),
+        // Over the whole level (warm-up and drain included), per 1,000 images answered.
+        gc: { majorPer1000: round(((gc1.major - gc0.major) * 1000) / Math.max(1, r.ok + r.warmupOk), 1), pauseMsPerImage: round(((gc1.seconds - gc0.seconds) * 1000) / Math.max(1, r.ok + r.warmupOk), 2) },
         peakRssMb: round(mem.rssMb),
         hwmMb: round(mem.hwmMb),
         ratioToLimit: limit ? round(r.imagesPerSec / limit, 2) : Number.NaN,
@@ -344,7 +350,7 @@ async function servicePhase(limit: number | undefined) {
   )
   print(
     mdTable(
-      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'of which main thread', 'CPU ms/image', 'loadgen CPU', 'foreign cores', 'machine busy (cores)', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
+      ['conc', 'images/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'server CPU (cores)', 'of which main thread', 'CPU ms/image', 'loadgen CPU', 'foreign cores', 'machine busy (cores)', 'full GCs per 1,000 images', 'GC pause ms/image', 'drain ms', 'peak RSS MB', 'VmHWM MB', 'service/limit'],
       levels.map((l) => [
         l.connections,
         l.imagesPerSec,
@@ -358,6 +364,8 @@ async function servicePhase(limit: number | undefined) {
         l.loadGenCores,
         l.noise.foreignCores,
         l.noise.machineCores,
+        l.gc.majorPer1000,
+        l.gc.pauseMsPerImage,
         l.drainMs,
         l.peakRssMb,
         l.hwmMb,

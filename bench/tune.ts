@@ -20,7 +20,7 @@ import { loadSampleJpegs } from './lib/images.js'
 import { applyLevers, leversFromEnv } from './lib/levers.js'
 import { runLoadSampled } from './lib/load.js'
 import { markNoise, noiseBetween, noiseSince, selfCpuSeconds, waitQuiet, type Noise } from './lib/noise.js'
-import { waitIdle } from './lib/probes.js'
+import { gcTotals, waitIdle } from './lib/probes.js'
 import { loadModels, measurePipeline, type ModelMode } from './lib/raw.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
 import { buildDist, projectRoot, scoreCacheNote, startService } from './lib/server.js'
@@ -127,6 +127,8 @@ interface ServiceRow {
   serverCores: number
   /** Server CPU per scored image, ms (robust to other tenants). */
   cpuMsPerImage: number
+  /** Full collections of the main isolate per 1,000 images (warm-up included). */
+  majorGcsPer1000: number
   idleRssMb: number
   hwmMb: number
   readyMs: number
@@ -146,9 +148,11 @@ async function serviceSweep(): Promise<ServiceRow[]> {
       try {
         for (const c of connections) {
           await waitIdle(svc.baseUrl)
+          const gc0 = await gcTotals(svc.baseUrl)
           const sample = () => ({ server: svc.cpuSeconds(), self: selfCpuSeconds(), mark: markNoise(0) })
           const { result: r, before, after, wallSec: wall } = await runLoadSampled({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: c, durationSec: loadSec, warmupSec, timeoutSec: 30 }, sample)
           const serverCpu = after.server - before.server
+          const majorGcs = (await gcTotals(svc.baseUrl)).major - gc0.major
           const row: ServiceRow = {
             group: cfg.group,
             label: cfg.label,
@@ -160,6 +164,7 @@ async function serviceSweep(): Promise<ServiceRow[]> {
             errors: r.errors + r.timeouts + Object.values(r.non2xx).reduce((s, n) => s + n, 0),
             serverCores: round(serverCpu / wall, 2),
             cpuMsPerImage: round((serverCpu * 1000) / Math.max(1, r.ok), 1),
+            majorGcsPer1000: round((majorGcs * 1000) / Math.max(1, r.ok + r.warmupOk), 1),
             idleRssMb,
             hwmMb: round(svc.peakMemory().hwmMb),
             readyMs: round(svc.readyMs),
@@ -244,7 +249,7 @@ async function main() {
     print('(the best of the repeats; p50/p99/CPU/memory from that run)\n')
     print(
       mdTable(
-        ['group', 'config', 'conc', 'best images/s', 'runs', 'p50 ms', 'p99 ms', 'errors', 'server cores', 'CPU ms/image', 'RSS ready MB', 'VmHWM MB', 'ready ms', 'foreign cores'],
+        ['group', 'config', 'conc', 'best images/s', 'runs', 'p50 ms', 'p99 ms', 'errors', 'server cores', 'CPU ms/image', 'full GCs per 1,000 images', 'RSS ready MB', 'VmHWM MB', 'ready ms', 'foreign cores'],
         aggregate(service, (r) => `${r.label}@${r.connections}`).map(({ best: r, runs }) => [
           r.group,
           r.label,
@@ -256,6 +261,7 @@ async function main() {
           r.errors,
           r.serverCores,
           r.cpuMsPerImage,
+          r.majorGcsPer1000,
           r.idleRssMb,
           r.hwmMb,
           r.readyMs,

@@ -5,7 +5,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { Config } from './config/load.js'
 import apiKeys from './http/auth.js'
 import errorHandler, { sendError, toNimaError } from './http/error-handler.js'
-import { accessLog } from './http/logger.js'
+import { AccessLog } from './http/logger.js'
 import { checkHostHeader, clientErrorHandler, expectationHandler } from './http/protocol-errors.js'
 import { requestIdFrom } from './http/request-id.js'
 import { receiveTimeouts } from './http/timeouts.js'
@@ -60,8 +60,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const timeouts = receiveTimeouts(config.BODY_TIMEOUT_MS)
   const app = Fastify({
     logger: deps.logger ?? false,
-    // One access line per request, when it ends (accessLog below), instead of fastify's two.
-    disableRequestLogging: true,
+    logController: new AccessLog(),
     bodyLimit: config.BODY_LIMIT_BYTES,
     genReqId: (req) => requestIdFrom(req.headers),
     // A slow or stalled request is answered 408 and its connection closed, which lets go of
@@ -78,7 +77,6 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   })
   app.server.on('checkExpectation', expectationHandler({ metrics, log: app.log }))
-  app.addHook('onResponse', accessLog)
   // Node would answer `Expect: 100-continue` at once; routed like any request instead, the
   // body is asked for only once the upload budget has taken it (upload-budget.ts), so
   // requests refused by their headers (401, 429, 503) are never sent their body.

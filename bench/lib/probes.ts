@@ -119,3 +119,25 @@ export async function waitIdle(baseUrl: string, timeoutMs = 120_000): Promise<nu
   }
   throw new Error(`service still busy after ${timeoutMs} ms`)
 }
+
+/** The main isolate's garbage collections so far, from the service's own /metrics (prom-client's nodejs_gc_duration_seconds). */
+export interface GcTotals {
+  /** Full (mark-compact) collections. */
+  major: number
+  /** Young-generation collections (scavenges). */
+  minor: number
+  /** Pause seconds of all kinds together. */
+  seconds: number
+}
+
+export async function gcTotals(baseUrl: string): Promise<GcTotals> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text()
+  const read = (suffix: 'count' | 'sum', kind?: string) => {
+    let total = 0
+    for (const m of text.matchAll(new RegExp(`^nima_nodejs_gc_duration_seconds_${suffix}\\{kind="(\\w+)"\\} ([\\d.e+-]+)$`, 'gm'))) {
+      if (kind === undefined || m[1] === kind) total += Number(m[2])
+    }
+    return total
+  }
+  return { major: read('count', 'major'), minor: read('count', 'minor'), seconds: read('sum') }
+}

@@ -44,7 +44,7 @@ export const ConfigSchema = Type.Object({
   GC_INCREMENTAL_MARKING: Type.Boolean({
     default: false,
     description:
-      "V8's incremental and concurrent marking. Off (the default), a full collection marks the heap in one pause when the old generation is full (a few ms at this service's heap); on, under queueing the main isolate fell into a full collection every 150–250 ms, which cost 10 % of the CPU per image (docs/performance.md)",
+      "V8's incremental and concurrent marking. Off (the default), a full collection marks the heap in one pause (15–45 ms measured on 2 cores, every few seconds under load) when the old generation is full; on, once requests queued the main isolate fell into a full collection every 150–250 ms, which cost 8–15 % of the CPU per image (docs/performance.md)",
   }),
   ORT_INTRA_OP_THREADS: Type.Integer({ default: 0, minimum: 0, maximum: 256, description: 'Threads per operator in each session (0: the CPU budget shared out among the models when INFERENCE_THREAD=worker, the whole budget when main; see CPU_LIMIT)' }),
   ORT_INTER_OP_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'Threads across operators' }),
