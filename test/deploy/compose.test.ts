@@ -167,7 +167,7 @@ t.test('the dashboard JSON: uid, datasource variable, every panel on it, the req
   for (const wanted of [
     /request rate/i, /errors by code/i, /latency by route \(p50 \/ p95 \/ p99\)/i, /inference latency by model/i, /batch size/i,
     /queue depth and in-flight/i, /images scored by model/i, /fetch latency/i, /fetched bytes/i, /^cpu$/i, /^memory$/i,
-    /cache hit ratio by layer/i, /redis bypasses/i, /revalidations and upstream bytes saved/i, /in-process cache size/i,
+    /cache hit ratio by layer/i, /redis bypasses/i, /revalidations and upstream bytes saved/i, /in-process cache size/i, /garbage collection/i,
   ]) {
     t.ok(titles.some((title) => wanted.test(title)), `a panel matches ${wanted}`)
   }
