@@ -92,7 +92,7 @@ ENV NODE_ENV=production \
     EXECUTION_PROVIDERS=cuda,cpu \
     CUDA_CACHE_PATH=/tmp/cuda-cache \
     LD_PRELOAD=libjemalloc.so.2 \
-    MALLOC_CONF=background_thread:true \
+    MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0 \
     TMPDIR=/tmp
 WORKDIR /app
 COPY package.json ./
@@ -124,7 +124,7 @@ ENV NODE_ENV=production \
     MODELS_DIR=/app/models \
     EXECUTION_PROVIDERS=cpu \
     LD_PRELOAD=libjemalloc.so.2 \
-    MALLOC_CONF=background_thread:true \
+    MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0 \
     TMPDIR=/tmp
 WORKDIR /app
 COPY package.json ./

@@ -6,7 +6,7 @@
 lib=/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2
 if [ -z "${LD_PRELOAD-}" ] && [ -f "$lib" ]; then
   export LD_PRELOAD="$lib"
-  export MALLOC_CONF="${MALLOC_CONF-background_thread:true}"
+  export MALLOC_CONF="${MALLOC_CONF-background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0}"
 else
   export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 fi

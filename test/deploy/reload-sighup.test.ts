@@ -37,7 +37,7 @@ t.test('SIGHUP swaps in new versions and the replaced models give their memory b
 
   // The allocator npm start and the images use: jemalloc when installed, else glibc with 2 arenas.
   const jemalloc = `/usr/lib/${arch() === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/libjemalloc.so.2`
-  const allocator: Record<string, string> = existsSync(jemalloc) ? { LD_PRELOAD: jemalloc, MALLOC_CONF: 'background_thread:true' } : { MALLOC_ARENA_MAX: '2' }
+  const allocator: Record<string, string> = existsSync(jemalloc) ? { LD_PRELOAD: jemalloc, MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0' } : { MALLOC_ARENA_MAX: '2' }
   // The score cache off: the same eight photos go through every model each round, so the
   // memory measured is that of models and decodes at work, as before the cache existed.
   const svc = await startDistService(t, { MODELS_DIR: models, CPU_LIMIT: '2', SCORE_CACHE: 'off', ...allocator })
