@@ -24,8 +24,8 @@ import sharp from 'sharp'
 import { manyScanJpeg } from '../test/helpers/many-scan-jpeg.js'
 import { testModelsDir } from '../test/helpers/models.js'
 import { cpuSeconds, processTree, treeCpuSeconds, treeRssMb } from '../test/helpers/process-tree.js'
-import { runLoad } from './lib/load.js'
-import { markNoise, noiseSince } from './lib/noise.js'
+import { runLoadSampled } from './lib/load.js'
+import { markNoise, noiseBetween } from './lib/noise.js'
 import { buildDist, projectRoot, scoreCacheNote, startService, type RunningService } from './lib/server.js'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, decodes: { type: 'string', default: '2' }, base: { type: 'string' }, images: { type: 'string', default: resolve(projectRoot, '../shared/images/idealo') } } })
@@ -103,15 +103,14 @@ if (args.base) configs.unshift(['base code', {}, resolve(args.base)])
 for (let r = 0; r < rounds; r++) {
   for (const [name, env, serviceEntry] of configs) {
     await withService('load', env, async (svc) => {
-      const mark = markNoise(treeCpu(svc.pid))
-      const cpu0 = treeCpu(svc.pid)
-      const main0 = cpuSeconds(svc.pid)
-      const res = await runLoad({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: 8, durationSec, warmupSec: 3, timeoutSec: 30 })
-      const noise = noiseSince(mark, treeCpu(svc.pid) + res.loadGenCores * (durationSec + 3))
+      // CPU and noise over the measured seconds only (not the load process's start-up).
+      const sample = () => ({ tree: treeCpu(svc.pid), main: cpuSeconds(svc.pid), mark: markNoise(treeCpu(svc.pid)) })
+      const { result: res, before, after, wallSec } = await runLoadSampled({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: 8, durationSec, warmupSec: 3, timeoutSec: 30 }, sample)
+      const noise = noiseBetween(before.mark, after.mark, res.loadGenCores * wallSec)
       figures[name]!.push(res.imagesPerSec)
-      const images = res.ok + res.warmupOk
-      const cpuMsPerImage = ((treeCpu(svc.pid) - cpu0) * 1000) / images
-      const mainMsPerImage = ((cpuSeconds(svc.pid) - main0) * 1000) / images
+      const images = Math.max(1, res.ok)
+      const cpuMsPerImage = ((after.tree - before.tree) * 1000) / images
+      const mainMsPerImage = ((after.main - before.main) * 1000) / images
       console.log(`  round ${r + 1} ${name.padEnd(12)} ${res.imagesPerSec.toFixed(1)} images/s, ${cpuMsPerImage.toFixed(0)} ms CPU/image (service + decode processes; service alone ${mainMsPerImage.toFixed(0)}), p50 ${res.latency.p50Ms.toFixed(0)} ms, p99 ${res.latency.p99Ms.toFixed(0)} ms, non-2xx ${JSON.stringify(res.non2xx)}; foreign load ${noise.foreignCores} cores`)
     }, serviceEntry)
   }

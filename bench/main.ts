@@ -27,7 +27,7 @@ import { applyGcSettings } from '../src/gc-settings.js'
 import { testModelsDir } from '../test/helpers/models.js'
 import { describeImages, loadSampleJpegs } from './lib/images.js'
 import { applyLevers, leversFromEnv } from './lib/levers.js'
-import { runLoad, runLoadSampled, type LoadResult } from './lib/load.js'
+import { runLoadSampled, type LoadResult } from './lib/load.js'
 import { gcTotals, providerReport, singleRequestBreakdown, waitIdle, type ProviderReport, type SingleRequestBreakdown } from './lib/probes.js'
 import {
   loadModels,
@@ -409,10 +409,9 @@ async function profilePhase(entry: string) {
   let threads: ThreadShare
   let load: LoadResult
   try {
-    const before = threadCpu(svc.pid)
-    const t0 = performance.now()
-    load = await runLoad({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: 8, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 })
-    threads = threadShare(svc.pid, before, threadCpu(svc.pid), (performance.now() - t0) / 1000)
+    const sampled = await runLoadSampled({ url: `${svc.baseUrl}/score`, imagesDir: args.images, connections: 8, durationSec: plan.loadSec, warmupSec: plan.loadWarmupSec, timeoutSec: 30 }, () => threadCpu(svc.pid))
+    load = sampled.result
+    threads = threadShare(svc.pid, sampled.before, sampled.after, sampled.wallSec)
     await waitIdle(svc.baseUrl)
   } finally {
     await svc.stop()

@@ -56,8 +56,3 @@ export function runLoadSampled<S>(spec: LoadSpec, sample: () => S): Promise<Samp
     })
   })
 }
-
-/** Runs one autocannon level in a fresh child process and returns its result. */
-export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  return (await runLoadSampled(spec, () => undefined)).result
-}
