@@ -23,6 +23,7 @@ import modelsRoute from './routes/models.js'
 import pageRoutes from './routes/pages.js'
 import rankRoute from './routes/rank.js'
 import scoreRoute from './routes/score.js'
+import oipRoutes from './routes/oip/index.js'
 import { sharedSchemas } from './routes/schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
@@ -158,6 +159,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await scope.register(scoreRoute, ctx)
     await scope.register(rankRoute, ctx)
     await scope.register(explainRoute, ctx)
+    // The Open Inference Protocol (KServe v2) beside them; only its /infer is rate limited.
+    await scope.register(oipRoutes, { ...ctx, prefix: '/v2', server: { name: 'nima-serve', version: openapiInfo.info.version } })
   })
   return app
 }
