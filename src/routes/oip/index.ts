@@ -72,7 +72,7 @@ export default async function oipRoutes(app: FastifyInstance, opts: OipOptions) 
   const probe = { public: true, rateLimit: false } as const
   const errors = { '4xx': OipError, '5xx': OipError }
 
-  routes.get('/', { config: { rateLimit: false }, schema: { summary: 'OIP server metadata', tags: ['oip'], response: { 200: ServerMetadata, ...errors } } }, async () => ({
+  routes.get('/', { prefixTrailingSlash: 'no-slash', config: { rateLimit: false }, schema: { summary: 'OIP server metadata', tags: ['oip'], response: { 200: ServerMetadata, ...errors } } }, async () => ({
     name: opts.server.name,
     version: opts.server.version,
     extensions: EXTENSIONS,
