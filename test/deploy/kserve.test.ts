@@ -64,7 +64,7 @@ t.test('wiring: protocol v2, the runtime and model format matched, probes on the
   t.equal(runtime.spec.containers.length, 1)
   const c = runtime.spec.containers[0]
   t.equal(c.name, 'kserve-container', 'KServe finds the serving container by name')
-  const env = Object.fromEntries((c.env as any[]).filter((e) => typeof e.value === 'string').map((e) => [e.name, e.value]))
+  const env: Record<string, string> = Object.fromEntries((c.env as any[]).filter((e) => typeof e.value === 'string').map((e) => [e.name, e.value]))
   const known = Object.keys(ConfigSchema.properties)
   t.doesNotThrow(() => loadConfig(Object.fromEntries(Object.entries(env).filter(([k]) => known.includes(k)))), "env passes the service's config validation")
   t.equal(c.ports.length, 1, 'one port (Knative allows no more)')
