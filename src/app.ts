@@ -128,8 +128,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await app.register(cors, {
       origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
       methods: ['GET', 'POST', 'PUT', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
-      exposedHeaders: ['x-request-id', 'retry-after'],
+      // inference-header-content-length: the OIP binary tensor framing (src/routes/oip/), both ways.
+      allowedHeaders: ['authorization', 'content-type', 'x-request-id', 'inference-header-content-length'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'inference-header-content-length'],
       maxAge: 600,
     })
   }

@@ -63,3 +63,16 @@ t.test('rate limit: /infer counts against it (429 in the protocol shape), probes
     for (let i = 0; i < 3; i++) t.not((await a.inject(url)).statusCode, 429, `${url} is not rate limited`)
   }
 })
+
+t.test('CORS: a browser may send and read Inference-Header-Content-Length', async (t) => {
+  const { app: a } = await app({ CORS_ORIGINS: 'https://curation.example' })
+  const preflight = await a.inject({
+    method: 'OPTIONS',
+    url: '/v2/models/aesthetic/infer',
+    headers: { origin: 'https://curation.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'inference-header-content-length' },
+  })
+  t.equal(preflight.statusCode, 204)
+  t.match(preflight.headers['access-control-allow-headers'], /inference-header-content-length/)
+  const live = await a.inject({ url: '/v2/health/live', headers: { origin: 'https://curation.example' } })
+  t.match(live.headers['access-control-expose-headers'], /inference-header-content-length/)
+})
