@@ -23,6 +23,7 @@ import modelsRoute from './routes/models.js'
 import pageRoutes from './routes/pages.js'
 import rankRoute from './routes/rank.js'
 import scoreRoute from './routes/score.js'
+import oipRoutes from './routes/oip/index.js'
 import { sharedSchemas } from './routes/schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
@@ -127,8 +128,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await app.register(cors, {
       origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
       methods: ['GET', 'POST', 'PUT', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
-      exposedHeaders: ['x-request-id', 'retry-after'],
+      // inference-header-content-length: the OIP binary tensor framing (src/routes/oip/), both ways.
+      allowedHeaders: ['authorization', 'content-type', 'x-request-id', 'inference-header-content-length'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'inference-header-content-length'],
       maxAge: 600,
     })
   }
@@ -158,6 +160,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await scope.register(scoreRoute, ctx)
     await scope.register(rankRoute, ctx)
     await scope.register(explainRoute, ctx)
+    // The Open Inference Protocol (KServe v2) beside them; only its /infer is rate limited.
+    await scope.register(oipRoutes, { ...ctx, prefix: '/v2', server: { name: 'nima-serve', version: openapiInfo.info.version } })
   })
   return app
 }

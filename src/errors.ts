@@ -12,6 +12,7 @@ export const ERROR_TABLE = {
   NIMA_URL_BLOCKED: { status: 400, message: 'The image URL points to a refused address' },
   NIMA_UNAUTHORIZED: { status: 401, message: 'A valid API key is required' },
   NIMA_NOT_FOUND: { status: 404, message: 'Route not found' },
+  NIMA_MODEL_NOT_FOUND: { status: 404, message: 'No such model (or version) is loaded' },
   NIMA_REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
   NIMA_PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   NIMA_IMAGE_TOO_LARGE: { status: 413, message: 'The image has too many pixels' },

@@ -34,6 +34,18 @@ export function addUploadBodies(doc: { paths?: Record<string, any> }): void {
     }
     for (const type of RAW_BODY_MEDIA_TYPES) content[type] = { schema: { type: 'string', format: 'binary' } }
   }
+  // OIP inference with the binary tensor data extension: the JSON (Inference-Header-Content-Length
+  // bytes) then the raw tensors, in the request and, when an output is binary, in the response.
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    if (!/^\/v2\/models\/.+\/infer$/.test(path) || !item?.post) continue
+    const binary = () => ({
+      schema: { type: 'string', format: 'binary', description: 'The JSON object, Inference-Header-Content-Length bytes long, followed by the binary tensor data (docs/oip.md)' },
+    })
+    const request = (item.post.requestBody ??= { required: true, content: {} }).content
+    request['application/octet-stream'] = binary()
+    const ok = item.post.responses?.['200']
+    if (ok) (ok.content ??= {})['application/octet-stream'] = binary()
+  }
   const rank = doc.paths?.['/rank']?.post
   if (rank) {
     const content = (rank.requestBody ??= { required: true, content: {} }).content

@@ -100,7 +100,7 @@ export const ConfigSchema = Type.Object({
   }),
   QUEUE_MAX: Type.Integer({ default: 256, minimum: 1, description: 'Images waiting to be scored (beyond PIPELINE_MAX_IMAGES) before new ones get 503' }),
   REQUEST_DEADLINE_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Per-request deadline for scoring' }),
-  BODY_LIMIT_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest upload (raw or multipart)' }),
+  BODY_LIMIT_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest upload (raw or multipart); for OIP /v2 inference, the largest JSON part and the largest encoded image' }),
   BODY_TIMEOUT_MS: Type.Integer({
     default: 30000,
     minimum: 100,
@@ -109,7 +109,7 @@ export const ConfigSchema = Type.Object({
   UPLOAD_BUDGET_BYTES: Type.Integer({
     default: 256 * 1024 * 1024,
     minimum: 1024,
-    description: 'Bytes all request bodies in flight may hold together, counted up front from Content-Length (chunked bodies count as BODY_LIMIT_BYTES); a request past it gets 503 NIMA_OVERLOADED before its body is read. A multipart POST /rank reserves up to RANK_UPLOAD_MAX_BYTES. At least BODY_LIMIT_BYTES and RANK_UPLOAD_MAX_BYTES',
+    description: 'Bytes all request bodies in flight may hold together, counted up front from Content-Length (chunked bodies count as BODY_LIMIT_BYTES); a request past it gets 503 NIMA_OVERLOADED before its body is read. A multipart POST /rank or an OIP /v2 inference reserves up to RANK_UPLOAD_MAX_BYTES. At least BODY_LIMIT_BYTES and RANK_UPLOAD_MAX_BYTES',
   }),
   MAX_INPUT_PIXELS: Type.Integer({ default: 64_000_000, minimum: 1, description: 'Largest decoded image (width x height); bombs are refused before decoding' }),
   URL_MAX_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024, description: 'Largest image body fetched from a URL' }),
@@ -118,13 +118,13 @@ export const ConfigSchema = Type.Object({
   URL_BODY_TIMEOUT_MS: Type.Integer({ default: 15000, minimum: 1, description: 'URL fetch: time for the whole body' }),
   URL_MAX_REDIRECTS: Type.Integer({ default: 3, minimum: 0, maximum: 20, description: 'Redirects followed (each hop re-checked)' }),
   URL_ALLOWLIST: Type.String({ default: '', description: 'Comma-separated hosts (exact or *.suffix) or CIDRs allowed despite the private-address deny list' }),
-  RANK_MAX_IMAGES: Type.Integer({ default: 100, minimum: 1, maximum: 10000, description: 'Most images in one POST /rank' }),
+  RANK_MAX_IMAGES: Type.Integer({ default: 100, minimum: 1, maximum: 10000, description: 'Most images in one POST /rank, and in one OIP /v2 inference' }),
   RANK_UPLOAD_MAX_BYTES: Type.Integer({
     default: 100 * 1024 * 1024,
     minimum: 1024,
-    description: 'Largest total of the image parts of one multipart POST /rank (each part is also limited by BODY_LIMIT_BYTES); all are held in memory while scored',
+    description: 'Largest total of the image parts of one multipart POST /rank, and largest body of one OIP /v2 inference (each image is also limited by BODY_LIMIT_BYTES); all are held in memory while scored',
   }),
-  RANK_FETCH_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Parallel URL fetches per /rank request' }),
+  RANK_FETCH_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256, description: 'Parallel URL fetches per /rank request; also the images of one /rank upload or OIP /v2 inference in the scorer at once' }),
   RANK_PER_HOST_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 256, description: 'Parallel fetches to one host, across all requests' }),
   SCORE_CACHE: Type.Union([Type.Literal('on'), Type.Literal('off')], {
     default: 'on',

@@ -88,3 +88,18 @@ export function sampleNearest(img: RgbImage, width: number, height: number): Rgb
   }
   return { data: out, width, height }
 }
+
+/**
+ * The least and greatest value the preprocessing rule writes (channel values 0 and 255
+ * through the table): a tensor a client preprocessed itself holds nothing outside them
+ * (for MobileNet's rule, [-1, 1]).
+ */
+export function tensorValueRange(spec: Pick<TensorSpec, 'lut'>): { min: number; max: number } {
+  let min = Infinity
+  let max = -Infinity
+  for (const v of spec.lut) {
+    if (v < min) min = v
+    if (v > max) max = v
+  }
+  return { min, max }
+}

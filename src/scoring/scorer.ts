@@ -350,7 +350,7 @@ export class Scorer {
    * image holds only its compressed bytes, so a backlog costs neither memory nor CPU per
    * image; past `maxWaiting` waiting, 503 at once.
    */
-  async #admitted(models: readonly NimaModel[], signal: AbortSignal | undefined, score: () => Promise<ImageScore>): Promise<ImageScore> {
+  async #admitted<T>(models: readonly NimaModel[], signal: AbortSignal | undefined, score: () => Promise<T>, waitingStage: DropStage = 'decode'): Promise<T> {
     const admission = this.#admission
     let waiting = admission.active >= admission.limit || admission.pending > 0
     if (waiting && admission.pending >= (this.#options.maxWaiting ?? NO_BUDGET)) {
@@ -373,10 +373,31 @@ export class Scorer {
       // Dropped before admission (the signal fired while it waited, or had already).
       if (!started) {
         leaveLine()
-        this.#noteAbandoned('decode', err, signal)
+        this.#noteAbandoned(waitingStage, err, signal)
       }
       throw err
     }
+  }
+
+  /**
+   * Scores for one tensor a client preprocessed itself (the Open Inference Protocol's FP32
+   * input): no decode, but the same admission as a photo of the inline lane, since a
+   * tensor waiting for its batch holds as much memory as a decoded one; then the model's
+   * micro-batcher, as `infer` does. `tensor` is `model`'s input for one image, its values
+   * already checked by the caller (tensorValueRange). With nothing to decode, a tensor
+   * dropped while it waits for admission counts at stage 'queue', as one dropped in the batcher.
+   */
+  async scoreTensor(tensor: Float32Array, model: NimaModel, signal?: AbortSignal): Promise<ScoreSummary> {
+    const size = tensorSize(model.tensorSpec)
+    if (tensor.length !== size) throw new RangeError(`scoreTensor: model ${model.info.id} takes ${size} values per image, got ${tensor.length}`)
+    const score = async () => {
+      const distribution = await model.predict(tensor, signal).catch((err: unknown) => {
+        this.#noteAbandoned('queue', err, signal)
+        throw err
+      })
+      return summarize(distribution, model.manifest.output.scores.values)
+    }
+    return this.#admitted([model], signal, score, 'queue')
   }
 
   #countWaiting(models: readonly NimaModel[], delta: number): void {

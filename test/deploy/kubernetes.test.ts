@@ -1,8 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { isDeepStrictEqual } from 'node:util'
-import { join } from 'node:path'
 import t from 'tap'
-import ts from 'typescript'
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
 import { Job } from 'kubernetes-models/batch/v1/Job'
@@ -12,8 +10,8 @@ import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitorin
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor'
 import { loadConfig } from '../../src/config/load.js'
 import { ConfigSchema } from '../../src/config/schema.js'
-import { projectRoot } from '../helpers/paths.js'
 import { adapterRules, findKustomize, missingTool, parseYamlDocuments, readYaml, repo } from './helpers.js'
+import { unknownFieldErrors } from './unknown-fields.js'
 
 // The kustomize output of both overlays and of the batch Job validates against the
 // Kubernetes API schemas (kubernetes-models, @kubernetes-models/prometheus-operator for the
@@ -39,45 +37,14 @@ const KINDS: Record<string, Kind> = {
 const kindOf = (doc: any): string => `${doc.apiVersion} ${doc.kind}`
 const label = (doc: any): string => `${doc.kind}/${doc.metadata?.name}`
 
-/**
- * Unknown fields: the schemas above allow extra properties (as the API server does without
- * strict field validation), so a typo like readOnlyRootFileSystem would pass. Each
- * document is type-checked as an object literal against the kubernetes-models interface,
- * where TypeScript's excess-property check rejects any field the API does not define.
- */
-function unknownFieldErrors(docs: any[]): string[] {
-  const file = join(projectRoot, 'test/deploy/__rendered_manifests__.ts')
-  const imports = new Map<string, string>()
-  const lines: string[] = []
-  docs.forEach((doc, i) => {
-    const kind = KINDS[kindOf(doc)]
-    if (!kind) return
-    imports.set(kind.type.name, kind.type.module)
-    lines.push(`export const doc${i}: ${kind.type.name} = ${JSON.stringify(doc)}`)
-  })
-  const source = [...[...imports].map(([name, module]) => `import type { ${name} } from '${module}'`), ...lines].join('\n')
-  const options: ts.CompilerOptions = {
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    target: ts.ScriptTarget.ES2022,
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    types: [],
-  }
-  const host = ts.createCompilerHost(options)
-  const { getSourceFile, fileExists } = host
-  host.getSourceFile = (name, version, ...rest) => (name === file ? ts.createSourceFile(name, source, version) : getSourceFile.call(host, name, version, ...rest))
-  host.fileExists = (name) => name === file || fileExists.call(host, name)
-  const program = ts.createProgram([file], options, host)
-  const sf = program.getSourceFile(file)
-  if (!sf) return ['the virtual source file was not created']
-  return [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)].map((d) => {
-    const line = d.start === undefined ? -1 : sf.getLineAndCharacterOfPosition(d.start).line
-    const docIndex = /^export const doc(\d+)/.exec(source.split('\n')[line] ?? '')?.[1]
-    const where = docIndex === undefined ? `line ${line + 1}` : label(docs[Number(docIndex)])
-    return `${where}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`
-  })
+/** Each rendered document against its kind's kubernetes-models interface (unknown-fields.ts). */
+function docFieldErrors(docs: any[]): string[] {
+  return unknownFieldErrors(
+    docs.flatMap((doc) => {
+      const kind = KINDS[kindOf(doc)]
+      return kind ? [{ label: label(doc), typeName: kind.type.name, module: kind.type.module, value: doc }] : []
+    }),
+  )
 }
 
 const matches = (selector: Record<string, string>, labels: Record<string, string>): boolean =>
@@ -157,7 +124,7 @@ if ('missing' in kustomize) {
     const canary = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'unknown-field-canary' }, spec: { selectr: { a: 'b' } } }
     const all = [...Object.values(rendered).flat(), canary]
     t.ok(all.length > 10, `${all.length} objects`)
-    const errors = unknownFieldErrors(all)
+    const errors = docFieldErrors(all)
     const planted = errors.filter((e) => e.startsWith('Service/unknown-field-canary:'))
     t.equal(planted.length, 1, 'the planted typo is reported')
     t.match(planted[0], /selectr/)

@@ -36,7 +36,10 @@ t.test('real responses of the running service validate against the documented sc
   const rewriteRefs = (s: unknown): unknown =>
     JSON.parse(JSON.stringify(s).replaceAll('"#/components/', '"openapi#/components/'))
 
-  const cases: [string, string, RequestInit | undefined][] = [
+  const oipInfer = (b64: string) => JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [b64] }] })
+  const jpegB64 = readFileSync(join(sharedImages, 'idealo/42040.jpg')).toString('base64')
+  // [method, url, request, the documented path when the url fills in its parameters]
+  const cases: [string, string, RequestInit | undefined, string?][] = [
     ['get', '/healthz', undefined],
     ['get', '/readyz', undefined],
     ['get', '/models', undefined],
@@ -48,11 +51,19 @@ t.test('real responses of the running service validate against the documented sc
     ['post', '/explain', { method: 'POST', body: readFileSync(join(sharedImages, 'idealo/42040.jpg')), headers: { 'content-type': 'image/jpeg' } }],
     ['post', '/explain?logits=true&models=aesthetic', { method: 'POST', body: readFileSync(join(sharedImages, 'idealo/42040.jpg')), headers: { 'content-type': 'image/jpeg' } }],
     ['post', '/explain', { method: 'POST', body: '{"url":"http://10.0.0.1/"}', headers: { 'content-type': 'application/json' } }],
+    ['get', '/v2', undefined],
+    ['get', '/v2/health/live', undefined],
+    ['get', '/v2/health/ready', undefined],
+    ['get', '/v2/models/aesthetic', undefined, '/v2/models/{name}'],
+    ['get', '/v2/models/nope', undefined, '/v2/models/{name}'],
+    ['get', '/v2/models/technical/ready', undefined, '/v2/models/{name}/ready'],
+    ['post', '/v2/models/aesthetic/infer', { method: 'POST', body: oipInfer(jpegB64), headers: { 'content-type': 'application/json' } }, '/v2/models/{name}/infer'],
+    ['post', '/v2/models/aesthetic/infer', { method: 'POST', body: oipInfer('***'), headers: { 'content-type': 'application/json' } }, '/v2/models/{name}/infer'],
   ]
-  for (const [method, url, init] of cases) {
+  for (const [method, url, init, template] of cases) {
     const res = await fetch(svc.url + url, init)
     const body = await res.json()
-    const path = url.split('?')[0]!
+    const path = template ?? url.split('?')[0]!
     const schema = schemaFor(method, path, res.status)
     const validate = ajv.compile(rewriteRefs(schema) as object)
     t.ok(validate(body), `${method.toUpperCase()} ${path} → ${res.status} matches the document ${JSON.stringify(validate.errors ?? [])}`)

@@ -132,6 +132,30 @@ t.test('admission (ordinary photos, the inline lane): pipelineImages admitted at
   t.same([scorer.queueDepthOf(aesthetic), scorer.queueDepthOf(technical)], [0, 0])
 })
 
+t.test('scoreTensor: the same admission as photos (waiting counted, QUEUE_MAX, a client gone dropped at stage queue), the same scores as scoreBytes', async (t) => {
+  const drops: { stage: string; reason: unknown }[] = []
+  const scorer = new Scorer(loaded.models, { ...options, decodeInlineMaxPixels: 2_000_000, pipelineImages: 1, maxWaiting: 1 }, { dropped: (stage, reason) => drops.push({ stage, reason }) })
+  const [aesthetic] = scorer.resolveModels(['aesthetic']) as [NimaModel]
+  const prepared = await scorer.prepareBytes(image, [aesthetic])
+  const tensor = Float32Array.from(prepared.tensors.get(aesthetic.inputKey)!)
+  const viaBytes = await scorer.scoreBytes(image, [aesthetic])
+
+  const first = scorer.scoreTensor(tensor, aesthetic)
+  const client = new AbortController()
+  const second = scorer.scoreTensor(tensor, aesthetic, client.signal)
+  t.equal(scorer.queueDepthOf(aesthetic), 2, "the first in the model's batcher queue, the second waiting for admission, both counted for the model")
+  const refused = await scorer.scoreTensor(tensor, aesthetic).catch((e: unknown) => e)
+  t.ok(isNimaError(refused) && refused.code === 'NIMA_OVERLOADED', 'past maxWaiting: 503 at once')
+  const reason = new ClientGoneError()
+  client.abort(reason)
+  t.equal(await second.catch((e: unknown) => e), reason)
+  t.same(drops.map((d) => d.stage), ['queue'], 'dropped before admission, counted at stage queue (nothing to decode)')
+  const score = await first
+  t.same(score.distribution, viaBytes.scores['aesthetic']!.distribution, 'the distribution scoreBytes gives for the image the tensor came from')
+  t.equal(score.mean, viaBytes.scores['aesthetic']!.mean)
+  await t.rejects(scorer.scoreTensor(tensor.subarray(1), aesthetic), { name: 'RangeError', message: /takes 150528 values per image, got 150527/ })
+})
+
 t.test('pipelineImagesFor: a batch running and one forming, at least a batch plus every decode slot', async (t) => {
   t.equal(pipelineImagesFor(4, 2), 8)
   t.equal(pipelineImagesFor(1, 2), 3)
