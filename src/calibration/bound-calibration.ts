@@ -57,13 +57,16 @@ export class BoundCalibration {
   readonly #combined: readonly CombinedCalibration[]
   readonly #shaOf: ReadonlyMap<string, string>
   readonly file: CalibrationFile
+  /** sha256 of the file's bytes, when read from one: a reload compares it. */
+  readonly sha256: string | undefined
   /** Loaded model ids with no entry in the calibration (served without percentiles). */
   readonly uncalibrated: readonly string[]
   /** Calibration entries for model files that are not loaded ("id@version"). */
   readonly unused: readonly string[]
 
-  private constructor(file: CalibrationFile, models: Map<string, ModelCalibration>, combined: CombinedCalibration[], shaOf: Map<string, string>, uncalibrated: string[], unused: string[]) {
+  private constructor(file: CalibrationFile, sha256: string | undefined, models: Map<string, ModelCalibration>, combined: CombinedCalibration[], shaOf: Map<string, string>, uncalibrated: string[], unused: string[]) {
     this.file = file
+    this.sha256 = sha256
     this.#models = models
     this.#combined = combined
     this.#shaOf = shaOf
@@ -72,7 +75,7 @@ export class BoundCalibration {
   }
 
   /** Matches `file` to the loaded models; throws CalibrationError when nothing in it matches. */
-  static bind(file: CalibrationFile, loaded: readonly LoadedModelRef[], where: string): BoundCalibration {
+  static bind(file: CalibrationFile, loaded: readonly LoadedModelRef[], where: string, fileSha256?: string): BoundCalibration {
     const bySha = new Map(file.models.map((m) => [m.sha256, m]))
     const models = new Map<string, ModelCalibration>()
     const uncalibrated: string[] = []
@@ -93,7 +96,7 @@ export class BoundCalibration {
     const unused = file.models.filter((m) => !loadedShas.has(m.sha256)).map((m) => `${m.id}@${m.version}`)
     const shaOf = new Map(loaded.map((m) => [m.id, m.sha256]))
     const combined = file.combined.filter((c) => Object.entries(c.models).every(([id, sha]) => shaOf.get(id) === sha))
-    return new BoundCalibration(file, models, combined, shaOf, uncalibrated, unused)
+    return new BoundCalibration(file, fileSha256, models, combined, shaOf, uncalibrated, unused)
   }
 
   /** The entry of a loaded model, if calibrated. */

@@ -9,7 +9,9 @@ export default async function modelsRoute(app: FastifyInstance, { state, config,
     const scorer = state.requireScorer()
     const defaults = new Set(config.models.slice(0, 2))
     return {
-      models: [...scorer.models.values()].map((m) => ({
+      models: [...scorer.models.values()].map((m) => {
+        const c = scorer.calibration?.model(m.info.id)
+        return {
         ...m.info,
         default: defaults.has(m.info.id),
         fallbacks: [...m.fallbacks],
@@ -17,8 +19,10 @@ export default async function modelsRoute(app: FastifyInstance, { state, config,
         sha256: m.manifest.sha256,
         input: m.manifest.input,
         output: m.manifest.output,
+        ...(c ? { calibration: { createdAt: scorer.calibration!.file.createdAt, size: c.size, raterMap: c.rater !== undefined, synthetic: c.synthetic } } : {}),
         provenance: m.manifest.provenance,
-      })),
+        }
+      }),
       executionProviders: [...config.executionProviders],
       ...(threads ? { threads } : {}),
       ...(models?.last ? { reload: models.last } : {}),
