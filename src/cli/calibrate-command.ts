@@ -111,7 +111,8 @@ async function readCatalogue(
         }
         if (hash32(image.sha256) >= bound && !labelled.has(image.sha256)) continue
         images.set(key, image)
-        while (images.size > maxImages) {
+        // bound ≥ 1: labelled images alone may outnumber maxImages; they all stay.
+        while (images.size > maxImages && bound >= 1) {
           bound /= 2
           for (const [k, img] of images) if (hash32(img.sha256) >= bound && !labelled.has(img.sha256)) images.delete(k)
         }
