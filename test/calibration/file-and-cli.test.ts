@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -141,4 +142,14 @@ t.test('calibrate CLI: usage and input errors', async (t) => {
   const written = parseCalibration(JSON.parse(readFileSync(join(dir, 'c.json'), 'utf8')), 'c.json')
   t.same(written.combined[0]!.weights, { aesthetic: 1 })
   t.equal(JSON.parse(ok.out).entries.length, 2)
+
+  // Past --max-images: a uniform sample by image hash, never more than asked.
+  const many = join(dir, 'many.jsonl')
+  const images = Array.from({ length: 200 }, (_, i) => ({ ...lines[0]!, key: `m${i}`, sha256: createHash('sha256').update(String(i)).digest('hex') }))
+  writeFileSync(many, images.map((l) => JSON.stringify(l)).join('\n') + '\n')
+  const sampled = await call(['--input', many, '--output', join(dir, 's.json'), '--max-images', '50'])
+  t.equal(sampled.code, 0, sampled.err)
+  const kept = JSON.parse(sampled.out).entries[0].size
+  t.ok(kept <= 50 && kept >= 10, `kept ${kept} of 200`)
+  t.match(sampled.err, new RegExp(`more than 50 distinct images: kept a uniform sample of ${kept}`))
 })
