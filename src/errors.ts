@@ -18,6 +18,7 @@ export const ERROR_TABLE = {
   NIMA_IMAGE_TOO_LARGE: { status: 413, message: 'The image has too many pixels' },
   NIMA_URL_TOO_LARGE: { status: 413, message: 'The image behind the URL is too large' },
   NIMA_EXPLANATION_UNAVAILABLE: { status: 409, message: 'The model file has no feature-map output, so it cannot be explained' },
+  NIMA_NOT_CALIBRATED: { status: 409, message: 'No calibration (SCORE_CALIBRATION) covers these models and weights' },
   NIMA_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
   NIMA_EXPECTATION_FAILED: { status: 417, message: 'The Expect header cannot be met' },
   NIMA_UNDECODABLE_IMAGE: { status: 422, message: 'The image could not be decoded' },

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
+import { CalibrationError } from './calibration/calibration-file.js'
 import type { Config } from './config/load.js'
 import { loggerOptions } from './http/logger.js'
 import { countAbandoned } from './http/request-lifecycle.js'
@@ -29,7 +30,7 @@ export interface Server {
  * which sized libuv's pool with it; started in-process (tests), the pool already runs.
  */
 export async function startServer(config: Config, threads: ThreadPlan = planThreads(config, 'started')): Promise<Server> {
-  const metrics = createMetrics()
+  const metrics = createMetrics({ driftWindow: config.SCORE_DRIFT_WINDOW })
   const state = new ServiceState((ready) => metrics.ready.set(ready ? 1 : 0))
   // The reloader needs the app's logger and the app needs the reloader: a forward reference.
   let reloader: ModelReloader | undefined
@@ -53,7 +54,9 @@ export async function startServer(config: Config, threads: ThreadPlan = planThre
     state.setScorer(scorer)
     app.log.info({ models: [...scorer.models.keys()] }, 'ready')
   })
-  ready.catch((err: unknown) => app.log.fatal({ err }, 'models could not be loaded'))
+  ready.catch((err: unknown) =>
+    app.log.fatal({ err }, err instanceof CalibrationError ? `SCORE_CALIBRATION refused, not starting: ${err.message}` : 'models could not be loaded'),
+  )
 
   let stopping: Promise<{ drained: boolean }> | undefined
   const shutdown = () =>

@@ -14,6 +14,7 @@ import type { ImageSource } from '../fetching/image-source.js'
 import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { combinedScore, type CombinedScore, type Weights } from '../scoring/combined.js'
+import type { CalibratedFields } from '../calibration/bound-calibration.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 import type { NimaModel } from '../scoring/nima-model.js'
 import type { Scorer } from '../scoring/scorer.js'
@@ -41,9 +42,11 @@ export interface ResultLine {
   phash?: string
   /** The four corner-crop hashes (src/imaging/phash.ts cornerHashes): one-sided crops still group. */
   phashCrops?: string[]
-  scores?: Record<string, ScoreSummary>
-  combined?: CombinedScore
-  models?: Record<string, { id: string; version: string; task: string; synthetic: boolean }>
+  /** With `percentile` (and `calibrated`) where SCORE_CALIBRATION covers the model. */
+  scores?: Record<string, ScoreSummary & CalibratedFields>
+  combined?: CombinedScore & CalibratedFields
+  /** `sha256`: of the model file, which `calibrate` keys its calibration by. */
+  models?: Record<string, { id: string; version: string; task: string; synthetic: boolean; sha256: string }>
   /** True when no model ran for this line: scores came from the cache or from an identical image of this run. */
   cached: boolean
   error?: { code: ErrorCode; message: string }
@@ -152,7 +155,9 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   const writer = await ResultWriter.open(options.output, { flushLines: options.flushLines, flushMs: options.flushMs })
 
   const identities = models.map(modelIdentity)
-  const modelInfo = Object.fromEntries(models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic }]))
+  const modelInfo = Object.fromEntries(
+    models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic, sha256: m.manifest.sha256 }]),
+  )
   const scoreGate = createLimiter(options.scoreSlots)
   const inflightScores = new Map<string, Promise<Scored>>()
   // The last few thousand results by content hash: lmdb makes a write visible only once
@@ -261,6 +266,9 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       content = { sha256: sha, bytes: bytes.length }
       const r = await scoresFor(bytes, sha)
       const means = Object.fromEntries(Object.entries(r.scores).map(([id, s]) => [id, s.mean]))
+      const combined = combinedScore(models.map((m) => m.info), means, deps.weights)
+      // The same rule as the service's responses (Scorer.result): percentiles where SCORE_CALIBRATION covers them.
+      const calibrated = scorer.calibration?.annotate(r.scores, combined)
       return {
         ...ids,
         ...content,
@@ -269,8 +277,8 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         format: r.image.format,
         phash: r.image.phash,
         phashCrops: r.image.phashCrops,
-        scores: r.scores,
-        combined: combinedScore(models.map((m) => m.info), means, deps.weights),
+        scores: calibrated?.scores ?? r.scores,
+        combined: calibrated?.combined ?? combined,
         models: modelInfo,
         cached: r.cached,
       }

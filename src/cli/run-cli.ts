@@ -1,9 +1,10 @@
-import { createRequire } from 'node:module'
 import { ConfigError } from '../config/load.js'
 import { isModelError } from '../models/model-error.js'
 import { runBatchCommand, runRankHotelsCommand } from './batch-command.js'
+import { runCalibrateCommand } from './calibrate-command.js'
 import { runFinetuneCommand, runLabelsCommand } from './finetune-command.js'
 import { runModelsCommand, type CliIo, type ModelsCommandDeps } from './models-command.js'
+import { version } from './version.js'
 
 export const USAGE = `usage: nima-serve <command> [options]     (every command takes --help)
 
@@ -13,6 +14,7 @@ commands:
                                     manage the NIMA models (see: nima-serve models --help)
   batch --input F --output R.jsonl  score many images offline: resumable, sharded, cached
   rank-hotels --input R.jsonl ...   each hotel's images in rank order, best first
+  calibrate --input R.jsonl ...     percentiles against your catalogue, a map to your raters' scale (SCORE_CALIBRATION)
   labels <export|import|...>        manage the labelling database
   finetune --base ID --labels F     train a new head on your labels (Earth Mover's loss)
 
@@ -22,10 +24,7 @@ options:
 
 const HELP = new Set(['help', '--help', '-h'])
 
-/** package.json sits two folders up from both src/cli and dist/cli. */
-export function version(): string {
-  return (createRequire(import.meta.url)('../../package.json') as { version: string }).version
-}
+export { version } from './version.js'
 
 /**
  * `--help` anywhere after a command group's subcommand asks for that group's usage, so
@@ -58,6 +57,7 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCom
     if (command === 'models') return await runModelsCommand(groupArgs(rest), io, deps)
     if (command === 'batch') return await runBatchCommand(rest, io)
     if (command === 'rank-hotels') return await runRankHotelsCommand(rest, io)
+    if (command === 'calibrate') return await runCalibrateCommand(rest, io)
     if (command === 'finetune') return await runFinetuneCommand(rest, io)
     if (command === 'labels') return await runLabelsCommand(groupArgs(rest), io)
     if (command === undefined || HELP.has(command)) {

@@ -154,6 +154,18 @@ export const ConfigSchema = Type.Object({
     pattern: '^[a-z][a-z0-9-]*=[0-9.]+(,[a-z][a-z0-9-]*=[0-9.]+)*$',
     description: 'Default weight of each model (by id or task) in the combined score',
   }),
+  SCORE_CALIBRATION: Type.String({
+    default: '',
+    description:
+      'Calibration file written by `nima-serve calibrate` (docs/calibration.md): responses and batch lines gain percentiles against that catalogue, and rater-scale values when it was fitted to labels. Read at start and on every model reload; refused when it matches none of the loaded model files. Empty: off',
+  }),
+  SCORE_DRIFT_WINDOW: Type.Integer({
+    default: 500,
+    minimum: 1,
+    maximum: 100_000,
+    description:
+      'Served scores per model that nima_score_drift compares with the calibration (Kolmogorov–Smirnov); the gauge appears once the window is full. Below a few hundred it is noisy (about 0.87/√n on average with no drift at all)',
+  }),
   API_KEYS: Type.String({ default: '', description: 'Comma-separated bearer tokens; when set, /score, /rank and /models need `Authorization: Bearer <key>` (probes and /metrics stay open)' }),
   CORS_ORIGINS: Type.String({
     default: '',

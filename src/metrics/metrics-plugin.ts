@@ -3,13 +3,14 @@ import fp from 'fastify-plugin'
 import type { Metrics } from './metrics.js'
 import type { ServiceState } from '../service-state.js'
 import type { TieredScoreCache } from '../cache/tiered-cache.js'
+import { ksStatistic } from '../calibration/ks.js'
 
 /**
  * Times every request by route template (never the raw URL: unbounded label values
  * would explode the series count) and serves GET /metrics. What can be read at any time
  * (readiness, requests and images in flight, queues, decode slots and memory, the decode
- * processes, the models in service) is read here, at scrape time, from the service state:
- * scoring keeps no metrics of its own.
+ * processes, the models in service, the drift of served scores from the calibration) is
+ * read here, at scrape time, from the service state: scoring keeps no metrics of its own.
  */
 export default fp(
   async function metricsPlugin(
@@ -35,11 +36,17 @@ export default fp(
       const scorer = state.scorer
       if (!scorer) return
       metrics.modelInfo.reset()
+      metrics.scoreDrift.reset()
       for (const m of scorer.models.values()) {
         const { id, version, synthetic, provider, task } = m.info
         metrics.modelInfo.set({ model: id, version, synthetic: String(synthetic), provider, task }, 1)
         metrics.queueDepth.set({ model: id }, scorer.queueDepthOf(m))
         metrics.inflightImages.set({ model: id }, m.inFlight)
+        // Drift only where there is something to compare: a calibration for this very
+        // file, and a full window of scores it served.
+        const table = scorer.calibration?.model(id)?.quantiles
+        const window = table ? metrics.scoreWindows.full(id, m.manifest.sha256) : undefined
+        if (table && window) metrics.scoreDrift.set({ model: id }, ksStatistic(window, table))
       }
       const decodes = scorer.decodes
       const memory = scorer.decodeMemory

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ScoringObserver } from '../scoring/observer.js'
 import { BYPASS_REASONS } from '../cache/redis-store.js'
 import type { CacheObserver } from '../cache/tiered-cache.js'
+import { ScoreWindows } from '../calibration/score-windows.js'
 
 /**
  * All Prometheus metrics of one service instance, on a registry of its own (no global
@@ -40,6 +41,10 @@ export interface Metrics {
   cacheMemoryBytes: Gauge<never>
   cacheMemoryEntries: Gauge<never>
   cacheRedisUp: Gauge<never>
+  scoreMean: Histogram<'model'>
+  scoreDrift: Gauge<'model'>
+  /** The last SCORE_DRIFT_WINDOW served means per model: nima_score_drift is computed from them at scrape time. */
+  scoreWindows: ScoreWindows
 }
 
 /** Where work stood when its client went away: its body still arriving, a URL fetch, waiting for a decode slot, waiting for inference. */
@@ -48,7 +53,18 @@ export type AbandonStage = (typeof ABANDON_STAGES)[number]
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
-export function createMetrics(): Metrics {
+/**
+ * Mean scores (1..10): NIMA's means crowd into 4–7 (idealo's issues #50 and #75), so the
+ * buckets are a quarter point apart there and wider outside.
+ */
+export const SCORE_MEAN_BUCKETS = [2, 3, 3.5, 4, 4.25, 4.5, 4.75, 5, 5.25, 5.5, 5.75, 6, 6.25, 6.5, 6.75, 7, 7.5, 8, 9]
+
+export interface MetricsOptions {
+  /** Served means per model the drift gauge compares with the calibration (SCORE_DRIFT_WINDOW). Default 500. */
+  driftWindow?: number
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'nima_' })
   const registers = [registry]
@@ -239,6 +255,20 @@ export function createMetrics(): Metrics {
       help: '1 when the shared Redis (CACHE_URL) is connected and ready; 0 when it is not (requests bypass it) or none is configured',
       registers,
     }),
+    scoreMean: new Histogram({
+      name: 'nima_score_mean',
+      help: 'Mean score (1..10) served to clients, by model: fresh and cached alike, once per distinct image and request',
+      labelNames: ['model'],
+      buckets: SCORE_MEAN_BUCKETS,
+      registers,
+    }),
+    scoreDrift: new Gauge({
+      name: 'nima_score_drift',
+      help: 'Kolmogorov–Smirnov statistic (0..1) between the last SCORE_DRIFT_WINDOW means served by a model and its calibration catalogue (SCORE_CALIBRATION); present once the window is full, for calibrated models only',
+      labelNames: ['model'],
+      registers,
+    }),
+    scoreWindows: new ScoreWindows(options.driftWindow ?? 500),
   }
 }
 
@@ -282,7 +312,7 @@ export function fetchObserver(metrics: Pick<Metrics, 'fetchDuration' | 'fetchByt
 /**
  * Scoring's events as Prometheus metrics: decode durations, and per batch its size, each
  * image's wait, the session.run time and the images scored; provider fallbacks as models
- * load. Drops are left to the caller (only client-gone ones count as abandoned).
+ * load; each served mean into its histogram and its model's drift window. Drops are left to the caller (only client-gone ones count as abandoned).
  */
 export function scoringObserver(metrics: Metrics): Required<Omit<ScoringObserver, 'dropped'>> {
   return {
@@ -297,6 +327,10 @@ export function scoringObserver(metrics: Metrics): Required<Omit<ScoringObserver
       metrics.batchSize.observe({ model: model.id }, size)
       for (const w of waits) metrics.queueWait.observe({ model: model.id }, w)
       metrics.imagesScored.inc({ model: model.id, version: model.version, synthetic: String(model.synthetic) }, size)
+    },
+    served(model, sha256, mean) {
+      metrics.scoreMean.observe({ model: model.id }, mean)
+      metrics.scoreWindows.push(model.id, sha256, mean)
     },
   }
 }

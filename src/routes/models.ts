@@ -9,16 +9,20 @@ export default async function modelsRoute(app: FastifyInstance, { state, config,
     const scorer = state.requireScorer()
     const defaults = new Set(config.models.slice(0, 2))
     return {
-      models: [...scorer.models.values()].map((m) => ({
-        ...m.info,
-        default: defaults.has(m.info.id),
-        fallbacks: [...m.fallbacks],
-        precision: manifestPrecision(m.manifest),
-        sha256: m.manifest.sha256,
-        input: m.manifest.input,
-        output: m.manifest.output,
-        provenance: m.manifest.provenance,
-      })),
+      models: [...scorer.models.values()].map((m) => {
+        const c = scorer.calibration?.model(m.info.id)
+        return {
+          ...m.info,
+          default: defaults.has(m.info.id),
+          fallbacks: [...m.fallbacks],
+          precision: manifestPrecision(m.manifest),
+          sha256: m.manifest.sha256,
+          input: m.manifest.input,
+          output: m.manifest.output,
+          ...(c ? { calibration: { createdAt: scorer.calibration!.file.createdAt, size: c.size, raterMap: c.rater !== undefined, synthetic: c.synthetic } } : {}),
+          provenance: m.manifest.provenance,
+        }
+      }),
       executionProviders: [...config.executionProviders],
       ...(threads ? { threads } : {}),
       ...(models?.last ? { reload: models.last } : {}),

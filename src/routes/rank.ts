@@ -5,7 +5,9 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
 import { NimaError } from '../errors.js'
 import { multipartError, toNimaError } from '../http/error-handler.js'
+import type { BoundCalibration } from '../calibration/bound-calibration.js'
 import { resolveWeights } from '../scoring/combined.js'
+import type { NimaModel } from '../scoring/nima-model.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
 import type { Served } from '../scoring/cached-scoring.js'
 import { mapPool } from '../util/map-pool.js'
@@ -57,6 +59,9 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         const models = scorer.resolveModels(options.models)
         const weights = options.weights
         const rankOptions = resolveRankOptions(options)
+        const resolvedWeights = resolveWeights(models.map((m) => m.info), config.combinedWeights, weights)
+        // Refused before any work: a threshold that cannot be applied must not cost a fetch.
+        if (options.minPercentile !== undefined) requireCombinedCalibration(scorer.calibration, models, resolvedWeights)
         const session = scoringSession(ctx, scorer, models, weights, signal)
 
         const outcomes = await mapPool(inputs, config.RANK_FETCH_CONCURRENCY, async (input, index): Promise<Outcome> => {
@@ -77,7 +82,20 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
         if (signals.clientGone.aborted) {
           return endAbandoned(request, reply, metrics, { images: inputs.length, scored: outcomes.filter((o) => o.ok).length })
         }
-        const scored = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
+        const succeeded = outcomes.filter((o): o is Outcome & { ok: true } => o.ok)
+        const min = options.minPercentile
+        // Below the threshold: apart, in input order, before ranking (so neither folding nor
+        // `select` sees them). Every combined score carries a percentile here: the
+        // calibration was checked to cover these models and weights.
+        const below = (o: Outcome & { ok: true }) => min !== undefined && (o.served.score.combined.percentile ?? 0) < min
+        const scored = succeeded.filter((o) => !below(o))
+        const excluded = min === undefined ? undefined : succeeded.filter(below).map((o) => ({
+          ...o.ref,
+          image: o.served.score.image,
+          combined: o.served.score.combined,
+          scores: o.served.score.scores,
+          reason: { code: 'BELOW_MIN_PERCENTILE' as const, message: `combined percentile ${o.served.score.combined.percentile} is below minPercentile ${min}` },
+        }))
         const ranked = rankImages(
           scored.map((o) => ({
             index: o.index,
@@ -108,7 +126,8 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           requestId: String(request.id),
           ranked,
           failed,
-          weights: resolveWeights(models.map((m) => m.info), config.combinedWeights, weights),
+          ...(excluded ? { excluded } : {}),
+          weights: resolvedWeights,
           models: info,
           nearDuplicates: {
             enabled: rankOptions.nearDuplicates !== undefined,
@@ -118,6 +137,20 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           timings: { totalMs: performance.now() - started },
         })
       }),
+  )
+}
+
+/** minPercentile needs a combined percentile for exactly these models and weights. */
+function requireCombinedCalibration(calibration: BoundCalibration | undefined, models: readonly NimaModel[], weights: Readonly<Record<string, number>>): void {
+  const ids = models.map((m) => m.info.id)
+  if (calibration?.combinedFor(ids, weights)) return
+  const asked = ids.map((id) => `${id}=${weights[id]}`).join(',')
+  const covered = calibration?.file.combined.map((c) => Object.entries(c.weights).map(([id, w]) => `${id}=${w}`).join(',')) ?? []
+  throw new NimaError(
+    'NIMA_NOT_CALIBRATED',
+    calibration === undefined
+      ? 'minPercentile needs a calibration: the service runs without SCORE_CALIBRATION'
+      : `minPercentile needs a calibration of the combined score ${asked} of the loaded model files; SCORE_CALIBRATION has ${covered.length > 0 ? covered.join(' and ') : 'no combined score'}${covered.length > 0 ? ' (for these model files, if they are loaded)' : ''}`,
   )
 }
 

@@ -21,11 +21,27 @@ export const ErrorResponse = Type.Object(
   { $id: 'ErrorResponse' },
 )
 
+/** What SCORE_CALIBRATION adds to a score (docs/calibration.md); absent without it. */
+const calibratedFields = {
+  percentile: Type.Optional(
+    Type.Number({
+      minimum: 0,
+      maximum: 100,
+      description:
+        'With SCORE_CALIBRATION covering this model file: the share (0..100, to 0.1) of the calibration catalogue that scored below this, ties counting half. Relative to that catalogue only',
+    }),
+  ),
+  calibrated: Type.Optional(
+    Type.Number({ description: "With a calibration fitted to labels: the raters' mean this score maps to (isotonic regression), on the raters' scale" }),
+  ),
+}
+
 export const ScoreSummary = Type.Object(
   {
     mean: Type.Number({ description: 'Σ score·p over the bins (1..10)' }),
     std: Type.Number({ description: 'Standard deviation of the distribution' }),
     distribution: Type.Array(Type.Number(), { description: 'Probability of each score bin 1..10' }),
+    ...calibratedFields,
   },
   { $id: 'ScoreSummary' },
 )
@@ -45,6 +61,14 @@ export const Combined = Type.Object(
   {
     score: Type.Number({ description: 'Σ w·mean / Σ w over the models that scored the image' }),
     weights: Type.Record(Type.String(), Type.Number()),
+    percentile: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 100,
+        description: 'With SCORE_CALIBRATION: present only when the calibration holds these very model files with these weights (or proportional ones); see ScoreSummary.percentile',
+      }),
+    ),
+    calibrated: calibratedFields.calibrated,
   },
   { $id: 'Combined' },
 )
@@ -135,6 +159,14 @@ const rankOptionFields = {
       { additionalProperties: false },
     ),
   ),
+  minPercentile: Type.Optional(
+    Type.Number({
+      minimum: 0,
+      maximum: 100,
+      description:
+        'Leave out photos whose combined percentile (SCORE_CALIBRATION) is below this: they are listed in `excluded`, take no part in ranking, folding or `select`. Needs a calibration of the models and weights in use (409 NIMA_NOT_CALIBRATED otherwise)',
+    }),
+  ),
   select: Type.Optional(
     Type.Object(
       {
@@ -205,6 +237,24 @@ export const RankResponse = Type.Object(
         error: Type.Object({ code: Type.String(), message: Type.String() }),
       }),
     ),
+    excluded: Type.Optional(
+      Type.Array(
+        Type.Object({
+          ...ImageRefFields,
+          image: Type.Ref(ImageInfo),
+          combined: Type.Ref(Combined),
+          scores: Type.Record(Type.String(), Type.Ref(ScoreSummary)),
+          reason: Type.Object({
+            code: Type.Literal('BELOW_MIN_PERCENTILE'),
+            message: Type.String(),
+          }),
+        }),
+        {
+          description:
+            'Present when minPercentile was sent: photos scored fine but below it, in input order. Apart from `failed`, which holds photos that could not be scored: these are not errors',
+        },
+      ),
+    ),
     weights: Type.Record(Type.String(), Type.Number()),
     models: Type.Record(Type.String(), Type.Ref(ModelInfo)),
     nearDuplicates: Type.Object({ enabled: Type.Boolean(), maxDistance: Type.Integer() }, { description: 'The near-duplicate options in effect' }),
@@ -236,6 +286,17 @@ export const ModelsResponse = Type.Object(
         precision: Type.Union([Type.Literal('float32'), Type.Literal('float16')], { description: 'Precision of the served file (MODEL_PRECISION)' }),
         fallbacks: Type.Array(Type.Object({ provider: Type.String(), error: Type.String() })),
         sha256: Type.String(),
+        calibration: Type.Optional(
+          Type.Object(
+            {
+              createdAt: Type.String({ description: 'When the calibration was made' }),
+              size: Type.Integer({ description: 'Distinct images of the calibration catalogue' }),
+              raterMap: Type.Boolean({ description: "true: fitted to labels, responses carry `calibrated` on the raters' scale" }),
+              synthetic: Type.Boolean({ description: 'true: calibrated on a synthetic model, the percentiles rank meaningless scores' }),
+            },
+            { description: 'Present when SCORE_CALIBRATION holds this model file (matched by sha256)' },
+          ),
+        ),
         input: Type.Unknown(),
         output: Type.Unknown(),
         provenance: Type.Unknown(),
@@ -272,6 +333,19 @@ export const ReloadReport = Type.Object(
     }),
     changed: Type.Array(Type.Object({ id: Type.String(), from: Type.String(), to: Type.String() }), { description: 'Models whose file changed, with the versions before and after' }),
     error: Type.Optional(Type.String({ description: 'Why the reload failed' })),
+    calibration: Type.Optional(
+      Type.Object(
+        {
+          outcome: Type.Union([Type.Literal('reloaded'), Type.Literal('unchanged'), Type.Literal('failed')], {
+            description: 'reloaded: other content now applies; unchanged: the same content; failed: the previous calibration and models still serve (see error)',
+          }),
+          file: Type.String(),
+          createdAt: Type.Optional(Type.String()),
+          models: Type.Optional(Type.Array(Type.String(), { description: 'Model ids it gives percentiles for' })),
+        },
+        { description: 'SCORE_CALIBRATION, read again with the models; absent when it is not set' },
+      ),
+    ),
     ms: Type.Integer(),
   },
   { $id: 'ReloadReport', description: 'What the last model reload (SIGHUP or POST /admin/models/reload) did' },

@@ -61,6 +61,7 @@ export class ScoringSession {
   readonly #identities
   readonly #byUrl = new Map<string, Promise<Served>>()
   readonly #bySha = new Map<string, Promise<Served>>()
+  readonly #served = new Set<string>()
 
   constructor(options: ScoringSessionOptions) {
     this.#o = options
@@ -71,14 +72,24 @@ export class ScoringSession {
   bytes(bytes: Buffer): Promise<Served> {
     const sha = imageId(bytes)
     let served = this.#bySha.get(sha)
-    if (!served) this.#bySha.set(sha, (served = this.#scoreBytes(bytes, sha)))
+    if (!served) this.#bySha.set(sha, (served = this.#scoreBytes(bytes, sha).then((s) => this.#serve(s))))
     return served
   }
 
   /** Scores for the image behind `url`. */
   url(url: string): Promise<Served> {
     let served = this.#byUrl.get(url)
-    if (!served) this.#byUrl.set(url, (served = this.#scoreUrl(url)))
+    if (!served) this.#byUrl.set(url, (served = this.#scoreUrl(url).then((s) => this.#serve(s))))
+    return served
+  }
+
+  /** Reports each distinct image's scores once per session, however many inputs led to it. */
+  #serve(served: Served): Served {
+    const id = served.score.image.id
+    if (!this.#served.has(id)) {
+      this.#served.add(id)
+      this.#o.scorer.served(served.score)
+    }
     return served
   }
 

@@ -5,6 +5,7 @@ import { manifestPrecision } from '../models/manifest.js'
 import { planThreads } from '../threads/plan-threads.js'
 import type { ThreadPlan } from '../threads/resolve-threads.js'
 import { NimaModel } from './nima-model.js'
+import { bindCalibration, readConfiguredCalibration } from './load-calibration.js'
 import type { ScoringObserver } from './observer.js'
 import { pipelineImagesFor, Scorer } from './scorer.js'
 
@@ -13,6 +14,8 @@ import { pipelineImagesFor, Scorer } from './scorer.js'
  * session, warms it up, and says loudly which kind of weights are serving. Thread counts
  * come resolved (src/threads): ORT intra-op threads and decode slots from the CPU budget.
  * `observer` hears what scoring does (the service's metrics); tools pass none.
+ * SCORE_CALIBRATION, when set, is read before any model loads (a bad file fails at once)
+ * and bound to the models once they have (a file for other weights fails then).
  */
 export async function loadScorer(
   config: Config,
@@ -20,8 +23,10 @@ export async function loadScorer(
   threads: ThreadPlan = planThreads(config, 'started'),
   observer: ScoringObserver = {},
 ): Promise<Scorer> {
+  const calibration = await readConfiguredCalibration(config)
   const selected = await selectModels(config, log)
   const models = new Map<string, NimaModel>()
+  let scorer: Scorer
   try {
     for (const [id, entry] of selected) {
       const model = await NimaModel.load(
@@ -46,27 +51,30 @@ export async function loadScorer(
       if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npm run models -- pull\` for the real idealo weights`)
       else log.info(line, `model ${id} uses REAL weights (${m.provenance.kind})`)
     }
+    const bound = calibration ? bindCalibration(calibration, models.values(), log) : undefined
+    scorer = new Scorer(
+      models,
+      {
+        defaultModels: config.models.slice(0, 2),
+        defaultWeights: config.combinedWeights,
+        maxInputPixels: config.MAX_INPUT_PIXELS,
+        decodeConcurrency: threads.decodeSlots.value,
+        decodeIsolation: config.DECODE_ISOLATION,
+        decodeInlineMaxPixels: config.DECODE_INLINE_MAX_PIXELS,
+        decodeTimeoutMs: config.DECODE_TIMEOUT_MS,
+        decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
+        maxJpegScans: config.JPEG_MAX_SCANS,
+        pipelineImages: config.PIPELINE_MAX_IMAGES || pipelineImagesFor(config.BATCH_MAX_SIZE, threads.decodeSlots.value),
+        maxWaiting: config.QUEUE_MAX,
+      },
+      observer,
+    )
+    scorer.useCalibration(bound)
   } catch (err) {
     await Promise.all([...models.values()].map((m) => m.dispose()))
     throw err
   }
-  return new Scorer(
-    models,
-    {
-      defaultModels: config.models.slice(0, 2),
-      defaultWeights: config.combinedWeights,
-      maxInputPixels: config.MAX_INPUT_PIXELS,
-      decodeConcurrency: threads.decodeSlots.value,
-      decodeIsolation: config.DECODE_ISOLATION,
-      decodeInlineMaxPixels: config.DECODE_INLINE_MAX_PIXELS,
-      decodeTimeoutMs: config.DECODE_TIMEOUT_MS,
-      decodeMemoryBudgetBytes: config.DECODE_MEMORY_BUDGET_BYTES,
-      maxJpegScans: config.JPEG_MAX_SCANS,
-      pipelineImages: config.PIPELINE_MAX_IMAGES || pipelineImagesFor(config.BATCH_MAX_SIZE, threads.decodeSlots.value),
-      maxWaiting: config.QUEUE_MAX,
-    },
-    observer,
-  )
+  return scorer
 }
 
 /**

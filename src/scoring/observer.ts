@@ -20,4 +20,9 @@ export interface ScoringObserver {
   batch?(model: ModelInfo, size: number, queueWaitSeconds: readonly number[], runSeconds: number): void
   /** An image's work left at `stage` because its request's signal aborted with `reason`. */
   dropped?(stage: DropStage, reason: unknown): void
+  /**
+   * A model's mean served to a client (fresh or from the score cache; once per distinct
+   * image and request), with the sha256 of the model file that made it.
+   */
+  served?(model: ModelInfo, sha256: string, mean: number): void
 }

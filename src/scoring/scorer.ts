@@ -8,6 +8,7 @@ import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imag
 import { TensorPool } from '../imaging/tensor-pool.js'
 import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
+import type { BoundCalibration, CalibratedFields } from '../calibration/bound-calibration.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
 import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo, NimaModel } from './nima-model.js'
@@ -26,8 +27,9 @@ export interface ImageSummary {
 
 export interface ImageScore {
   image: ImageSummary
-  scores: Record<string, ScoreSummary>
-  combined: CombinedScore
+  /** With `percentile` (and `calibrated`) where SCORE_CALIBRATION covers the model. */
+  scores: Record<string, ScoreSummary & CalibratedFields>
+  combined: CombinedScore & CalibratedFields
   models: Record<string, ModelInfo>
   timings: { decodeMs: number; inferenceMs: number }
 }
@@ -126,6 +128,7 @@ export class Scorer {
   /** Images waiting for admission, by the model ids they asked for (nima_queue_depth). */
   readonly #admissionWaiting = new Map<string, number>()
   readonly #tensors: TensorPool
+  #calibration: BoundCalibration | undefined
 
   constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, observer: ScoringObserver = {}) {
     const decodeConcurrency = options.decodeConcurrency ?? 0
@@ -310,12 +313,35 @@ export class Scorer {
       means[m.info.id] = scores[i]!.mean
       info[m.info.id] = m.info
     })
+    const combined = combinedScore(models.map((m) => m.info), means, this.#options.defaultWeights, weights)
+    const calibrated = this.#calibration?.annotate(byModel, combined)
     return {
       image,
-      scores: byModel,
-      combined: combinedScore(models.map((m) => m.info), means, this.#options.defaultWeights, weights),
+      scores: calibrated?.scores ?? byModel,
+      combined: calibrated?.combined ?? combined,
       models: info,
       timings,
+    }
+  }
+
+  /**
+   * The calibration (SCORE_CALIBRATION) bound to these models: `result` adds percentiles
+   * with it. Replaced as a whole on reload; undefined: none.
+   */
+  get calibration(): BoundCalibration | undefined {
+    return this.#calibration
+  }
+
+  useCalibration(calibration: BoundCalibration | undefined): void {
+    this.#calibration = calibration
+  }
+
+  /** Tells the observer that `score` was served (the score mean histogram and the drift windows). */
+  served(score: ImageScore): void {
+    if (!this.#observer.served) return
+    for (const [id, s] of Object.entries(score.scores)) {
+      const m = this.models.get(id)
+      if (m) this.#observer.served(m.info, m.manifest.sha256, s.mean)
     }
   }
 

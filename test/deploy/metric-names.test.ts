@@ -1,4 +1,7 @@
+import { rmSync } from 'node:fs'
 import t from 'tap'
+import { makeCalibration } from '../helpers/calibration.js'
+import { samplePhotos } from '../helpers/paths.js'
 import { startTestService } from '../helpers/service.js'
 import {
   adapterExpressions,
@@ -12,6 +15,8 @@ import {
   hpaCustomMetricNames,
   parseExposition,
   PROMETHEUS_SYNTHETIC_SERIES,
+  SAMPLE_JPEG,
+  SECOND_JPEG,
   promqlMetricNames,
   promqlSelectors,
   sendTraffic,
@@ -32,7 +37,10 @@ t.test('the PromQL extractor', async (t) => {
 })
 
 t.test('every metric the deploy files use is in the running service /metrics', async (t) => {
-  const svc = await startTestService()
+  // Calibrated, with a drift window the traffic fills, so nima_score_drift has a series.
+    const calibrated = await makeCalibration([SAMPLE_JPEG, SECOND_JPEG, ...samplePhotos().slice(0, 6)])
+    t.teardown(() => rmSync(calibrated.dir, { recursive: true, force: true }))
+    const svc = await startTestService({ SCORE_CALIBRATION: calibrated.calibration, SCORE_DRIFT_WINDOW: 3 })
   t.teardown(() => svc.server.shutdown())
   const { statuses } = await sendTraffic(svc.url)
   t.same(statuses, EXPECTED_TRAFFIC, 'traffic: upload, URL, rank with a broken URL, a bad request, probes')
@@ -87,5 +95,6 @@ t.test('every metric the deploy files use is in the running service /metrics', a
   }
 
   t.ok(used.has('nima_inflight_requests') && used.has('nima_errors_total') && used.has('nima_http_request_duration_seconds_bucket'), 'the key metrics are among those checked')
+  t.ok(used.has('nima_score_mean_bucket') && used.has('nima_score_drift'), 'the score distribution and drift are among them')
   t.comment(`checked ${used.size} metric names from ${expressions.length} expressions`)
 })

@@ -5,6 +5,8 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { stringify } from 'yaml'
+import { makeCalibration } from '../helpers/calibration.js'
+import { samplePhotos } from '../helpers/paths.js'
 import { startTestService } from '../helpers/service.js'
 import {
   adapterRules,
@@ -63,7 +65,10 @@ if (!prometheus) {
   missingTool(t, 'prometheus', '.ci/run installs the Debian package prometheus; or put the binary on PATH')
 } else {
   t.test('a real Prometheus scrapes the service; dashboard, variables, adapter and alert queries return data', async (t) => {
-    const svc = await startTestService()
+    // Calibrated, with a drift window the traffic fills, so nima_score_drift has a series.
+    const calibrated = await makeCalibration([SAMPLE_JPEG, SECOND_JPEG, ...samplePhotos().slice(0, 6)])
+    t.teardown(() => rmSync(calibrated.dir, { recursive: true, force: true }))
+    const svc = await startTestService({ SCORE_CALIBRATION: calibrated.calibration, SCORE_DRIFT_WINDOW: 3 })
     t.teardown(() => svc.server.shutdown())
     const target = new URL(svc.url).host
 

@@ -82,13 +82,15 @@ function el(tag, props = {}, children = []) {
   return node
 }
 
-/** A 1..10 score as a bar, with the distribution's mean ± std marked. */
-function bar(label, mean, std) {
+/** A 1..10 score as a bar, with the distribution's mean ± std marked (and its percentile, with SCORE_CALIBRATION). */
+function bar(label, mean, std, percentile) {
   const pct = (v) => `${Math.max(0, Math.min(100, ((v - 1) / 9) * 100))}%`
   const track = el('span', { className: 'bar', role: 'img', ariaLabel: `${label} ${mean.toFixed(2)}${std === undefined ? '' : ` ± ${std.toFixed(2)}`} of 10` })
   track.append(el('span', { className: 'fill', style: `width: ${pct(mean)}` }))
   if (std !== undefined) track.append(el('span', { className: 'spread', title: 'mean ± std of the distribution', style: `left: ${pct(mean - std)}; right: calc(100% - ${pct(mean + std)})` }))
-  return [el('span', { textContent: label }), track, el('span', { textContent: std === undefined ? mean.toFixed(2) : `${mean.toFixed(2)} ± ${std.toFixed(2)}` })]
+  const p = percentile === undefined ? {} : { title: `percentile ${percentile}: better than ${percentile}% of the calibration catalogue` }
+  const text = (std === undefined ? mean.toFixed(2) : `${mean.toFixed(2)} ± ${std.toFixed(2)}`) + (percentile === undefined ? '' : ` · p${Math.round(percentile)}`)
+  return [el('span', { textContent: label }), track, el('span', { textContent: text, ...p })]
 }
 
 function render(result, indexOf) {
@@ -102,8 +104,8 @@ function render(result, indexOf) {
     const map = el('div', { className: 'map', hidden: true })
     map.setAttribute('aria-hidden', 'true')
     const bars = el('div', { className: 'bars' }, [
-      ...bar('combined', entry.combined.score),
-      ...Object.entries(entry.scores).flatMap(([id, s]) => bar(id, s.mean, s.std)),
+      ...bar('combined', entry.combined.score, undefined, entry.combined.percentile),
+      ...Object.entries(entry.scores).flatMap(([id, s]) => bar(id, s.mean, s.std, s.percentile)),
     ])
     const explain = el('button', { type: 'button', className: 'explain', textContent: 'Open score maps' })
     explain.addEventListener('click', () => openExplain(index))
