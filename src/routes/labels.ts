@@ -79,8 +79,9 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   const { config } = opts
   const ownStore = opts.store === undefined
   if (ownStore && !opts.dbPath) throw new Error('labelRoutes: pass dbPath (the label database file) or an open store')
-  const store = opts.store ?? LabelStore.open(opts.dbPath!)
+  const store = opts.store ?? (await LabelStore.open(opts.dbPath!))
   if (ownStore) app.addHook('onClose', async () => store.close())
+  if (store.recovered) app.log.warn({ labelsDb: store.path }, `label database recovered after a crash: ${store.recovered}`)
 
   await app.register(multipart, {
     limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 2, parts: 3, fieldSize: 256 },
