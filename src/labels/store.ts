@@ -6,16 +6,16 @@ import { summarizeLabels, type LabelSummary, type RatingRow } from './summary.js
 
 /**
  * The labelling database: SQLite (compiled to WebAssembly by node-sqlite3-wasm, so it needs
- * no native build and no install script) in one file on disk. Images are stored once, by
- * the sha256 of their bytes; ratings name an image, a rater and either an integer 1..10 or
+ * no native build and no install script) in one file on disk, plus its WAL while open.
+ * Images are stored once, by the sha256 of their bytes; ratings name an image, a rater and either an integer 1..10 or
  * a 10-bin vote histogram. A rater has at most one rating per image: rating again replaces it.
  *
  * Every call is synchronous and short. One live process opens a database at a time (the
  * service, or a CLI command); a second one is refused with a message naming the first.
- * The driver's own lock (a `<file>.lock` folder around each statement) can be left behind
- * by a process killed inside a write: the next owner, having proved the last one dead,
- * removes it, and SQLite rolls the half-written transaction back from its journal
- * (owner.ts says how the proof works).
+ * The driver's own lock (a `<file>.lock` folder, held for the connection's life) is left
+ * behind by a process that is killed: the next owner, having proved the last one dead,
+ * removes it, and SQLite recovers the WAL (owner.ts says how the proof works, `connect`
+ * why a WAL).
  */
 const { Database } = sqlite3
 type Db = InstanceType<typeof Database>
