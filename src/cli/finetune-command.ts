@@ -273,7 +273,7 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
     const { values, positionals } = parsed
     const db = values['db'] ?? io.env?.['LABELS_DB']
     if (!db) throw usage('--db is required (or set LABELS_DB)', LABELS_USAGE)
-    const store = LabelStore.open(db, { readOnly: command === 'export' || command === 'summary' })
+    const store = await LabelStore.open(db, { readOnly: command === 'export' || command === 'summary' })
     try {
       switch (command) {
         case 'add-images': {

@@ -114,7 +114,7 @@ export async function loadDataset(path: string, options: DatasetOptions): Promis
     throw new FinetuneError(`cannot read labels ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
   }
   if (sqlite) {
-    const store = LabelStore.open(full, { readOnly: true })
+    const store = await LabelStore.open(full, { readOnly: true })
     try {
       const rows = [...store.exportRows()]
       const loaders = new Map<string, () => Promise<Uint8Array>>()

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { ERROR_TABLE, NimaError, isNimaError, type ErrorCode } from '../errors.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { endAbandoned } from './request-lifecycle.js'
+import { deadlineError, endAbandoned } from './request-lifecycle.js'
 import { answeredStatus } from './protocol-errors.js'
 
 /** fastify errors raised before routing whose status alone says too little. */
@@ -18,6 +18,9 @@ const BY_FASTIFY_CODE: Readonly<Record<string, ErrorCode>> = {
  */
 export function toNimaError(err: unknown): NimaError {
   if (isNimaError(err)) return err
+  // A time limit that fired (AbortSignal.timeout's reason, or an abort carrying it) is a
+  // deadline, not a bug: 503 with its code, never a 500.
+  if (isTimeout(err)) return deadlineError()
   const e = err as Partial<FastifyError>
   if (e.validation) {
     const where = e.validationContext ?? 'request'
@@ -37,6 +40,12 @@ export function toNimaError(err: unknown): NimaError {
     return new NimaError(code, message, { cause: err })
   }
   return new NimaError('NIMA_INTERNAL', undefined, { cause: err })
+}
+
+function isTimeout(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name
+  if (name === 'TimeoutError') return true
+  return name === 'AbortError' && (err as { cause?: { name?: unknown } }).cause?.name === 'TimeoutError'
 }
 
 /**

@@ -1,18 +1,21 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { existsSync, mkdirSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import sqlite3 from 'node-sqlite3-wasm'
+import { claimDatabase, DatabaseOwnedError, type ClaimOptions, type Ownership } from './owner.js'
 import { summarizeLabels, type LabelSummary, type RatingRow } from './summary.js'
 
 /**
  * The labelling database: SQLite (compiled to WebAssembly by node-sqlite3-wasm, so it needs
- * no native build and no install script) in one file on disk. Images are stored once, by
- * the sha256 of their bytes; ratings name an image, a rater and either an integer 1..10 or
+ * no native build and no install script) in one file on disk, plus its WAL while open.
+ * Images are stored once, by the sha256 of their bytes; ratings name an image, a rater and either an integer 1..10 or
  * a 10-bin vote histogram. A rater has at most one rating per image: rating again replaces it.
  *
- * Every call is synchronous and short. The file is locked (a `<file>.lock` folder, the
- * driver's portable lock) only for the duration of a statement or transaction, so the CLI
- * can read a database the service is writing to. A process killed inside a write may
- * leave that folder behind; the database then reports itself locked until it is removed.
+ * Every call is synchronous and short. One live process opens a database at a time (the
+ * service, or a CLI command); a second one is refused with a message naming the first.
+ * The driver's own lock (a `<file>.lock` folder, held for the connection's life) is left
+ * behind by a process that is killed: the next owner, having proved the last one dead,
+ * removes it, and SQLite recovers the WAL (owner.ts says how the proof works, `connect`
+ * why a WAL).
  */
 const { Database } = sqlite3
 type Db = InstanceType<typeof Database>
@@ -105,7 +108,8 @@ export interface Page<T> {
 export class LabelStoreError extends Error {
   override name = 'LabelStoreError'
   constructor(
-    readonly code: 'NOT_FOUND' | 'INVALID' | 'LOCKED' | 'SCHEMA',
+    /** IN_USE: another live process has the database open. */
+    readonly code: 'NOT_FOUND' | 'INVALID' | 'LOCKED' | 'SCHEMA' | 'IN_USE',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -117,6 +121,8 @@ export interface OpenOptions {
   readOnly?: boolean
   /** Clock for created_at values; tests pass a fixed one. */
   now?: () => Date
+  /** Lease and heartbeat of the ownership (owner.ts); tests shorten them. */
+  claim?: ClaimOptions
 }
 
 function validName(what: string, value: string): void {
@@ -167,31 +173,104 @@ const IMAGE_COLUMNS = `i.id, i.format, i.width, i.height, i.bytes, i.group_key, 
   (SELECT u.url FROM image_urls u WHERE u.image_id = i.id ORDER BY u.fetched_at, u.url LIMIT 1) AS source_url,
   (SELECT COUNT(*) FROM ratings r WHERE r.image_id = i.id) AS ratings`
 
+/** One connection per database per process, shared by every store opened on it here. */
+interface Connection {
+  readonly db: Db
+  readonly ownership: Ownership | undefined
+  refs: number
+}
+const connections = new Map<string, Promise<Connection>>()
+
+/**
+ * The connection: owned by this process (owner.ts), then EXCLUSIVE locking and a WAL.
+ * Why a WAL: this driver's lock (a folder) cannot tell its own SHARED lock from another
+ * connection's RESERVED one, so it never sees a rollback journal as hot and never rolls
+ * back what a killed writer half-wrote. WAL recovery does not ask the lock: on open, SQLite
+ * keeps the WAL's frames up to the last whole, checksummed commit and drops the rest.
+ * EXCLUSIVE locking lets the WAL index live in the process's memory (the driver has no
+ * shared memory), and synchronous=FULL fsyncs the WAL before a commit returns.
+ */
+async function connect(path: string, memory: boolean, claim: ClaimOptions | undefined): Promise<Connection> {
+  let ownership: Ownership | undefined
+  try {
+    ownership = memory ? undefined : await claimDatabase(path, claim)
+  } catch (err) {
+    if (err instanceof DatabaseOwnedError) throw new LabelStoreError('IN_USE', err.message, { cause: err })
+    throw err
+  }
+  let db: Db
+  try {
+    db = new Database(path)
+  } catch (cause) {
+    ownership?.release()
+    throw new LabelStoreError('SCHEMA', `cannot open label database ${path}: ${(cause as Error).message}`, { cause })
+  }
+  try {
+    db.exec('PRAGMA locking_mode = EXCLUSIVE')
+    if (!memory && String((db.get('PRAGMA journal_mode = WAL') as Row)['journal_mode']) !== 'wal') throw new Error('the WAL journal mode could not be set')
+    db.exec('PRAGMA synchronous = FULL')
+    db.exec('PRAGMA foreign_keys = ON')
+  } catch (err) {
+    db.close()
+    ownership?.release()
+    throw new LabelStoreError('SCHEMA', `${path} is not a label database: ${(err as Error).message}`, { cause: err })
+  }
+  return { db, ownership, refs: 0 }
+}
+
 export class LabelStore {
   readonly path: string
+  /** What a dead previous owner left and opening this store cleaned up, for the log; undefined when nothing. */
+  readonly recovered: string | undefined
   readonly #db: Db
   readonly #now: () => Date
+  readonly #readOnly: boolean
+  #release: (() => void) | undefined
 
-  private constructor(path: string, db: Db, now: () => Date) {
+  private constructor(path: string, db: Db, now: () => Date, readOnly: boolean, recovered: string | undefined, release: () => void) {
     this.path = path
     this.#db = db
     this.#now = now
+    this.#readOnly = readOnly
+    this.recovered = recovered
+    this.#release = release
   }
 
-  /** Opens (creating it and its folder when writable) the database at `path`. */
-  static open(path: string, options: OpenOptions = {}): LabelStore {
-    if (!options.readOnly) mkdirSync(dirname(path), { recursive: true })
-    let db: Db
-    try {
-      db = new Database(path, options.readOnly ? { readOnly: true, fileMustExist: true } : {})
-    } catch (cause) {
-      throw new LabelStoreError('SCHEMA', `cannot open label database ${path}: ${(cause as Error).message}`, { cause })
+  /**
+   * Opens (creating it and its folder unless `readOnly`) the database at `path`, owned by
+   * this process until the last store open on it here is closed; IN_USE when another live
+   * process owns it.
+   */
+  static async open(path: string, options: OpenOptions = {}): Promise<LabelStore> {
+    const memory = path === ':memory:' || path === ''
+    const readOnly = Boolean(options.readOnly)
+    if (!memory) {
+      if (readOnly && !existsSync(path)) throw new LabelStoreError('SCHEMA', `cannot open label database ${path}: no such file`)
+      if (!readOnly) mkdirSync(dirname(path), { recursive: true })
     }
-    const store = new LabelStore(path, db, options.now ?? (() => new Date()))
+    const key = memory ? undefined : resolve(path)
+    let pending = key === undefined ? undefined : connections.get(key)
+    const first = pending === undefined
+    if (!pending) {
+      pending = connect(path, memory, options.claim)
+      if (key !== undefined) {
+        connections.set(key, pending)
+        pending.catch(() => connections.delete(key))
+      }
+    }
+    const connection = await pending
+    connection.refs++
+    const release = () => {
+      if (--connection.refs > 0) return
+      if (key !== undefined) connections.delete(key)
+      connection.db.close()
+      connection.ownership?.release()
+    }
+    const store = new LabelStore(path, connection.db, options.now ?? (() => new Date()), readOnly, first ? connection.ownership?.recovered : undefined, release)
     try {
-      store.#migrate(Boolean(options.readOnly))
+      store.#migrate(readOnly)
     } catch (err) {
-      db.close()
+      store.close()
       if (err instanceof LabelStoreError) throw err
       throw new LabelStoreError('SCHEMA', `${path} is not a label database: ${(err as Error).message}`, { cause: err })
     }
@@ -200,9 +279,8 @@ export class LabelStore {
 
   #migrate(readOnly: boolean): void {
     this.#guard(() => {
-      // Wait (blocking, briefly) for another process's lock instead of failing at once.
+      // Wait (blocking, briefly) for a lock instead of failing at once.
       this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
-      this.#db.exec('PRAGMA foreign_keys = ON')
       const version = Number((this.#db.get('PRAGMA user_version') as Row)['user_version'])
       if (version > SCHEMA_VERSION) throw new LabelStoreError('SCHEMA', `${this.path} has schema version ${version}; this nima-serve knows up to ${SCHEMA_VERSION}`)
       if (version === SCHEMA_VERSION) return
@@ -214,6 +292,11 @@ export class LabelStore {
     })
   }
 
+  /** Stores opened read-only never write, though they may share this process's connection with one that does. */
+  #writable(): void {
+    if (this.#readOnly) throw new LabelStoreError('INVALID', `label database ${this.path} was opened read-only`)
+  }
+
   /** Maps the driver's "database is locked" onto a clear error. */
   #guard<T>(fn: () => T): T {
     try {
@@ -222,7 +305,7 @@ export class LabelStore {
       if (err instanceof LabelStoreError) throw err
       const message = err instanceof Error ? err.message : String(err)
       if (/locked|busy/i.test(message)) {
-        throw new LabelStoreError('LOCKED', `label database ${this.path} is locked by another process (or by a ${this.path}.lock folder a crash left behind)`, { cause: err })
+        throw new LabelStoreError('LOCKED', `label database ${this.path} is locked (${message})`, { cause: err })
       }
       throw err
     }
@@ -240,12 +323,16 @@ export class LabelStore {
     }
   }
 
+  /** Closes this store; the connection and the ownership go with the last store open on the database here. */
   close(): void {
-    if (this.#db.isOpen) this.#db.close()
+    const release = this.#release
+    this.#release = undefined
+    release?.()
   }
 
   /** Stores an image unless its bytes are already there; remembers the URL it came from. */
   addImage(image: NewImage): { image: LabelImage; created: boolean } {
+    this.#writable()
     if (!/^[0-9a-f]{64}$/.test(image.id)) throw new LabelStoreError('INVALID', `image id: expected a sha256 hex digest, got ${JSON.stringify(image.id)}`)
     if (image.group !== undefined && image.group !== null) validName('group', image.group)
     const now = this.#now().toISOString()
@@ -320,6 +407,7 @@ export class LabelStore {
 
   /** Adds a rating, or replaces this rater's earlier rating of the image. */
   rate(input: NewRating): { rating: Rating; created: boolean } {
+    this.#writable()
     validName('rater', input.rater)
     validateRating(input)
     const now = this.#now().toISOString()
@@ -348,6 +436,7 @@ export class LabelStore {
   }
 
   deleteRating(id: number): boolean {
+    this.#writable()
     return this.#guard(() => this.#db.run('DELETE FROM ratings WHERE id = ?', [id]).changes > 0)
   }
 

@@ -1,12 +1,13 @@
 /**
  * `models import`: a user's own Keras NIMA MobileNet v1 weights, converted by the same code
- * as `pull`, proven against the independent float64 reference on a few inputs, and only
+ * as `pull`, proven against the independent reference (float64, with float32's rounding
+ * floor measured by the same pass in float32) on a few inputs, and only
  * then installed, with the file's hashes, keras_version, padding decision and the proof's
  * figures in the manifest.
  */
 import { access, readFile } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
-import { PROOF_TOLERANCE_MEAN, PROOF_TOLERANCE_P, runConversionProof, type ConversionProof } from './conversion-proof.js'
+import { FLOAT32_LIMIT_MEAN, FLOAT32_LIMIT_P, PROOF_ROUNDING_MULTIPLE, runConversionProof, type ConversionProof } from './conversion-proof.js'
 import { installModel, MANIFEST_FILE, modelManifest, type InstallRequest, type InstalledModel } from './install.js'
 import { gitBlobSha1, sha256Hex } from './integrity.js'
 import { readKerasFile, type KerasWeightsFile } from './keras-hdf5.js'
@@ -62,11 +63,24 @@ async function exists(path: string): Promise<boolean> {
   )
 }
 
-function figures(proof: ConversionProof, inputs: ProofInputs): string {
+const e = (v: number): string => v.toExponential(2)
+
+/** Both errors (ONNX Runtime's and the float32 reference's, each from float64) and the tolerance they give. */
+export function proofFigures(proof: ConversionProof, inputs: ProofInputs): string {
+  const r = proof.float32Reference
   return (
-    `${inputs.tensors.length} ${inputs.kind === 'photos' ? 'photos' : 'synthetic photo-like inputs'}, max |Δp| ${proof.maxAbsDeltaP.toExponential(2)} (tolerance ${PROOF_TOLERANCE_P}), ` +
-    `max |Δmean| ${proof.maxAbsDeltaMean.toExponential(2)} (tolerance ${PROOF_TOLERANCE_MEAN}), ${proof.seconds.toFixed(1)} s`
+    `${inputs.tensors.length} ${inputs.kind === 'photos' ? 'photos' : 'synthetic photo-like inputs'}: ` +
+    `ONNX Runtime max |Δp| ${e(proof.maxAbsDeltaP)}, max |Δmean| ${e(proof.maxAbsDeltaMean)} from the float64 reference; ` +
+    `the float32 reference max |Δp| ${e(r.maxAbsDeltaP)}, max |Δmean| ${e(r.maxAbsDeltaMean)} (tolerance ${PROOF_ROUNDING_MULTIPLE}x that + floor: ` +
+    `${e(proof.tolerance.p)}, ${e(proof.tolerance.mean)}), ${proof.seconds.toFixed(1)} s`
   )
+}
+
+export function proofRefusal(proof: ConversionProof): string {
+  if (proof.failure === 'float32-unfit') {
+    return `these weights carry float32 rounding too far to be served in float32 (the float32 reference exceeds max |Δp| ${FLOAT32_LIMIT_P} or max |Δmean| ${FLOAT32_LIMIT_MEAN} from float64)`
+  }
+  return 'the converted model disagrees with the Keras reference by more than float32 rounding explains'
 }
 
 export async function importKerasModel(options: ImportOptions): Promise<ImportResult> {
@@ -127,10 +141,10 @@ export async function importKerasModel(options: ImportOptions): Promise<ImportRe
   if (!proof.passed) {
     throw new ModelError(
       'MODEL_CONVERSION_PROOF_FAILED',
-      `${fileName}: not installed: the converted model disagrees with the float64 Keras reference: ${figures(proof, inputs)}; worst input ${inputs.labels[proof.worst]}`,
+      `${fileName}: not installed: ${proofRefusal(proof)}: ${proofFigures(proof, inputs)}; worst input ${inputs.labels[proof.worst]}`,
     )
   }
-  log(`${fileName}: conversion proof passed: ${figures(proof, inputs)}`)
+  log(`${fileName}: conversion proof passed: ${proofFigures(proof, inputs)}`)
 
   const installed = await installModel({
     ...request,
@@ -142,8 +156,10 @@ export async function importKerasModel(options: ImportOptions): Promise<ImportRe
         ...(inputs.kind === 'synthetic' ? { seed: PROOF_SEED } : { photos: inputs.labels }),
         maxAbsDeltaP: proof.maxAbsDeltaP,
         maxAbsDeltaMean: proof.maxAbsDeltaMean,
-        toleranceP: PROOF_TOLERANCE_P,
-        toleranceMean: PROOF_TOLERANCE_MEAN,
+        float32ReferenceMaxAbsDeltaP: proof.float32Reference.maxAbsDeltaP,
+        float32ReferenceMaxAbsDeltaMean: proof.float32Reference.maxAbsDeltaMean,
+        toleranceP: proof.tolerance.p,
+        toleranceMean: proof.tolerance.mean,
         seconds: Number(proof.seconds.toFixed(3)),
         provider: proof.provider,
       },

@@ -64,9 +64,11 @@ export const ConversionProofRecord = Type.Object({
   photos: Type.Optional(Type.Array(Type.String(), { description: 'file names of the photos used' })),
   maxAbsDeltaP: Type.Number({ description: 'largest |p_onnx - p_reference| over all bins and inputs' }),
   maxAbsDeltaMean: Type.Number({ description: 'largest |mean_onnx - mean_reference| over the inputs' }),
-  toleranceP: Type.Number(),
+  float32ReferenceMaxAbsDeltaP: Type.Optional(Type.Number({ description: 'largest |p| distance of the reference computed in float32 from the float64 one: the rounding floor of these weights' })),
+  float32ReferenceMaxAbsDeltaMean: Type.Optional(Type.Number({ description: 'the same for the mean score' })),
+  toleranceP: Type.Number({ description: 'the |Δp| accepted: a floor plus a multiple of float32ReferenceMaxAbsDeltaP' }),
   toleranceMean: Type.Number(),
-  seconds: Type.Number({ description: 'wall time of the proof (float64 reference and ONNX Runtime)' }),
+  seconds: Type.Number({ description: 'wall time of the proof (float64 and float32 references, ONNX Runtime)' }),
   provider: Type.String(),
 })
 

@@ -1,7 +1,9 @@
 /**
  * An independent float64 forward pass of idealo's NIMA MobileNet v1, written the plain way
  * Keras computes it: NHWC, explicit ZeroPadding2D, 'valid' convs, unfolded BatchNorm,
- * ReLU6, global average pooling, Dense, softmax. It shares nothing with the converter on
+ * ReLU6, global average pooling, Dense, softmax. The same pass runs in float32 too (every
+ * sum, product and activation rounded to float32, as a float32 runtime stores them): how
+ * far that lands from float64 is the rounding floor the proof measures ONNX Runtime against. It shares nothing with the converter on
  * purpose: the layer table, the padding rule and the way tensors are found in the HDF5 file
  * are restated here, so a mistake in the converter cannot cancel out against the same
  * mistake in the reference. `models import` runs it as its conversion proof, and so does
@@ -77,12 +79,27 @@ export async function loadReferenceWeights(path: string): Promise<ReferenceWeigh
   return weights
 }
 
+/**
+ * float64, or float32 the way a float32 runtime computes: values kept in Float32Array, so
+ * each accumulation `out += v * k` is rounded to float32 once (as a fused multiply-add).
+ */
+export type ReferencePrecision = 'float64' | 'float32'
+
+type Values = Float64Array | Float32Array
+
 interface Feature {
-  data: Float64Array
+  data: Values
   h: number
   w: number
   c: number
 }
+
+/** A zeroed buffer of the feature's precision. */
+function like(x: Feature, length: number): Values {
+  return x.data instanceof Float32Array ? new Float32Array(length) : new Float64Array(length)
+}
+
+const identity = (v: number): number => v
 
 function get(weights: ReferenceWeights, name: string): Float64Array {
   const value = weights.get(name)
@@ -93,7 +110,7 @@ function get(weights: ReferenceWeights, name: string): Float64Array {
 function zeroPad(x: Feature, top: number, bottom: number, left: number, right: number): Feature {
   const h = x.h + top + bottom
   const w = x.w + left + right
-  const data = new Float64Array(h * w * x.c)
+  const data = like(x, h * w * x.c)
   for (let y = 0; y < x.h; y++) {
     const from = y * x.w * x.c
     data.set(x.data.subarray(from, from + x.w * x.c), ((y + top) * w + left) * x.c)
@@ -114,10 +131,10 @@ function kerasPad(x: Feature, stride: number, keras: KerasMobileNet): Feature {
 }
 
 /** 3x3 'valid' conv, kernel HWIO. */
-function conv3x3(x: Feature, kernel: Float64Array, cout: number, stride: number): Feature {
+function conv3x3(x: Feature, kernel: Values, cout: number, stride: number): Feature {
   const h = Math.floor((x.h - 3) / stride) + 1
   const w = Math.floor((x.w - 3) / stride) + 1
-  const out = new Float64Array(h * w * cout)
+  const out = like(x, h * w * cout)
   for (let oy = 0; oy < h; oy++)
     for (let ox = 0; ox < w; ox++) {
       const o = (oy * w + ox) * cout
@@ -135,11 +152,11 @@ function conv3x3(x: Feature, kernel: Float64Array, cout: number, stride: number)
 }
 
 /** 3x3 'valid' depthwise conv, kernel [3, 3, C, 1]. */
-function depthwise3x3(x: Feature, kernel: Float64Array, stride: number): Feature {
+function depthwise3x3(x: Feature, kernel: Values, stride: number): Feature {
   const h = Math.floor((x.h - 3) / stride) + 1
   const w = Math.floor((x.w - 3) / stride) + 1
   const c = x.c
-  const out = new Float64Array(h * w * c)
+  const out = like(x, h * w * c)
   for (let oy = 0; oy < h; oy++)
     for (let ox = 0; ox < w; ox++) {
       const o = (oy * w + ox) * c
@@ -154,9 +171,9 @@ function depthwise3x3(x: Feature, kernel: Float64Array, stride: number): Feature
 }
 
 /** 1x1 conv, kernel [1, 1, Cin, Cout]. Skipping zero inputs is exact and halves the work after ReLU. */
-function pointwise(x: Feature, kernel: Float64Array, cout: number): Feature {
+function pointwise(x: Feature, kernel: Values, cout: number): Feature {
   const pixels = x.h * x.w
-  const out = new Float64Array(pixels * cout)
+  const out = like(x, pixels * cout)
   for (let p = 0; p < pixels; p++) {
     const o = p * cout
     for (let ci = 0; ci < x.c; ci++) {
@@ -176,37 +193,42 @@ function batchNormRelu6(x: Feature, weights: ReferenceWeights, name: string): Fe
   const mean = get(weights, `${name}/moving_mean`)
   const variance = get(weights, `${name}/moving_variance`)
   const { data, c } = x
+  const r = data instanceof Float32Array ? Math.fround : identity
   for (let i = 0; i < data.length; i++) {
     const ch = i % c
-    const y = (gamma[ch]! * (data[i]! - mean[ch]!)) / Math.sqrt(variance[ch]! + EPS) + beta[ch]!
+    const y = r(r(r(gamma[ch]! * r(data[i]! - mean[ch]!)) / r(Math.sqrt(r(variance[ch]! + EPS)))) + beta[ch]!)
     data[i] = y < 0 ? 0 : y > 6 ? 6 : y
   }
   return x
 }
 
-/** Class probabilities for one 224x224x3 NHWC image already scaled to [-1, 1]. */
-export function referenceForward(weights: ReferenceWeights, image: ArrayLike<number>, keras: KerasMobileNet = 'keras-2.2'): Float64Array {
+/** Class probabilities for one 224x224x3 NHWC image already scaled to [-1, 1], computed in `precision`. */
+export function referenceForward(weights: ReferenceWeights, image: ArrayLike<number>, keras: KerasMobileNet = 'keras-2.2', precision: ReferencePrecision = 'float64'): Float64Array {
   if (image.length !== SIZE * SIZE * 3) throw new Error(`reference: expected ${SIZE * SIZE * 3} values, got ${image.length}`)
-  let x: Feature = { data: Float64Array.from(image), h: SIZE, w: SIZE, c: 3 }
-  x = batchNormRelu6(conv3x3(kerasPad(x, 2, keras), get(weights, 'conv1/kernel'), 32, 2), weights, 'conv1_bn')
+  const f32 = precision === 'float32'
+  const r = f32 ? Math.fround : identity
+  // The weights are float32 in the file, so either copy holds them exactly.
+  const w = (name: string): Values => (f32 ? Float32Array.from(get(weights, name)) : get(weights, name))
+  let x: Feature = { data: f32 ? Float32Array.from(image) : Float64Array.from(image), h: SIZE, w: SIZE, c: 3 }
+  x = batchNormRelu6(conv3x3(kerasPad(x, 2, keras), w('conv1/kernel'), 32, 2), weights, 'conv1_bn')
   WIDTHS.forEach((width, index) => {
     const b = index + 1
     const stride = STRIDE2.includes(b) ? 2 : 1
-    x = batchNormRelu6(depthwise3x3(kerasPad(x, stride, keras), get(weights, `conv_dw_${b}/depthwise_kernel`), stride), weights, `conv_dw_${b}_bn`)
-    x = batchNormRelu6(pointwise(x, get(weights, `conv_pw_${b}/kernel`), width), weights, `conv_pw_${b}_bn`)
+    x = batchNormRelu6(depthwise3x3(kerasPad(x, stride, keras), w(`conv_dw_${b}/depthwise_kernel`), stride), weights, `conv_dw_${b}_bn`)
+    x = batchNormRelu6(pointwise(x, w(`conv_pw_${b}/kernel`), width), weights, `conv_pw_${b}_bn`)
   })
 
-  const pooled = new Float64Array(x.c)
+  const pooled = like(x, x.c)
   for (let p = 0; p < x.h * x.w; p++) for (let ch = 0; ch < x.c; ch++) pooled[ch]! += x.data[p * x.c + ch]!
   for (let ch = 0; ch < x.c; ch++) pooled[ch]! /= x.h * x.w
 
-  const kernel = get(weights, 'dense/kernel')
-  const logits = Float64Array.from(get(weights, 'dense/bias'))
+  const kernel = w('dense/kernel')
+  const logits = f32 ? Float32Array.from(get(weights, 'dense/bias')) : Float64Array.from(get(weights, 'dense/bias'))
   for (let i = 0; i < x.c; i++) for (let j = 0; j < logits.length; j++) logits[j]! += pooled[i]! * kernel[i * logits.length + j]!
   const top = Math.max(...logits)
-  const exp = logits.map((v) => Math.exp(v - top))
-  const sum = exp.reduce((a, b) => a + b, 0)
-  return exp.map((v) => v / sum)
+  const exp = Array.from(logits, (v) => r(Math.exp(r(v - top))))
+  const sum = exp.reduce((a, b) => r(a + b), 0)
+  return Float64Array.from(exp, (v) => r(v / sum))
 }
 
 /** NIMA mean score: sum of i * p_i over bins i = 1..10. */

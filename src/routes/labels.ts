@@ -4,8 +4,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
+import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { registerPage } from '../http/static-page.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
+import type { Scorer } from '../scoring/scorer.js'
 import type { RouteContext } from './context.js'
 import {
   AddImageQuery,
@@ -77,8 +79,9 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   const { config } = opts
   const ownStore = opts.store === undefined
   if (ownStore && !opts.dbPath) throw new Error('labelRoutes: pass dbPath (the label database file) or an open store')
-  const store = opts.store ?? LabelStore.open(opts.dbPath!)
+  const store = opts.store ?? (await LabelStore.open(opts.dbPath!))
   if (ownStore) app.addHook('onClose', async () => store.close())
+  if (store.recovered) app.log.warn({ labelsDb: store.path }, `label database recovered after a crash: ${store.recovered}`)
 
   await app.register(multipart, {
     limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 2, parts: 3, fieldSize: 256 },
@@ -90,15 +93,15 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse }
   const tags = ['labels']
 
-  async function storeBytes(bytes: Buffer, group: string | undefined, sourceUrl?: string): Promise<{ image: LabelImage; created: boolean }> {
-    // Decoded under the same cost bounds as scoring: an upload here must not stall the service either.
-    const lease = opts.state.acquireScorer()
-    let decoded
-    try {
-      decoded = await lease.scorer.inspect(bytes, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
-    } finally {
-      lease.release()
-    }
+  /**
+   * Decodes under the same admission as scoring (header limits, memory budget, decode slot
+   * and process) with the request's deadline and client-gone signal, then stores.
+   */
+  async function storeBytes(scorer: Scorer, signals: RequestSignals, bytes: Buffer, group: string | undefined, sourceUrl?: string): Promise<{ image: LabelImage; created: boolean }> {
+    const decoded = await withDeadline(scorer.inspect(bytes, signals.signal), signals.deadline).catch((err: unknown) => {
+      countAbandoned(opts.metrics, 'decode', signals.clientGone.aborted ? signals.clientGone.reason : err)
+      throw err
+    })
     return run(() =>
       store.addImage({
         id: decoded.id,
@@ -126,26 +129,32 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
         response: { 200: AddImageResponse, 201: AddImageResponse, ...errors },
       },
     },
-    async (request, reply) => {
-      let result: { image: LabelImage; created: boolean }
-      if (request.isMultipart()) {
-        const { bytes, group } = await readMultipart(request)
-        result = await storeBytes(bytes, group ?? request.query.group)
-      } else if (Buffer.isBuffer(request.body)) {
-        result = await storeBytes(request.body, request.query.group)
-      } else {
-        const body = request.body as AddImageUrlBody | undefined
-        if (!body || typeof body.url !== 'string') throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')
-        const known = run(() => store.imageByUrl(body.url))
-        if (known) {
-          result = { image: known, created: false }
+    // The one labels route that decodes or fetches: a scoring request's lifecycle (counted in
+    // flight, deadline → 503 NIMA_DEADLINE_EXCEEDED, a client gone → its work dropped, 499).
+    async (request, reply) =>
+      scoringRequest(opts, request, reply, async (signals, scorer) => {
+        let result: { image: LabelImage; created: boolean }
+        if (request.isMultipart()) {
+          const { bytes, group } = await readMultipart(request)
+          result = await storeBytes(scorer, signals, bytes, group ?? request.query.group)
+        } else if (Buffer.isBuffer(request.body)) {
+          result = await storeBytes(scorer, signals, request.body, request.query.group)
         } else {
-          const { bytes } = await opts.images.fetch(body.url, AbortSignal.timeout(config.REQUEST_DEADLINE_MS))
-          result = await storeBytes(bytes, body.group ?? request.query.group, body.url)
+          const body = request.body as AddImageUrlBody | undefined
+          if (!body || typeof body.url !== 'string') throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')
+          const known = run(() => store.imageByUrl(body.url))
+          if (known) {
+            result = { image: known, created: false }
+          } else {
+            const { bytes } = await withDeadline(opts.images.fetch(body.url, signals.signal), signals.deadline).catch((err: unknown) => {
+              countAbandoned(opts.metrics, 'fetch', err)
+              throw err
+            })
+            result = await storeBytes(scorer, signals, bytes, body.group ?? request.query.group, body.url)
+          }
         }
-      }
-      return reply.code(result.created ? 201 : 200).send(result)
-    },
+        return reply.code(result.created ? 201 : 200).send(result)
+      }),
   )
 
   api.get(

@@ -42,7 +42,7 @@ t.test('finetune: expected failures exit 1 with one line', async (t) => {
   t.equal(await runFinetuneCommand(['--base', 'aesthetic', '--labels', join(dir, 'missing.jsonl'), '--models-dir', modelsDir], io2), 1)
   t.match(io2.stderr, /cannot read labels .*missing.jsonl: ENOENT/)
   const empty = join(dir, 'empty.sqlite')
-  LabelStore.open(empty).close()
+  ;(await LabelStore.open(empty)).close()
   const io3 = recordIo()
   t.equal(await runFinetuneCommand(['--base', 'aesthetic', '--labels', empty, '--models-dir', modelsDir], io3), 1)
   t.match(io3.stderr, /has 0 labelled images; fine-tuning needs at least 3/)
@@ -65,7 +65,7 @@ t.test('labels add-images / summary / export / import, then finetune from an exp
   await runLabelsCommand(['add-images', '--db', db, join(photos, 'hotel-a')], again)
   t.match(again.stdout, /0 images added, 3 already present/)
 
-  const store = LabelStore.open(db)
+  const store = await LabelStore.open(db)
   const images = store.listImages({ limit: 100 }).items
   t.same([...new Set(images.map((i) => i.group))].sort(), ['hotel-a', 'hotel-b', 'hotel-c', 'hotel-d'], 'grouped by folder')
   images.forEach((img, i) => store.rate({ imageId: img.id, rater: 'ana', rating: 1 + (i % 10) }))
@@ -92,9 +92,9 @@ t.test('labels add-images / summary / export / import, then finetune from an exp
   const imp = recordIo()
   t.equal(await runLabelsCommand(['import', '--db', copy, exportFile], imp), 0)
   t.match(imp.stdout, /13 ratings imported/)
-  const copied = LabelStore.open(copy, { readOnly: true })
-  t.same(copied.summary().ratingHistogram, (() => {
-    const s = LabelStore.open(db, { readOnly: true })
+  const copied = await LabelStore.open(copy, { readOnly: true })
+  t.same(copied.summary().ratingHistogram, await (async () => {
+    const s = await LabelStore.open(db, { readOnly: true })
     const h = s.summary().ratingHistogram
     s.close()
     return h

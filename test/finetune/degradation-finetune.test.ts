@@ -26,7 +26,7 @@ const cache = join(dir, 'cache')
 
 const sources = cleanSourcePhotos()
 const variants = await buildVariants(sources)
-const store = LabelStore.open(dbPath)
+const store = await LabelStore.open(dbPath)
 storeVariants(store, variants)
 store.close()
 

@@ -12,7 +12,7 @@ if (!path) {
 } else {
   const sources = cleanSourcePhotos()
   const variants = await buildVariants(sources)
-  const store = LabelStore.open(path)
+  const store = await LabelStore.open(path)
   try {
     storeVariants(store, variants)
     process.stdout.write(`${variants.length} rated variants of ${sources.length} photos in ${path}\n`)

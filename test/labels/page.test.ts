@@ -74,7 +74,7 @@ t.test('rate by keys and clicks, skip, undo; ratings reach the database and the 
   await page.click('#scale button[data-rating="5"]')
   await page.waitForSelector('body[data-state="done"]')
 
-  const store = LabelStore.open(dbPath, { readOnly: true })
+  const store = await LabelStore.open(dbPath, { readOnly: true })
   const stored = store.listRatings({ limit: 100, rater: 'ana' }).items
   store.close()
   t.same(

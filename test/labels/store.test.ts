@@ -10,7 +10,7 @@ const fixed = () => new Date('2025-03-04T05:06:07.000Z')
 
 t.test('images are stored once by sha256, with group and first URL; data survives reopening', async (t) => {
   const path = join(t.testdir(), 'sub', 'labels.sqlite')
-  const store = LabelStore.open(path, { now: fixed })
+  const store = await LabelStore.open(path, { now: fixed })
   const { bytes, id } = await tinyPng(1)
   const first = store.addImage({ id, data: bytes, format: 'png', width: 32, height: 32, sourceUrl: 'http://a.example/1.png' })
   t.equal(first.created, true)
@@ -26,7 +26,7 @@ t.test('images are stored once by sha256, with group and first URL; data survive
   store.close()
   t.ok(existsSync(path))
 
-  const reopened = LabelStore.open(path, { readOnly: true })
+  const reopened = await LabelStore.open(path, { readOnly: true })
   t.teardown(() => reopened.close())
   t.same(Buffer.from(reopened.imageData(id)!), bytes, 'bytes come back intact')
   t.equal(reopened.getImage(id)?.ratings, 1)
@@ -34,7 +34,7 @@ t.test('images are stored once by sha256, with group and first URL; data survive
 })
 
 t.test('ratings: integer or histogram, one per rater and image (rating again replaces)', async (t) => {
-  const store = LabelStore.open(join(t.testdir(), 'l.sqlite'), { now: fixed })
+  const store = await LabelStore.open(join(t.testdir(), 'l.sqlite'), { now: fixed })
   t.teardown(() => store.close())
   const id = await addTiny(store, 2)
   const a = store.rate({ imageId: id, rater: 'ana', rating: 7 })
@@ -62,7 +62,7 @@ t.test('ratings: integer or histogram, one per rater and image (rating again rep
 })
 
 t.test('next image: not yet rated by this rater, least-rated first, skips honoured', async (t) => {
-  const store = LabelStore.open(join(t.testdir(), 'l.sqlite'))
+  const store = await LabelStore.open(join(t.testdir(), 'l.sqlite'))
   t.teardown(() => store.close())
   const [i1, i2, i3] = [await addTiny(store, 10), await addTiny(store, 11), await addTiny(store, 12)]
   t.equal(store.nextImage('ana').image?.id, i1, 'oldest first when none is rated')
@@ -80,7 +80,7 @@ t.test('next image: not yet rated by this rater, least-rated first, skips honour
 })
 
 t.test('listing is paginated by cursor and filterable', async (t) => {
-  const store = LabelStore.open(join(t.testdir(), 'l.sqlite'))
+  const store = await LabelStore.open(join(t.testdir(), 'l.sqlite'))
   t.teardown(() => store.close())
   const ids: string[] = []
   for (let n = 0; n < 5; n++) ids.push(await addTiny(store, 20 + n))
@@ -101,7 +101,7 @@ t.test('listing is paginated by cursor and filterable', async (t) => {
 })
 
 t.test('summary: counts, histogram and agreement between raters', async (t) => {
-  const store = LabelStore.open(join(t.testdir(), 'l.sqlite'))
+  const store = await LabelStore.open(join(t.testdir(), 'l.sqlite'))
   t.teardown(() => store.close())
   const a = await addTiny(store, 30)
   const b = await addTiny(store, 31)
@@ -129,11 +129,11 @@ t.test('summary: counts, histogram and agreement between raters', async (t) => {
 t.test('schema: versioned; a newer or foreign database is refused', async (t) => {
   const dir = t.testdir()
   const path = join(dir, 'l.sqlite')
-  LabelStore.open(path).close()
-  t.throws(() => LabelStore.open(join(dir, 'missing.sqlite'), { readOnly: true }), LabelStoreError)
+  ;(await LabelStore.open(path)).close()
+  await t.rejects(LabelStore.open(join(dir, 'missing.sqlite'), { readOnly: true }), LabelStoreError)
   const junk = join(dir, 'junk.sqlite')
   writeFileSync(junk, 'not a database at all, just text that is long enough to look like a header........')
-  t.throws(() => LabelStore.open(junk), { name: 'LabelStoreError', code: 'SCHEMA', message: /is not a label database/ })
+  await t.rejects(LabelStore.open(junk), { name: 'LabelStoreError', code: 'SCHEMA', message: /is not a label database/ })
   t.equal(SCHEMA_VERSION, 1)
 })
 

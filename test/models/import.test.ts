@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { runModelsCommand } from '../../src/cli/models-command.js'
 import { EXPECTED_TENSORS, elementCount } from '../../src/models/architecture.js'
-import { PROOF_TOLERANCE_MEAN, PROOF_TOLERANCE_P, runConversionProof } from '../../src/models/conversion-proof.js'
+import { PROOF_FLOOR_MEAN, PROOF_FLOOR_P, runConversionProof } from '../../src/models/conversion-proof.js'
 import { importKerasModel } from '../../src/models/import.js'
 import { modelManifest } from '../../src/models/install.js'
 import { sha256Hex } from '../../src/models/integrity.js'
@@ -52,7 +52,8 @@ t.test('save_weights, dense_1 head, Keras 2.1.6 padding: proven, installed, serv
   t.comment(lines.join('\n'))
   const { proof, installed, inputs } = result
   t.ok(proof.passed, 'the proof passed')
-  t.ok(proof.maxAbsDeltaP <= PROOF_TOLERANCE_P && proof.maxAbsDeltaMean <= PROOF_TOLERANCE_MEAN)
+  t.ok(proof.maxAbsDeltaP <= proof.tolerance.p && proof.maxAbsDeltaMean <= proof.tolerance.mean)
+  t.ok(proof.tolerance.p >= PROOF_FLOOR_P && proof.tolerance.mean >= PROOF_FLOOR_MEAN, 'the tolerance is the floor plus the measured rounding')
 
   const m = await readManifest(installed.manifestPath)
   t.equal(m.synthetic, false)
@@ -60,7 +61,7 @@ t.test('save_weights, dense_1 head, Keras 2.1.6 padding: proven, installed, serv
     kind: 'keras-import',
     sourceSha256: sha256Hex(await readFile(file)),
     kerasImport: { fileName: 'hotel_aesthetic.hdf5', layout: 'save_weights', kerasVersion: '2.1.6', headLayer: 'dense_1', padding: 'symmetric', paddingReason: /conv_pad_1 present/ },
-    conversionProof: { inputs: 'photos', count: 2, photos: ['aesthetic1.jpg', 'chelsea.png'], maxAbsDeltaP: proof.maxAbsDeltaP, toleranceP: PROOF_TOLERANCE_P, provider: 'cpu' },
+    conversionProof: { inputs: 'photos', count: 2, photos: ['aesthetic1.jpg', 'chelsea.png'], maxAbsDeltaP: proof.maxAbsDeltaP, float32ReferenceMaxAbsDeltaP: proof.float32Reference.maxAbsDeltaP, toleranceP: proof.tolerance.p, provider: 'cpu' },
   })
 
   // Served through the service's own model path: the installed file, its manifest.
@@ -103,7 +104,7 @@ t.test('CLI: a nested base with a custom head name, proven on seeded photo-like 
   t.comment(io.stdout)
   t.match(io.stdout, /head nima_scores/)
   t.match(io.stdout, /symmetric padding on stride-2 convs \(layer conv_pad_1 present/)
-  t.match(io.stdout, /conversion proof passed: 3 synthetic photo-like inputs, max \|Δp\| \S+ \(tolerance 0\.00001\)/)
+  t.match(io.stdout, /conversion proof passed: 3 synthetic photo-like inputs: ONNX Runtime max \|Δp\| \S+, max \|Δmean\| \S+ from the float64 reference; the float32 reference max \|Δp\| \S+, max \|Δmean\| \S+ \(tolerance 10x that \+ floor: \S+, \S+\)/)
   const m = await readManifest(join(modelsDir, 'nested', 'v1', 'manifest.json'))
   t.match(m.provenance, { kerasImport: { headLayer: 'nima_scores', padding: 'symmetric' }, conversionProof: { inputs: 'synthetic', count: 3, seed: 18 } })
   t.comment(`proof of 3 synthetic inputs: ${m.provenance.conversionProof?.seconds} s`)
@@ -123,7 +124,8 @@ t.test('the proof fails, clearly, when the ONNX graph computes another network',
   const manifest = await modelManifest({ dir: modelsDir, id: 'wrong', version: '1', task: 'aesthetic', onnx: wrong, synthetic: false, provenance: { kind: 'keras-import' } })
   const proof = await runConversionProof(file, keras.padding.padding, wrong, manifest, syntheticProofInputs(18, 1, tensorSpecOf(manifest)).tensors)
   t.notOk(proof.passed)
-  t.ok(proof.maxAbsDeltaP > 10 * PROOF_TOLERANCE_P, `synthetic inputs tell the paddings apart: max |Δp| ${proof.maxAbsDeltaP}`)
+  t.equal(proof.failure, 'disagrees')
+  t.ok(proof.maxAbsDeltaP > 10 * proof.tolerance.p, `synthetic inputs tell the paddings apart: max |Δp| ${proof.maxAbsDeltaP}, tolerance ${proof.tolerance.p}`)
 })
 
 /** An unchecked weight set: the NIMA table with each shape passed through `reshape`. */
