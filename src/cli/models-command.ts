@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
-import type { DownloadOptions } from '../models/download.js'
+import type { DownloadOptions } from '../model-tools/download.js'
 import { ModelError } from '../models/model-error.js'
-import { TASKS, type KerasSource, type Task } from '../models/sources.js'
+import { TASKS, type KerasSource, type Task } from '../model-tools/sources.js'
 import { maxInputPixels } from './environment.js'
 import { createProgress } from './progress.js'
 
@@ -95,7 +95,7 @@ function parseTask(text: string | undefined): Task | undefined {
 }
 
 async function ensure(dir: string, io: CliIo): Promise<number> {
-  const { ensureModels } = await import('../models/ensure.js')
+  const { ensureModels } = await import('../model-tools/ensure.js')
   const outcomes = await ensureModels(dir)
   for (const { task, action, manifest, modelPath } of outcomes) {
     const what = manifest.synthetic ? `SYNTHETIC model ${manifest.version}` : `model ${manifest.version}`
@@ -112,8 +112,8 @@ async function ensure(dir: string, io: CliIo): Promise<number> {
 }
 
 async function synth(dir: string, seed: number | undefined, only: Task | undefined, io: CliIo): Promise<number> {
-  const { installSynthetic } = await import('../models/synthesize.js')
-  const { DEFAULT_SYNTHETIC_SEEDS } = await import('../models/synthetic-seeds.js')
+  const { installSynthetic } = await import('../model-tools/synthesize.js')
+  const { DEFAULT_SYNTHETIC_SEEDS } = await import('../model-tools/synthetic-seeds.js')
   for (const [index, task] of TASKS.entries()) {
     if (only !== undefined && task !== only) continue
     const model = await installSynthetic(dir, task, seed === undefined ? DEFAULT_SYNTHETIC_SEEDS[task] : seed + index)
@@ -125,7 +125,7 @@ async function synth(dir: string, seed: number | undefined, only: Task | undefin
 
 async function pull(dir: string, values: Record<string, string | undefined>, io: CliIo, deps: ModelsCommandDeps): Promise<number> {
   if (values['from'] !== undefined && values['base-url'] !== undefined) throw usage('pull: use --from or --base-url, not both')
-  const { pullModels } = await import('../models/pull.js')
+  const { pullModels } = await import('../model-tools/pull.js')
   const installed = await pullModels({
     dir,
     sources: deps.sources,
@@ -164,7 +164,7 @@ async function checkPhotos(folder: string | undefined): Promise<string[] | undef
 
 async function fp16(dir: string, values: Record<string, string | undefined>, io: CliIo): Promise<number> {
   const { scanModels, selectModel, modelRef, readVerifiedModel } = await import('../models/catalog.js')
-  const { float16Model, installFloat16Variant } = await import('../models/float16-variant.js')
+  const { float16Model, installFloat16Variant } = await import('../model-tools/float16-variant.js')
   const { comparePrecision } = await import('../scoring/precision-check.js')
   const tolerance = parseTolerance(values['tolerance'])
   const photos = await checkPhotos(values['check'])
@@ -202,7 +202,7 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
 async function importWeights(args: string[], defaultDir: string, io: CliIo): Promise<number> {
   const { file, values, force } = parseImport(args)
   const task = parseTask(values['task'])!
-  const { importKerasModel } = await import('../models/import.js')
+  const { importKerasModel } = await import('../model-tools/import.js')
   const photos = await checkPhotos(values['check'])
   const dir = values['dir'] ?? defaultDir
   const { installed } = await importKerasModel({

@@ -5,10 +5,10 @@
  * installs anything; test/models/conversion-proof.test.ts holds the converter to the same
  * tolerances.
  */
-import type { PaddingMode } from './architecture.js'
-import type { ModelManifest } from './manifest.js'
+import type { PaddingMode } from '../models/architecture.js'
+import type { ModelManifest } from '../models/manifest.js'
 import { loadReferenceWeights, meanScore, referenceForward, type KerasMobileNet } from './reference-forward.js'
-import { ManifestModel } from '../scoring/model-pipeline.js'
+import { ManifestModel } from '../models/model-pipeline.js'
 
 /** Largest |Δp| of one bin; float32 ONNX vs float64 reference measures about 1e-7 (docs/models.md). */
 export const PROOF_TOLERANCE_P = 1e-5

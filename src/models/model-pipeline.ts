@@ -9,9 +9,9 @@ import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
 import { openThreadedSession } from '../inference/threaded-session.js'
-import { decodeModel, readHead, type Head } from '../models/head.js'
-import { sha256Hex } from '../models/integrity.js'
-import type { ModelManifest } from '../models/manifest.js'
+import { decodeModel, readHead, type Head } from './head.js'
+import { sha256Hex } from './integrity.js'
+import type { ModelManifest } from './manifest.js'
 
 /** The model outputs by role; the manifest maps each to its graph name. */
 export type OutputRole = 'scores' | 'features' | 'featureMap'

@@ -4,7 +4,7 @@ import { createBatcher, type Batcher } from '../inference/batcher.js'
 import type { SessionOptions } from '../inference/onnx-backend.js'
 import type { TensorSpec } from '../imaging/tensor.js'
 import type { ScoringObserver } from './observer.js'
-import { ManifestModel } from './model-pipeline.js'
+import { ManifestModel } from '../models/model-pipeline.js'
 import type { Head } from '../models/head.js'
 
 export interface BatchOptions {
