@@ -5,7 +5,7 @@
  * the same code behind the main CLI.
  */
 import { runBatchCommand, runRankHotelsCommand, BATCH_USAGE, RANK_HOTELS_USAGE } from './batch-command.js'
-import type { CliIo } from './models-command.js'
+import type { CliIo } from './io.js'
 
 const io: CliIo = {
   out: (line) => process.stdout.write(`${line}\n`),

@@ -2,17 +2,8 @@ import { parseArgs } from 'node:util'
 import type { DownloadOptions } from '../model-tools/download.js'
 import { ModelError } from '../models/model-error.js'
 import { TASKS, type KerasSource, type Task } from '../model-tools/sources.js'
-import { maxInputPixels } from './environment.js'
+import { cliConfig, type CliIo } from './io.js'
 import { createProgress } from './progress.js'
-
-/** What a command may touch of the outside world; tests pass their own. */
-export interface CliIo {
-  out: (line: string) => void
-  err: (line: string) => void
-  /** Where a progress bar may be drawn; a bar appears only if this is a TTY. */
-  progressStream?: NodeJS.WriteStream
-  env?: NodeJS.ProcessEnv
-}
 
 /** Test seams for pull: the source table and download tuning. */
 export interface ModelsCommandDeps {
@@ -180,7 +171,7 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
     const converted = float16Model(await readVerifiedModel(base), ref)
     let check: Awaited<ReturnType<typeof comparePrecision>> | undefined
     if (photos) {
-      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, maxInputPixels(io))
+      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, cliConfig(io).MAX_INPUT_PIXELS)
       const figures = `${check.images} photos, |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} mean ${check.meanAbsDeltaMean.toExponential(2)}, |Δp| max ${check.maxAbsDeltaP.toExponential(2)} (${check.provider})`
       if (check.maxAbsDeltaMean > tolerance) {
         throw new ModelError('MODEL_PRECISION_CHECK_FAILED', `${ref}: float16 variant not installed: ${figures}; worst ${check.worst} is above the tolerance ${tolerance}`)
@@ -199,12 +190,12 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
   return 0
 }
 
-async function importWeights(args: string[], defaultDir: string, io: CliIo): Promise<number> {
+async function importWeights(args: string[], dirOf: (values: Record<string, string | undefined>) => string, io: CliIo): Promise<number> {
   const { file, values, force } = parseImport(args)
   const task = parseTask(values['task'])!
   const { importKerasModel } = await import('../model-tools/import.js')
   const photos = await checkPhotos(values['check'])
-  const dir = values['dir'] ?? defaultDir
+  const dir = dirOf(values)
   const { installed } = await importKerasModel({
     dir,
     file,
@@ -212,7 +203,7 @@ async function importWeights(args: string[], defaultDir: string, io: CliIo): Pro
     id: values['id']!,
     version: values['version']!,
     photos,
-    maxInputPixels: maxInputPixels(io),
+    maxInputPixels: cliConfig(io).MAX_INPUT_PIXELS,
     force,
     log: io.out,
   })
@@ -239,26 +230,27 @@ async function list(dir: string, io: CliIo): Promise<number> {
 /** `nima-serve models <command>`; returns the exit code. Expected failures throw ModelError. */
 export async function runModelsCommand(args: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
   const [command, ...rest] = args
-  const defaultDir = io.env?.['MODELS_DIR'] ?? 'models'
+  // --dir, else MODELS_DIR as the service reads it; read only when --dir is absent.
+  const dir = (values: Record<string, string | undefined>) => values['dir'] ?? cliConfig(io).MODELS_DIR
   switch (command) {
     case 'ensure':
-      return ensure(parse(rest, {})['dir'] ?? defaultDir, io)
+      return ensure(dir(parse(rest, {})), io)
     case 'synth': {
       const values = parse(rest, { seed: { type: 'string' }, task: { type: 'string' } })
-      return synth(values['dir'] ?? defaultDir, parseSeed(values['seed']), parseTask(values['task']), io)
+      return synth(dir(values), parseSeed(values['seed']), parseTask(values['task']), io)
     }
     case 'pull': {
       const values = parse(rest, { from: { type: 'string' }, 'base-url': { type: 'string' } })
-      return pull(values['dir'] ?? defaultDir, values, io, deps)
+      return pull(dir(values), values, io, deps)
     }
     case 'fp16': {
       const values = parse(rest, { id: { type: 'string' }, check: { type: 'string' }, tolerance: { type: 'string' } })
-      return fp16(values['dir'] ?? defaultDir, values, io)
+      return fp16(dir(values), values, io)
     }
     case 'import':
-      return importWeights(rest, defaultDir, io)
+      return importWeights(rest, dir, io)
     case 'list':
-      return list(parse(rest, {})['dir'] ?? defaultDir, io)
+      return list(dir(parse(rest, {})), io)
     case undefined:
     case 'help':
     case '--help':

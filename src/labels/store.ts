@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import sqlite3 from 'node-sqlite3-wasm'
 import { summarizeLabels, type LabelSummary, type RatingRow } from './summary.js'
+import { kFailureKind } from '../errors.js'
 
 /**
  * The labelling database: SQLite (compiled to WebAssembly by node-sqlite3-wasm, so it needs
@@ -104,6 +105,7 @@ export interface Page<T> {
 
 export class LabelStoreError extends Error {
   override name = 'LabelStoreError'
+  readonly [kFailureKind] = 'failed' as const
   constructor(
     readonly code: 'NOT_FOUND' | 'INVALID' | 'LOCKED' | 'SCHEMA',
     message: string,

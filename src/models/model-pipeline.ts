@@ -46,11 +46,21 @@ export async function decodeIntoTensor(bytes: Buffer, spec: TensorSpec, maxInput
   return image
 }
 
+/** What a loaded model reports of itself: in responses, metrics and logs. */
+export interface ModelInfo {
+  id: string
+  version: string
+  task: ModelManifest['task']
+  synthetic: boolean
+  provider: string
+}
+
 /** One model file opened for its manifest. */
 export class ManifestModel {
   readonly manifest: ModelManifest
   readonly spec: TensorSpec
   readonly inputKey: string
+  readonly info: ModelInfo
   readonly #session: ModelSession
   readonly #source: string | Uint8Array
   #head: Promise<Head> | undefined
@@ -61,6 +71,7 @@ export class ManifestModel {
     this.inputKey = inputKeyOf(manifest)
     this.#session = session
     this.#source = source
+    this.info = { id: manifest.id, version: manifest.version, task: manifest.task, synthetic: manifest.synthetic, provider: session.provider }
   }
 
   /** `model`: the ONNX file's path or bytes. */

@@ -3,8 +3,8 @@ import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
-import { NimaError } from '../errors.js'
-import { multipartError, toNimaError } from '../http/error-handler.js'
+import { NimaError, multipartError, toNimaError } from '../errors.js'
+import { countFailure } from '../http/error-handler.js'
 import { resolveWeights } from '../scoring/combined.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
 import type { Served } from '../scoring/cached-scoring.js'
@@ -68,8 +68,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
             // Nobody will read this failure: no error to count (endAbandoned below logs once).
             if (signals.clientGone.aborted) return { index, ref, ok: false, error: toNimaError(err) }
             const error = signals.deadline.aborted ? deadlineError() : toNimaError(err)
-            metrics.errors.inc({ code: error.code })
-            if (error.code === 'NIMA_INTERNAL') request.log.error({ err, index }, 'rank: image failed')
+            countFailure(request, metrics, err, error, { index })
             return { index, ref, ok: false, error }
           }
         })

@@ -10,7 +10,8 @@ import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
 import { summarize, type ScoreSummary } from './distribution.js'
-import type { ModelInfo, NimaModel } from './nima-model.js'
+import type { ModelInfo } from '../models/model-pipeline.js'
+import type { NimaModel } from './nima-model.js'
 
 export interface ImageSummary {
   id: string
