@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util'
 import { join } from 'node:path'
 import { readManifest } from '../src/models/manifest.js'
-import { ManifestModel } from '../src/scoring/model-pipeline.js'
+import { ManifestModel } from '../src/models/model-pipeline.js'
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,

@@ -1,4 +1,5 @@
-import { ConfigError, loadConfig, type Config } from './config/load.js'
+import { loadConfig, type Config } from './config/load.js'
+import { EXIT_CODES, failureKind } from './errors.js'
 import { applyGcSettings } from './gc-settings.js'
 import { planThreads } from './threads/plan-threads.js'
 import type { ThreadPlan } from './threads/resolve-threads.js'
@@ -6,8 +7,8 @@ import type { ThreadPlan } from './threads/resolve-threads.js'
 /**
  * What a process entry needs before anything else: the validated config, the thread
  * plan and the garbage collector's settings (gc-settings.ts). A bad value, or a quota
- * file that does not parse, exits 2 with the reason (the exit code of a configuration
- * error); anything else is a bug and propagates.
+ * file that does not parse (both ConfigError), exits with the reason and the exit code
+ * of src/errors.ts's table (2); anything else is a bug and propagates.
  */
 export function configAndThreadsOrExit(uvPool: 'to size' | 'started'): { config: Config; threads: ThreadPlan } {
   try {
@@ -15,10 +16,9 @@ export function configAndThreadsOrExit(uvPool: 'to size' | 'started'): { config:
     applyGcSettings(config)
     return { config, threads: planThreads(config, uvPool) }
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof RangeError) {
-      process.stderr.write(`nima-serve: ${err.message}\n`)
-      process.exit(2)
-    }
-    throw err
+    const kind = failureKind(err)
+    if (kind === 'bug') throw err
+    process.stderr.write(`nima-serve: ${(err as Error).message}\n`)
+    process.exit(EXIT_CODES[kind])
   }
 }

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { cp } from 'node:fs/promises'
 import { join } from 'node:path'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
-import { installFloat16Variant } from '../../src/models/float16-variant.js'
+import { installFloat16Variant } from '../../src/model-tools/float16-variant.js'
 import { testModelsDir } from '../../test/helpers/models.js'
 import { projectRoot } from '../../test/helpers/paths.js'
 

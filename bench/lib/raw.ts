@@ -1,6 +1,6 @@
 /**
  * The in-process pipeline with no HTTP: the same decode, tensor and model runs the
- * service uses (src/scoring/model-pipeline.ts),
+ * service uses (src/models/model-pipeline.ts),
  * measured stage by stage and then end to end. The best end-to-end rate is "the limit"
  * the service is compared against.
  */
@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { imageHashes } from '../../src/imaging/phash.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
 import type { ModelManifest } from '../../src/models/manifest.js'
-import { decodeIntoTensor, ManifestModel } from '../../src/scoring/model-pipeline.js'
+import { decodeIntoTensor, ManifestModel } from '../../src/models/model-pipeline.js'
 import type { SampleImage } from './images.js'
 import { median, round } from './stats.js'
 

@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream'
 import { parse as parseCsv, type CsvError } from 'csv-parse'
 import type { ErrorCode } from '../errors.js'
 import { readLines, type LineReaderOptions } from './line-reader.js'
+import { kFailureKind } from '../errors.js'
 
 export const INPUT_FORMATS = ['txt', 'csv', 'jsonl'] as const
 export type InputFormat = (typeof INPUT_FORMATS)[number]
@@ -37,6 +38,7 @@ export interface InputItem {
 /** Thrown for input that cannot be read at all (not for a bad record). */
 export class InputError extends Error {
   override name = 'InputError'
+  readonly [kFailureKind] = 'failed' as const
 }
 
 const EXTENSIONS: Record<string, InputFormat> = { '.txt': 'txt', '.list': 'txt', '.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl' }

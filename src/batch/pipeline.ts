@@ -9,9 +9,8 @@
  * keys already in the output on resume (~60 bytes a key).
  */
 import { open as openFile } from 'node:fs/promises'
-import { NimaError, type ErrorCode } from '../errors.js'
+import { NimaError, toNimaError, type ErrorCode } from '../errors.js'
 import type { ImageSource } from '../fetching/image-source.js'
-import { toNimaError } from '../http/error-handler.js'
 import { imageId } from '../imaging/decode.js'
 import { combinedScore, type CombinedScore, type Weights } from '../scoring/combined.js'
 import type { CalibratedFields } from '../calibration/bound-calibration.js'

@@ -13,6 +13,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, rename, stat, truncate, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { readLines } from './line-reader.js'
+import { kFailureKind } from '../errors.js'
 
 /**
  * Keys already done, stored as 16-byte sha256 prefixes (about 60 bytes each in V8
@@ -57,6 +58,7 @@ export interface ExistingResults {
 
 export class OutputError extends Error {
   override name = 'OutputError'
+  readonly [kFailureKind] = 'failed' as const
 }
 
 interface ParsedLine {

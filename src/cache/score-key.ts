@@ -3,7 +3,7 @@
  * service's cache (memory and Redis, src/cache/result-cache.ts) and the batch CLI's LMDB
  * cache (src/batch/score-cache.ts), so an entry means the same thing wherever it is kept.
  *
- *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → ScoreSummary
+ *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → CachedScore
  *   i1/<image sha256>                                                   → CachedImageInfo (phash and phashCrops)
  *   u1/<sha256 of the URL>                                              → UrlRecord (service only)
  *
@@ -15,7 +15,17 @@
  */
 import { createHash } from 'node:crypto'
 import { isPhash, isPhashCrops } from '../imaging/phash.js'
-import type { ScoreSummary } from '../scoring/distribution.js'
+
+/**
+ * A model's score as the cache keeps it. Scoring's ScoreSummary (src/scoring/distribution.ts)
+ * has these fields, so scores go in and come out without conversion; the cache declares the
+ * shape itself because it sits below scoring (it stores what it checks, like CachedImageInfo).
+ */
+export interface CachedScore {
+  mean: number
+  std: number
+  distribution: number[]
+}
 
 /** The model's fingerprint: what must change for a cached score to be stale. */
 export interface ModelIdentity {
@@ -62,8 +72,8 @@ export const scoreKey = (imageSha: string, model: ModelIdentity): string => `s1/
 export const imageKey = (imageSha: string): string => `i1/${imageSha}`
 export const urlKey = (url: string): string => `u1/${createHash('sha256').update(url).digest('hex')}`
 
-export function isScore(v: unknown): v is ScoreSummary {
-  const s = v as Partial<ScoreSummary> | undefined
+export function isScore(v: unknown): v is CachedScore {
+  const s = v as Partial<CachedScore> | undefined
   return typeof s?.mean === 'number' && typeof s.std === 'number' && Array.isArray(s.distribution) && s.distribution.every((x) => typeof x === 'number')
 }
 
@@ -85,5 +95,5 @@ export function isUrlRecord(v: unknown): v is UrlRecord {
 }
 
 /** The stored form of a score: exactly its three fields (a ScoreSummary may carry more at runtime). */
-export const scoreValue = (s: ScoreSummary): ScoreSummary => ({ mean: s.mean, std: s.std, distribution: s.distribution })
+export const scoreValue = (s: CachedScore): CachedScore => ({ mean: s.mean, std: s.std, distribution: s.distribution })
 export const imageValue = (i: CachedImageInfo): CachedImageInfo => ({ width: i.width, height: i.height, format: i.format, phash: i.phash, phashCrops: i.phashCrops })

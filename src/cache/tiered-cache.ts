@@ -7,7 +7,6 @@
  * Nothing here throws into a request: an unparsable or foreign value reads as missing, and
  * Redis's failures are bypasses (redis-store.ts).
  */
-import type { ScoreSummary } from '../scoring/distribution.js'
 import type { MemoryLru } from './memory-lru.js'
 import type { BypassReason, RedisStore } from './redis-store.js'
 import {
@@ -20,6 +19,7 @@ import {
   scoreValue,
   urlKey,
   type CachedImageInfo,
+  type CachedScore,
   type ModelIdentity,
   type UrlRecord,
 } from './score-key.js'
@@ -45,7 +45,7 @@ export interface CachedImage {
   /** Present when every model's score was found. */
   image: CachedImageInfo | undefined
   /** Per requested model, in order; undefined where missing. */
-  scores: (ScoreSummary | undefined)[]
+  scores: (CachedScore | undefined)[]
   /** The slowest layer that served something; undefined when nothing was found. */
   layer: CacheLayer | undefined
 }
@@ -74,7 +74,7 @@ export class TieredScoreCache {
   }
 
   /** Stores an image's info and the scores just computed. */
-  store(imageSha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
+  store(imageSha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, CachedScore]>): void {
     this.#setMany([[imageKey(imageSha), JSON.stringify(imageValue(image))], ...scores.map(([m, s]) => [scoreKey(imageSha, m), JSON.stringify(scoreValue(s))] as const)])
   }
 

@@ -10,17 +10,17 @@ import { rankHotels, type RankHotelsSummary } from '../batch/rank-hotels.js'
 import { DEFAULT_DIVERSITY } from '../scoring/diversity.js'
 import { DEFAULT_MAX_DISTANCE } from '../scoring/near-duplicates.js'
 import type { RequestedRankOptions } from '../scoring/ranking.js'
-import { OutputError, checkOutputAvailable, type OutputMode } from '../batch/result-log.js'
+import { checkOutputAvailable, type OutputMode } from '../batch/result-log.js'
 import { ScoreCache } from '../batch/score-cache.js'
 import { parseShard, type Shard } from '../batch/shard.js'
-import { ConfigError, loadConfig, type Config } from '../config/load.js'
+import { envValue, loadConfig, type Config } from '../config/load.js'
 import type { RawConfig } from '../config/schema.js'
-import { isNimaError } from '../errors.js'
+import { kFailureKind } from '../errors.js'
 import { createAddressPolicy } from '../fetching/address-policy.js'
 import { createImageSource } from '../fetching/image-source.js'
 import { applyGcSettings } from '../gc-settings.js'
 import { loadScorer } from '../scoring/load-scorer.js'
-import type { CliIo } from './models-command.js'
+import { reportFailure, type CliIo } from './io.js'
 
 /** Test seams. Without `signal`, SIGINT and SIGTERM stop the run gracefully (in-flight items finish and are written). */
 export interface BatchCommandDeps {
@@ -95,11 +95,13 @@ export function defaultConcurrency(inFlight: number): number {
 
 class UsageError extends Error {
   override name = 'UsageError'
+  readonly [kFailureKind] = 'usage' as const
 }
 
 /** Expected fatal failures (models missing, …): one message, no stack. */
 class FatalError extends Error {
   override name = 'FatalError'
+  readonly [kFailureKind] = 'failed' as const
 }
 
 type OptionSpecs = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>
@@ -222,9 +224,9 @@ function parseBatchArgs(args: readonly string[], env: NodeJS.ProcessEnv): BatchA
   if (models !== undefined) overrides.MODELS = models
   const allow = stringOption(v, 'allow')
   if (allow !== undefined) overrides.URL_ALLOWLIST = allow
-  if (env['LOG_LEVEL'] === undefined) overrides.LOG_LEVEL = 'warn'
+  if (envValue(env, 'LOG_LEVEL') === undefined) overrides.LOG_LEVEL = 'warn'
   // Batch runs favour throughput: bigger batches than the service's latency-minded default.
-  const batchSize = intOption(v, 'batch-size', 1, 256) ?? (env['BATCH_MAX_SIZE'] === undefined ? DEFAULT_BATCH_SIZE : undefined)
+  const batchSize = intOption(v, 'batch-size', 1, 256) ?? (envValue(env, 'BATCH_MAX_SIZE') === undefined ? DEFAULT_BATCH_SIZE : undefined)
   if (batchSize !== undefined) overrides.BATCH_MAX_SIZE = batchSize
   const noCache = v['no-cache'] === true
   return {
@@ -277,15 +279,9 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
     }
   }
   await checkOutputAvailable(a.output, a.mode)
-  let config: Config
-  try {
-    // The batch pipeline decodes in this process (Scorer.decode: the operator's own images,
-    // offline); a pool of decode processes would only sit idle.
-    config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides })
-  } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message)
-    throw err
-  }
+  // The batch pipeline decodes in this process (Scorer.decode: the operator's own images,
+  // offline); a pool of decode processes would only sit idle.
+  let config: Config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides })
   const batchSize = config.BATCH_MAX_SIZE
   const scoreSlots = a.inFlight ?? defaultInFlight(batchSize)
   const concurrency = a.concurrency ?? defaultConcurrency(scoreSlots)
@@ -352,24 +348,6 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   }
 }
 
-function reportFailure(command: string, err: unknown, io: CliIo, usage: string): number {
-  if (err instanceof UsageError) {
-    io.err(`nima-serve ${command}: ${err.message}${err.message.includes('usage:') ? '' : `\n${usage}`}`)
-    return 2
-  }
-  if (err instanceof InputError || err instanceof OutputError || err instanceof FatalError || isNimaError(err)) {
-    io.err(`nima-serve ${command}: ${(err as Error).message}`)
-    return 1
-  }
-  const e = err as NodeJS.ErrnoException
-  if (typeof e?.code === 'string' && typeof e.syscall === 'string') {
-    io.err(`nima-serve ${command}: ${e.message}`)
-    return 1
-  }
-  io.err(`nima-serve ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
-  return 1
-}
-
 /** `nima-serve batch …`; returns the exit code. */
 export async function runBatchCommand(argv: readonly string[], io: CliIo, deps: BatchCommandDeps = {}): Promise<number> {
   try {
@@ -380,7 +358,7 @@ export async function runBatchCommand(argv: readonly string[], io: CliIo, deps: 
     }
     return await batch(a, io, deps)
   } catch (err) {
-    return reportFailure('batch', err, io, BATCH_USAGE)
+    return reportFailure(io, 'batch', err, BATCH_USAGE)
   }
 }
 
@@ -439,6 +417,6 @@ export async function runRankHotelsCommand(argv: readonly string[], io: CliIo): 
     io.out(JSON.stringify(summary))
     return 0
   } catch (err) {
-    return reportFailure('rank-hotels', err, io, RANK_HOTELS_USAGE)
+    return reportFailure(io, 'rank-hotels', err, RANK_HOTELS_USAGE)
   }
 }

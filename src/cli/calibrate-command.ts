@@ -5,7 +5,7 @@ import { readFileLines } from '../batch/line-reader.js'
 import { ConfigError, loadConfig } from '../config/load.js'
 import { ExportParseError, parseExport } from '../labels/export.js'
 import { combinedScore } from '../scoring/combined.js'
-import type { CliIo } from './models-command.js'
+import type { CliIo } from './io.js'
 import { version } from './version.js'
 
 export const CALIBRATE_USAGE = `usage: nima-serve calibrate --input RESULTS.jsonl [--input MORE.jsonl ...] --output CALIBRATION.json [options]

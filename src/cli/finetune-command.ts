@@ -3,14 +3,12 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { basename, dirname, extname, join, relative, resolve } from 'node:path'
 import { finished } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
-import { isFinetuneError, FinetuneError } from '../finetune/finetune-error.js'
+import { FinetuneError } from '../finetune/finetune-error.js'
 import { DEFAULT_TRAIN_OPTIONS } from '../finetune/train.js'
 import { decodeImage } from '../imaging/decode.js'
 import { EXPORT_FORMATS, csvHeader, formatRow, parseExport, type ExportFormat } from '../labels/export.js'
-import { LabelStore, LabelStoreError } from '../labels/store.js'
-import { isModelError } from '../models/model-error.js'
-import { maxInputPixels } from './environment.js'
-import type { CliIo } from './models-command.js'
+import { LabelStore } from '../labels/store.js'
+import { cliConfig, reportFailure, type CliIo } from './io.js'
 
 export const FINETUNE_USAGE = `usage: nima-serve finetune --base ID --labels FILE [options]
 
@@ -58,20 +56,12 @@ function num(name: string, text: string | undefined, check: (x: number) => boole
   return x
 }
 
-/** Runs a command body, turning expected failures into one line and an exit code. */
+/** Runs a command body, turning failures into a message and an exit code. */
 async function guarded(prefix: string, io: CliIo, fn: () => Promise<number>): Promise<number> {
   try {
     return await fn()
   } catch (err) {
-    if (isFinetuneError(err)) {
-      io.err(`nima-serve ${prefix}: ${err.message}`)
-      return err.usage ? 2 : 1
-    }
-    if (err instanceof LabelStoreError || isModelError(err)) {
-      io.err(`nima-serve ${prefix}: ${err.message}`)
-      return 1
-    }
-    throw err
+    return reportFailure(io, prefix, err)
   }
 }
 
@@ -107,7 +97,7 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
     const testFraction = num('test-split', values['test-split'], fraction, 'a number from 0 to below 1', U) ?? 0.2
     const stdText = values['rating-std'] ?? 'auto'
     const ratingStd = stdText === 'auto' ? 'auto' : num('rating-std', stdText, (x) => x > 0 && x <= 10, "a number in (0, 10] or 'auto'", U)!
-    const modelsDir = values['models-dir'] ?? io.env?.['MODELS_DIR'] ?? 'models'
+    const modelsDir = values['models-dir'] ?? cliConfig(io).MODELS_DIR
     const cache = values['cache'] ?? join('.cache', 'finetune-features')
 
     const { finetune } = await import('../finetune/finetune.js')
@@ -121,7 +111,7 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
       ...(values['id'] ? { id: values['id'] } : {}),
       ...(values['version'] ? { version: values['version'] } : {}),
       ratingStd,
-      maxInputPixels: maxInputPixels(io),
+      maxInputPixels: cliConfig(io).MAX_INPUT_PIXELS,
       train,
       valFraction,
       testFraction,
@@ -173,6 +163,7 @@ function groupName(file: string, mode: string): string | null {
 }
 
 async function addImages(store: LabelStore, paths: readonly string[], group: string, io: CliIo): Promise<number> {
+  const maxInputPixels = cliConfig(io).MAX_INPUT_PIXELS
   let added = 0
   let existing = 0
   let refused = 0
@@ -180,7 +171,7 @@ async function addImages(store: LabelStore, paths: readonly string[], group: str
     for await (const file of walkFiles(p)) {
       const bytes = await readFile(file)
       try {
-        const img = await decodeImage(bytes, { maxInputPixels: maxInputPixels(io) })
+        const img = await decodeImage(bytes, { maxInputPixels })
         const { created } = store.addImage({ id: img.id, data: bytes, format: img.format, width: img.width, height: img.height, group: groupName(file, group) })
         if (created) added++
         else existing++
@@ -224,6 +215,7 @@ async function exportLabels(store: LabelStore, format: ExportFormat, out: string
 }
 
 async function importLabels(store: LabelStore, file: string, imagesDir: string | undefined, io: CliIo): Promise<number> {
+  const maxInputPixels = cliConfig(io).MAX_INPUT_PIXELS
   const rows = parseExport(await readFile(file, 'utf8'))
   const need = new Set(rows.filter((r) => !store.getImage(r.imageId) && !r.path).map((r) => r.imageId))
   const { indexImages } = await import('../finetune/dataset.js')
@@ -238,7 +230,7 @@ async function importLabels(store: LabelStore, file: string, imagesDir: string |
         continue
       }
       const bytes = await readFile(path)
-      const img = await decodeImage(bytes, { maxInputPixels: maxInputPixels(io) })
+      const img = await decodeImage(bytes, { maxInputPixels })
       if (img.id !== r.imageId) throw new FinetuneError(`${path} hashes to ${img.id}, the export says ${r.imageId}`)
       store.addImage({ id: img.id, data: bytes, format: img.format, width: img.width, height: img.height, group: r.group ?? null, sourceUrl: r.sourceUrl ?? null })
     }
@@ -271,7 +263,7 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
       throw usage((err as Error).message, LABELS_USAGE)
     }
     const { values, positionals } = parsed
-    const db = values['db'] ?? io.env?.['LABELS_DB']
+    const db = values['db'] ?? cliConfig(io).LABELS_DB
     if (!db) throw usage('--db is required (or set LABELS_DB)', LABELS_USAGE)
     const store = await LabelStore.open(db, { readOnly: command === 'export' || command === 'summary' })
     try {

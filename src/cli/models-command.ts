@@ -1,18 +1,9 @@
 import { parseArgs } from 'node:util'
-import type { DownloadOptions } from '../models/download.js'
+import type { DownloadOptions } from '../model-tools/download.js'
 import { ModelError } from '../models/model-error.js'
-import { TASKS, type KerasSource, type Task } from '../models/sources.js'
-import { maxInputPixels } from './environment.js'
+import { TASKS, type KerasSource, type Task } from '../model-tools/sources.js'
+import { cliConfig, type CliIo } from './io.js'
 import { createProgress } from './progress.js'
-
-/** What a command may touch of the outside world; tests pass their own. */
-export interface CliIo {
-  out: (line: string) => void
-  err: (line: string) => void
-  /** Where a progress bar may be drawn; a bar appears only if this is a TTY. */
-  progressStream?: NodeJS.WriteStream
-  env?: NodeJS.ProcessEnv
-}
 
 /** Test seams for pull: the source table and download tuning. */
 export interface ModelsCommandDeps {
@@ -95,7 +86,7 @@ function parseTask(text: string | undefined): Task | undefined {
 }
 
 async function ensure(dir: string, io: CliIo): Promise<number> {
-  const { ensureModels } = await import('../models/ensure.js')
+  const { ensureModels } = await import('../model-tools/ensure.js')
   const outcomes = await ensureModels(dir)
   for (const { task, action, manifest, modelPath } of outcomes) {
     const what = manifest.synthetic ? `SYNTHETIC model ${manifest.version}` : `model ${manifest.version}`
@@ -112,8 +103,8 @@ async function ensure(dir: string, io: CliIo): Promise<number> {
 }
 
 async function synth(dir: string, seed: number | undefined, only: Task | undefined, io: CliIo): Promise<number> {
-  const { installSynthetic } = await import('../models/synthesize.js')
-  const { DEFAULT_SYNTHETIC_SEEDS } = await import('../models/synthetic-seeds.js')
+  const { installSynthetic } = await import('../model-tools/synthesize.js')
+  const { DEFAULT_SYNTHETIC_SEEDS } = await import('../model-tools/synthetic-seeds.js')
   for (const [index, task] of TASKS.entries()) {
     if (only !== undefined && task !== only) continue
     const model = await installSynthetic(dir, task, seed === undefined ? DEFAULT_SYNTHETIC_SEEDS[task] : seed + index)
@@ -125,7 +116,7 @@ async function synth(dir: string, seed: number | undefined, only: Task | undefin
 
 async function pull(dir: string, values: Record<string, string | undefined>, io: CliIo, deps: ModelsCommandDeps): Promise<number> {
   if (values['from'] !== undefined && values['base-url'] !== undefined) throw usage('pull: use --from or --base-url, not both')
-  const { pullModels } = await import('../models/pull.js')
+  const { pullModels } = await import('../model-tools/pull.js')
   const installed = await pullModels({
     dir,
     sources: deps.sources,
@@ -164,7 +155,7 @@ async function checkPhotos(folder: string | undefined): Promise<string[] | undef
 
 async function fp16(dir: string, values: Record<string, string | undefined>, io: CliIo): Promise<number> {
   const { scanModels, selectModel, modelRef, readVerifiedModel } = await import('../models/catalog.js')
-  const { float16Model, installFloat16Variant } = await import('../models/float16-variant.js')
+  const { float16Model, installFloat16Variant } = await import('../model-tools/float16-variant.js')
   const { comparePrecision } = await import('../scoring/precision-check.js')
   const tolerance = parseTolerance(values['tolerance'])
   const photos = await checkPhotos(values['check'])
@@ -180,7 +171,7 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
     const converted = float16Model(await readVerifiedModel(base), ref)
     let check: Awaited<ReturnType<typeof comparePrecision>> | undefined
     if (photos) {
-      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, maxInputPixels(io))
+      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, cliConfig(io).MAX_INPUT_PIXELS)
       const figures = `${check.images} photos, |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} mean ${check.meanAbsDeltaMean.toExponential(2)}, |Δp| max ${check.maxAbsDeltaP.toExponential(2)} (${check.provider})`
       if (check.maxAbsDeltaMean > tolerance) {
         throw new ModelError('MODEL_PRECISION_CHECK_FAILED', `${ref}: float16 variant not installed: ${figures}; worst ${check.worst} is above the tolerance ${tolerance}`)
@@ -199,12 +190,12 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
   return 0
 }
 
-async function importWeights(args: string[], defaultDir: string, io: CliIo): Promise<number> {
+async function importWeights(args: string[], dirOf: (values: Record<string, string | undefined>) => string, io: CliIo): Promise<number> {
   const { file, values, force } = parseImport(args)
   const task = parseTask(values['task'])!
-  const { importKerasModel } = await import('../models/import.js')
+  const { importKerasModel } = await import('../model-tools/import.js')
   const photos = await checkPhotos(values['check'])
-  const dir = values['dir'] ?? defaultDir
+  const dir = dirOf(values)
   const { installed } = await importKerasModel({
     dir,
     file,
@@ -212,7 +203,7 @@ async function importWeights(args: string[], defaultDir: string, io: CliIo): Pro
     id: values['id']!,
     version: values['version']!,
     photos,
-    maxInputPixels: maxInputPixels(io),
+    maxInputPixels: cliConfig(io).MAX_INPUT_PIXELS,
     force,
     log: io.out,
   })
@@ -239,26 +230,27 @@ async function list(dir: string, io: CliIo): Promise<number> {
 /** `nima-serve models <command>`; returns the exit code. Expected failures throw ModelError. */
 export async function runModelsCommand(args: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
   const [command, ...rest] = args
-  const defaultDir = io.env?.['MODELS_DIR'] ?? 'models'
+  // --dir, else MODELS_DIR as the service reads it; read only when --dir is absent.
+  const dir = (values: Record<string, string | undefined>) => values['dir'] ?? cliConfig(io).MODELS_DIR
   switch (command) {
     case 'ensure':
-      return ensure(parse(rest, {})['dir'] ?? defaultDir, io)
+      return ensure(dir(parse(rest, {})), io)
     case 'synth': {
       const values = parse(rest, { seed: { type: 'string' }, task: { type: 'string' } })
-      return synth(values['dir'] ?? defaultDir, parseSeed(values['seed']), parseTask(values['task']), io)
+      return synth(dir(values), parseSeed(values['seed']), parseTask(values['task']), io)
     }
     case 'pull': {
       const values = parse(rest, { from: { type: 'string' }, 'base-url': { type: 'string' } })
-      return pull(values['dir'] ?? defaultDir, values, io, deps)
+      return pull(dir(values), values, io, deps)
     }
     case 'fp16': {
       const values = parse(rest, { id: { type: 'string' }, check: { type: 'string' }, tolerance: { type: 'string' } })
-      return fp16(values['dir'] ?? defaultDir, values, io)
+      return fp16(dir(values), values, io)
     }
     case 'import':
-      return importWeights(rest, defaultDir, io)
+      return importWeights(rest, dir, io)
     case 'list':
-      return list(parse(rest, {})['dir'] ?? defaultDir, io)
+      return list(dir(parse(rest, {})), io)
     case undefined:
     case 'help':
     case '--help':

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress'
-import type { ProgressReporter } from '../models/download.js'
+import type { ProgressReporter } from '../model-tools/download.js'
 
 const MB = 1024 * 1024
 

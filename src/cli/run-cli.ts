@@ -1,9 +1,8 @@
-import { ConfigError } from '../config/load.js'
-import { isModelError } from '../models/model-error.js'
 import { runBatchCommand, runRankHotelsCommand } from './batch-command.js'
 import { runCalibrateCommand } from './calibrate-command.js'
 import { runFinetuneCommand, runLabelsCommand } from './finetune-command.js'
-import { runModelsCommand, type CliIo, type ModelsCommandDeps } from './models-command.js'
+import { reportFailure, type CliIo } from './io.js'
+import { runModelsCommand, type ModelsCommandDeps } from './models-command.js'
 import { version } from './version.js'
 
 export const USAGE = `usage: nima-serve <command> [options]     (every command takes --help)
@@ -35,9 +34,8 @@ function groupArgs(rest: readonly string[]): readonly string[] {
 }
 
 /**
- * Dispatches argv and turns failures into an exit code. Expected failures (ModelError:
- * offline, bad file, bad option) print one message and no stack; anything else is a bug
- * and keeps its stack.
+ * Dispatches argv and turns failures into an exit code (reportFailure: expected failures
+ * print one message and no stack; anything else is a bug and keeps its stack).
  */
 export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
   const [command, ...rest] = argv
@@ -67,15 +65,6 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCom
     io.err(`nima-serve: unknown command ${JSON.stringify(command)}\n${USAGE}`)
     return 2
   } catch (err) {
-    if (err instanceof ConfigError) {
-      io.err(`nima-serve: ${err.message}`)
-      return 2
-    }
-    if (isModelError(err)) {
-      io.err(`nima-serve: ${err.message}`)
-      return err.code === 'MODEL_USAGE' ? 2 : 1
-    }
-    io.err(`nima-serve: unexpected failure\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
-    return 1
+    return reportFailure(io, undefined, err)
   }
 }

@@ -1,5 +1,6 @@
 import { Value } from '@sinclair/typebox/value'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { kFailureKind } from '../errors.js'
 import { ConfigSchema, type RawConfig } from './schema.js'
 
 export interface Config extends RawConfig {
@@ -18,6 +19,13 @@ const check = TypeCompiler.Compile(ConfigSchema)
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
+  readonly [kFailureKind] = 'usage' as const
+}
+
+/** A variable's value, or undefined when it is absent or empty: an empty variable is unset. */
+export function envValue(env: Record<string, string | undefined>, key: string): string | undefined {
+  const v = env[key]
+  return v === undefined || v === '' ? undefined : v
 }
 
 const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0)
@@ -47,8 +55,8 @@ function redisUrlOk(value: string): boolean {
 export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<RawConfig> = {}): Config {
   const picked: Record<string, unknown> = {}
   for (const key of Object.keys(ConfigSchema.properties)) {
-    const v = env[key]
-    if (v !== undefined && v !== '') picked[key] = v
+    const v = envValue(env, key)
+    if (v !== undefined) picked[key] = v
   }
   Object.assign(picked, overrides)
   const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, picked))

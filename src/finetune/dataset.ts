@@ -4,7 +4,8 @@ import { dirname, join, resolve } from 'node:path'
 import { parseExport, type ExportRow } from '../labels/export.js'
 import { LabelStore, validateRating } from '../labels/store.js'
 import { FinetuneError } from './finetune-error.js'
-import { estimateRatingStd, targetsByImage, type LabelRecord, type StdEstimate } from './targets.js'
+import { estimateRatingStd, type StdEstimate } from '../labels/rating-spread.js'
+import { targetsByImage, type LabelRecord } from './targets.js'
 
 /**
  * Labelled images for training, read from a label database (SQLite) or from an export

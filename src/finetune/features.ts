@@ -2,12 +2,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ModelManifest } from '../models/manifest.js'
-import { decodeIntoTensor, ManifestModel } from '../scoring/model-pipeline.js'
+import { decodeIntoTensor, ManifestModel } from '../models/model-pipeline.js'
 import { FinetuneError } from './finetune-error.js'
 
 /**
  * The backbone's pooled features (the model's `features` output, 1024 values) for each
- * image, computed with exactly the service's preprocessing (src/scoring/model-pipeline.ts) and
+ * image, computed with exactly the service's preprocessing (src/models/model-pipeline.ts) and
  * cached on disk: `<cacheDir>/<model sha256>-<input spec hash>/<image sha256>.f32`, raw
  * little-endian float32. A cached vector is reused only for the same model bytes and the
  * same preprocessing, so a stale cache cannot leak into training.

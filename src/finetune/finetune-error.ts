@@ -1,3 +1,5 @@
+import { kFailureKind } from '../errors.js'
+
 /**
  * An expected failure of fine-tuning or label handling (no labels, unknown base model,
  * undecodable image, bad option): the CLI prints its message without a stack.
@@ -8,6 +10,10 @@ export class FinetuneError extends Error {
   override name = 'FinetuneError'
   readonly usage: boolean
   readonly [kFinetuneError] = true
+
+  get [kFailureKind](): 'usage' | 'failed' {
+    return this.usage ? 'usage' : 'failed'
+  }
 
   constructor(message: string, options: { cause?: unknown; usage?: boolean } = {}) {
     super(message, { cause: options.cause })

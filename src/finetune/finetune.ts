@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readVerifiedModel, scanModels, selectModel, type CatalogEntry } from '../models/catalog.js'
-import { installModel, type InstalledModel } from '../models/install.js'
+import { installModel, type InstalledModel } from '../model-tools/install.js'
 import { loadDataset, type Dataset, type LabelledImage } from './dataset.js'
 import { extractFeatures } from './features.js'
 import { FinetuneError } from './finetune-error.js'
@@ -10,7 +10,7 @@ import { decodeModel, headPredict, readHead, replaceHead, type Head } from './he
 import { evaluate, type EvaluationMetrics } from './math.js'
 import { splitByGroup } from './split.js'
 import { DEFAULT_TRAIN_OPTIONS, trainHead, type EpochLog, type Sample, type TrainOptions } from './train.js'
-import { decodeIntoTensor, ManifestModel } from '../scoring/model-pipeline.js'
+import { decodeIntoTensor, ManifestModel } from '../models/model-pipeline.js'
 
 /**
  * `nima-serve finetune`: labels → features of the base backbone → a new head trained with

@@ -1,4 +1,4 @@
-import { mulberry32, type Rng } from '../models/prng.js'
+import { mulberry32, type Rng } from '../util/prng.js'
 import { cloneHead, headLogits, headPredict, type Head } from './head.js'
 import { emd, emdWithGradient } from './math.js'
 

@@ -1,63 +1,21 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { ERROR_TABLE, NimaError, isNimaError, type ErrorCode } from '../errors.js'
+import { NimaError, toNimaError } from '../errors.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { deadlineError, endAbandoned } from './request-lifecycle.js'
+import { endAbandoned } from './request-lifecycle.js'
 import { answeredStatus } from './protocol-errors.js'
 
-/** fastify errors raised before routing whose status alone says too little. */
-const BY_FASTIFY_CODE: Readonly<Record<string, ErrorCode>> = {
-  FST_ERR_BAD_URL: 'NIMA_MALFORMED_REQUEST',
-  FST_ERR_MAX_PARAM_LENGTH: 'NIMA_MALFORMED_REQUEST',
-}
-
 /**
- * Turns every error into `{error: {code, message, requestId}}` with the right status.
- * Fastify's and @fastify/multipart's own errors map onto our codes by their status;
- * anything unexpected becomes a 500 whose details stay in the log, not the response.
+ * Counts a failure a client will see and logs it when it is a bug (with its stack): the
+ * one rule for a whole request (the handler below) and for one image of a /rank, whose
+ * failures are answered inside a 200.
  */
-export function toNimaError(err: unknown): NimaError {
-  if (isNimaError(err)) return err
-  // A time limit that fired (AbortSignal.timeout's reason, or an abort carrying it) is a
-  // deadline, not a bug: 503 with its code, never a 500.
-  if (isTimeout(err)) return deadlineError()
-  const e = err as Partial<FastifyError>
-  if (e.validation) {
-    const where = e.validationContext ?? 'request'
-    return new NimaError('NIMA_INVALID_REQUEST', `${where}${e.message?.startsWith(where) ? e.message.slice(where.length) : ` ${e.message}`}`)
-  }
-  const byCode = e.code !== undefined ? BY_FASTIFY_CODE[e.code] : undefined
-  if (byCode) return new NimaError(byCode, `${ERROR_TABLE[byCode].message}: ${e.message}`, { cause: err })
-  const byStatus: Record<number, ErrorCode> = {
-    400: 'NIMA_INVALID_REQUEST',
-    406: 'NIMA_UNSUPPORTED_MEDIA_TYPE',
-    413: 'NIMA_PAYLOAD_TOO_LARGE',
-    415: 'NIMA_UNSUPPORTED_MEDIA_TYPE',
-  }
-  const code = e.statusCode !== undefined ? byStatus[e.statusCode] : undefined
-  if (code) {
-    const message = code === 'NIMA_UNSUPPORTED_MEDIA_TYPE' && e.statusCode === 415 ? `${ERROR_TABLE[code].message}: ${e.message}` : (e.message ?? '')
-    return new NimaError(code, message, { cause: err })
-  }
-  return new NimaError('NIMA_INTERNAL', undefined, { cause: err })
+export function countFailure(request: FastifyRequest, metrics: Metrics, err: unknown, nima: NimaError, details: Record<string, unknown> = {}): void {
+  metrics.errors.inc({ code: nima.code })
+  if (nima.code === 'NIMA_INTERNAL') request.log.error({ err, ...details }, 'unhandled error')
 }
 
-function isTimeout(err: unknown): boolean {
-  const name = (err as { name?: unknown } | null)?.name
-  if (name === 'TimeoutError') return true
-  return name === 'AbortError' && (err as { cause?: { name?: unknown } }).cause?.name === 'TimeoutError'
-}
-
-/**
- * A multipart reader's failure as the client's error: busboy reports malformed bodies (no
- * boundary, cut short) as plain Errors; limits (which carry a status) and our own errors
- * map as any other.
- */
-export function multipartError(err: unknown): NimaError {
-  if (isNimaError(err) || (err as { statusCode?: number }).statusCode) return toNimaError(err)
-  return new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`, { cause: err })
-}
-
+/** Counts `err` and answers it as `{error: {code, message, requestId}}`. */
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: NimaError, metrics: Metrics): FastifyReply {
   metrics.errors.inc({ code: err.code })
   return reply

@@ -6,7 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
-import { NimaError } from '../errors.js'
+import { NimaError, deadlineError } from '../errors.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import type { Scorer } from '../scoring/scorer.js'
 import type { ServiceState } from '../service-state.js'
@@ -29,10 +29,6 @@ export function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<
       },
     )
   })
-}
-
-export function deadlineError(): NimaError {
-  return new NimaError('NIMA_DEADLINE_EXCEEDED', undefined, { headers: { 'retry-after': '1' } })
 }
 
 /**

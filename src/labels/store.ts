@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path'
 import sqlite3 from 'node-sqlite3-wasm'
 import { claimDatabase, DatabaseOwnedError, type ClaimOptions, type Ownership } from './owner.js'
 import { summarizeLabels, type LabelSummary, type RatingRow } from './summary.js'
+import { kFailureKind } from '../errors.js'
 
 /**
  * The labelling database: SQLite (compiled to WebAssembly by node-sqlite3-wasm, so it needs
@@ -107,6 +108,7 @@ export interface Page<T> {
 
 export class LabelStoreError extends Error {
   override name = 'LabelStoreError'
+  readonly [kFailureKind] = 'failed' as const
   constructor(
     /** IN_USE: another live process has the database open. */
     readonly code: 'NOT_FOUND' | 'INVALID' | 'LOCKED' | 'SCHEMA' | 'IN_USE',

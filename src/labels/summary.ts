@@ -1,4 +1,4 @@
-import { BINS, estimateRatingStd, type StdEstimate } from '../finetune/targets.js'
+import { estimateRatingStd, type StdEstimate } from './rating-spread.js'
 
 /** One stored label, reduced to what statistics need. */
 export interface RatingRow {
@@ -33,7 +33,7 @@ export interface LabelSummary {
   /** Mean score over all labels (a histogram counts with its mean); null without labels. */
   meanScore: number | null
   agreement: Agreement
-  /** The rating spread σ fine-tuning would use for single ratings (see src/finetune/targets.ts). */
+  /** The rating spread σ fine-tuning would use for single ratings (rating-spread.ts). */
   ratingStd: StdEstimate
 }
 
@@ -82,7 +82,7 @@ export function agreement(rows: readonly RatingRow[]): Agreement {
 
 export function summarizeLabels(imageCount: number, rows: readonly RatingRow[]): LabelSummary {
   const raters = new Map<string, number>()
-  const ratingHistogram = new Array<number>(BINS).fill(0)
+  const ratingHistogram = new Array<number>(10).fill(0) // ratings 1..10
   let histogramLabels = 0
   let scoreSum = 0
   for (const r of rows) {

@@ -43,7 +43,7 @@ function floatAttribute(node: NodeProto, name: string, fallback: number): number
 export function locateHead(model: onnx.IModelProto): HeadLocation {
   const nodes = model.graph?.node ?? []
   // A float16 variant computes `features` as `features/float16` and casts it back for the
-  // graph output (src/models/float16.ts); its head reads the float16 tensor.
+  // graph output (src/model-tools/float16.ts); its head reads the float16 tensor.
   const featureNames = new Set<string>([GRAPH_NAMES.features, `${GRAPH_NAMES.features}/float16`])
   const gemm = nodes.find((n) => n.opType === 'Gemm' && featureNames.has(n.input?.[0] ?? ''))
   if (!gemm) throw new HeadError(`no Gemm node reads the "${GRAPH_NAMES.features}" output: not a NIMA head`)

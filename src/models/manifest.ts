@@ -56,7 +56,7 @@ export const KerasImport = Type.Object({
   paddingReason: Type.String({ description: 'what in the file decided the padding' }),
 })
 
-/** The conversion proof `models import` ran before installing (src/models/conversion-proof.ts). */
+/** The conversion proof `models import` ran before installing (src/model-tools/conversion-proof.ts). */
 export const ConversionProofRecord = Type.Object({
   inputs: Type.Union([Type.Literal('photos'), Type.Literal('synthetic')], { description: 'photos: --check photos; synthetic: seeded photo-like tensors' }),
   count: Type.Integer({ minimum: 1 }),

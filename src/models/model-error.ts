@@ -1,3 +1,5 @@
+import { kFailureKind } from '../errors.js'
+
 /**
  * Errors of the model tooling (weights, conversion, download, install). These never reach
  * an HTTP client, so they live apart from the service's error table in src/errors.ts; the
@@ -24,6 +26,10 @@ export class ModelError extends Error {
   readonly code: ModelErrorCode
   // Branded like NimaError so the check survives duplicate module copies.
   readonly [kModelError] = true
+
+  get [kFailureKind](): 'usage' | 'failed' {
+    return this.code === 'MODEL_USAGE' ? 'usage' : 'failed'
+  }
 
   constructor(code: ModelErrorCode, message: string, options: { cause?: unknown } = {}) {
     super(message, { cause: options.cause })

@@ -3,15 +3,15 @@ import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
-import { NimaError } from '../errors.js'
-import { multipartError, toNimaError } from '../http/error-handler.js'
+import { NimaError, deadlineError, multipartError, toNimaError } from '../errors.js'
+import { countFailure } from '../http/error-handler.js'
 import type { BoundCalibration } from '../calibration/bound-calibration.js'
 import { resolveWeights } from '../scoring/combined.js'
 import type { NimaModel } from '../scoring/nima-model.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
 import type { Served } from '../scoring/cached-scoring.js'
 import { mapPool } from '../util/map-pool.js'
-import { deadlineError, endAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import { endAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
 import { scoringSession, type RouteContext } from './context.js'
 import { ErrorResponse, RankBody, RankResponse, RankUploadOptions } from './schemas.js'
 
@@ -73,8 +73,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
             // Nobody will read this failure: no error to count (endAbandoned below logs once).
             if (signals.clientGone.aborted) return { index, ref, ok: false, error: toNimaError(err) }
             const error = signals.deadline.aborted ? deadlineError() : toNimaError(err)
-            metrics.errors.inc({ code: error.code })
-            if (error.code === 'NIMA_INTERNAL') request.log.error({ err, index }, 'rank: image failed')
+            countFailure(request, metrics, err, error, { index })
             return { index, ref, ok: false, error }
           }
         })

@@ -18,6 +18,7 @@
  *
  * Within the request, each URL is fetched once and each distinct image scored once.
  */
+import { cachePolicy } from '../fetching/cache-policy.js'
 import type { ImageSource, SourcedImage } from '../fetching/image-source.js'
 import type { CachingHeaders } from '../fetching/fetch-image.js'
 import { imageId } from '../imaging/decode.js'
@@ -187,24 +188,4 @@ function validatorsOf(caching: CachingHeaders, previous: Partial<UrlRecord> = {}
   const etag = caching.etag ?? previous.etag
   const lastModified = caching.lastModified ?? previous.lastModified
   return { ...(etag !== undefined ? { etag } : {}), ...(lastModified !== undefined ? { lastModified } : {}) }
-}
-
-/**
- * What Cache-Control allows a shared cache (RFC 9111): no-store → remember nothing;
- * s-maxage, else max-age, minus Age → no request within it; no-cache → always revalidate.
- * Expires and heuristic freshness are not used: without max-age, every use revalidates.
- * `private` is not a refusal here: what is kept is the validators and the scores, never
- * the response, and it is never served to anyone.
- */
-export function cachePolicy(caching: CachingHeaders): { noStore: boolean; freshForMs: number } {
-  const directives = new Map<string, string | undefined>()
-  for (const part of (caching.cacheControl ?? '').split(',')) {
-    const [name, value] = part.trim().split('=', 2) as [string, string | undefined]
-    if (name !== '') directives.set(name.toLowerCase(), value?.replace(/^"|"$/g, ''))
-  }
-  if (directives.has('no-store')) return { noStore: true, freshForMs: 0 }
-  if (directives.has('no-cache')) return { noStore: false, freshForMs: 0 }
-  const seconds = Number(directives.get('s-maxage') ?? directives.get('max-age'))
-  if (!Number.isInteger(seconds) || seconds <= 0) return { noStore: false, freshForMs: 0 }
-  return { noStore: false, freshForMs: Math.max(0, seconds - (caching.age ?? 0)) * 1000 }
 }

@@ -5,7 +5,8 @@
  */
 import { NimaError } from '../errors.js'
 import { summarize, type ScoreSummary } from './distribution.js'
-import type { ModelInfo, NimaModel } from './nima-model.js'
+import type { ModelInfo } from '../models/model-pipeline.js'
+import type { NimaModel } from './nima-model.js'
 import { gridRows, logitMaps, scoreMap, type GridShape } from './score-map.js'
 import type { ImageSummary, Scorer } from './scorer.js'
 

@@ -4,7 +4,7 @@ import { createBatcher, type Batcher } from '../inference/batcher.js'
 import type { SessionOptions } from '../inference/onnx-backend.js'
 import type { TensorSpec } from '../imaging/tensor.js'
 import type { ScoringObserver } from './observer.js'
-import { ManifestModel } from './model-pipeline.js'
+import { ManifestModel, type ModelInfo } from '../models/model-pipeline.js'
 import type { Head } from '../models/head.js'
 
 export interface BatchOptions {
@@ -16,14 +16,6 @@ export interface BatchOptions {
 export interface ExplainRun {
   run(tensor: Float32Array): Promise<Record<'scores' | 'featureMap', Float32Array>>
   head(): Promise<Head>
-}
-
-export interface ModelInfo {
-  id: string
-  version: string
-  task: ModelManifest['task']
-  synthetic: boolean
-  provider: string
 }
 
 /**
@@ -45,7 +37,7 @@ export class NimaModel {
     this.#model = model
     this.tensorSpec = model.spec
     this.inputKey = model.inputKey
-    this.info = { id: m.id, version: m.version, task: m.task, synthetic: m.synthetic, provider: model.provider }
+    this.info = model.info
     const perImage = model.tensorSize
     const bins = m.output.scores.bins
     // session.run alone (not the batch assembly): what nima_inference_duration_seconds has always timed.

@@ -1,5 +1,5 @@
 import type { ProviderFailure } from '../inference/onnx-backend.js'
-import type { ModelInfo } from './nima-model.js'
+import type { ModelInfo } from '../models/model-pipeline.js'
 
 /** Where an image's work was dropped because its signal aborted. */
 export type DropStage = 'decode' | 'queue'

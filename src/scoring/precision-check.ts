@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import { meanOf } from './distribution.js'
 import type { ModelManifest } from '../models/manifest.js'
-import { decodeIntoTensor, ManifestModel } from './model-pipeline.js'
+import { decodeIntoTensor, ManifestModel } from '../models/model-pipeline.js'
 
 /** How far a converted model's scores are from its original's on real photos. */
 export interface PrecisionCheck {

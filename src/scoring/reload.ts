@@ -1,11 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { BoundCalibration } from '../calibration/bound-calibration.js'
 import type { Config } from '../config/load.js'
-import type { ServiceState } from '../service-state.js'
 import type { ThreadPlan } from '../threads/resolve-threads.js'
 import { bindCalibration, readConfiguredCalibration } from './load-calibration.js'
 import { loadScorer, selectModels } from './load-scorer.js'
 import type { ScoringObserver } from './observer.js'
+import type { Scorer } from './scorer.js'
 
 /** What one reload did. */
 export interface ReloadReport {
@@ -42,12 +42,18 @@ export interface ModelReloader {
   readonly last: ReloadReport | undefined
 }
 
+/** What a reload needs of the service's state (ServiceState): the scorer in service, and the swap. */
+export interface ScorerSlot {
+  readonly scorer: Scorer | undefined
+  swapScorer(next: Scorer): Promise<void>
+}
+
 export interface ReloaderDeps {
   config: Config
   log: FastifyBaseLogger
   threads: ThreadPlan
   observer: ScoringObserver
-  state: ServiceState
+  state: ScorerSlot
   onReport?: (report: ReloadReport) => void
 }
 

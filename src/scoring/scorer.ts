@@ -11,7 +11,8 @@ import { createLimiter, type Limiter } from '../util/limiter.js'
 import type { BoundCalibration, CalibratedFields } from '../calibration/bound-calibration.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
 import { summarize, type ScoreSummary } from './distribution.js'
-import type { ModelInfo, NimaModel } from './nima-model.js'
+import type { ModelInfo } from '../models/model-pipeline.js'
+import type { NimaModel } from './nima-model.js'
 
 export interface ImageSummary {
   id: string

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { ConfigError } from '../config/load.js'
 import { groupChain, parseCfsQuota, parseCpuMax, parseProcCgroup } from './cgroup-cpu.js'
 
 /** The CPU quota found in the cgroup filesystem. */
@@ -51,7 +52,7 @@ function tightest(chain: readonly string[], read: (dir: string) => Found | undef
     try {
       found = read(dir)
     } catch (err) {
-      throw new RangeError(`reading the CPU quota in ${dir}: ${(err as Error).message} (set CPU_LIMIT, or CGROUP_ROOT to where the cgroup filesystem is mounted)`)
+      throw new ConfigError(`reading the CPU quota in ${dir}: ${(err as Error).message} (set CPU_LIMIT, or CGROUP_ROOT to where the cgroup filesystem is mounted)`)
     }
     if (!found) continue
     if (!best || (found.cores !== null && (best.cores === null || found.cores < best.cores))) best = found

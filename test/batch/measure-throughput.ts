@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       const started = performance.now()
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'src/batch/cli-entry.ts', 'batch', '--input', input, '--output', join(dir, 'out.jsonl'), '--no-cache', '--batch-size', String(batchSize)],
+        ['--import', 'tsx', 'src/cli/batch-entry.ts', 'batch', '--input', input, '--output', join(dir, 'out.jsonl'), '--no-cache', '--batch-size', String(batchSize)],
         { cwd: projectRoot, env: { ...process.env, MODELS_DIR: modelsDir }, stdio: ['ignore', 'pipe', 'inherit'] },
       )
       let stdout = ''

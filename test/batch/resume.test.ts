@@ -16,7 +16,7 @@ interface Child {
 
 /** The real CLI in a child process, as a Kubernetes pod would run it. */
 function cli(args: string[], env: Record<string, string>): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/batch/cli-entry.ts', 'batch', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/batch-entry.ts', 'batch', ...args], {
     cwd: projectRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

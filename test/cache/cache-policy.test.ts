@@ -1,5 +1,5 @@
 import t from 'tap'
-import { cachePolicy } from '../../src/scoring/cached-scoring.js'
+import { cachePolicy } from '../../src/fetching/cache-policy.js'
 
 t.test('Cache-Control as a shared cache reads it', async (t) => {
   t.same(cachePolicy({}), { noStore: false, freshForMs: 0 }, 'nothing said: revalidate every time')

@@ -7,7 +7,7 @@
  */
 import { basename, extname } from 'node:path'
 import sharp from 'sharp'
-import { mulberry32 } from '../../src/models/prng.js'
+import { mulberry32 } from '../../src/util/prng.js'
 import { imageId } from '../../src/imaging/decode.js'
 import type { LabelStore } from '../../src/labels/store.js'
 import { samplePhotos } from '../helpers/paths.js'

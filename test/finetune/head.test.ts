@@ -5,7 +5,7 @@ import { decodeModel, headPredict, HeadError, initializerValues, readHead, repla
 import { openSession } from '../../src/inference/onnx-backend.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
 import { floatInitializer, onnx } from '../../src/models/onnx-proto.js'
-import { mulberry32 } from '../../src/models/prng.js'
+import { mulberry32 } from '../../src/util/prng.js'
 import { testModelsDir } from '../helpers/models.js'
 
 const entry = selectModel((await scanModels(await testModelsDir())).entries, 'aesthetic')!

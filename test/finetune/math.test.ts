@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mulberry32 } from '../../src/models/prng.js'
+import { mulberry32 } from '../../src/util/prng.js'
 import {
   cdf,
   emd,

@@ -1,15 +1,10 @@
 import t from 'tap'
 import { cloneHead, headPredict, type Head } from '../../src/finetune/head.js'
 import { meanScore } from '../../src/finetune/math.js'
-import { mulberry32 } from '../../src/models/prng.js'
+import { mulberry32 } from '../../src/util/prng.js'
 import { splitByGroup } from '../../src/finetune/split.js'
-import {
-  DEFAULT_RATING_STD,
-  estimateRatingStd,
-  histogramDistribution,
-  ratingDistribution,
-  targetsByImage,
-} from '../../src/finetune/targets.js'
+import { histogramDistribution, ratingDistribution, targetsByImage } from '../../src/finetune/targets.js'
+import { DEFAULT_RATING_STD, estimateRatingStd } from '../../src/labels/rating-spread.js'
 import {
   featureStats,
   fromStandardized,

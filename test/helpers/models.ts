@@ -1,6 +1,6 @@
 import { existsSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { ensureModels } from '../../src/models/ensure.js'
+import { ensureModels } from '../../src/model-tools/ensure.js'
 import { projectRoot } from './paths.js'
 
 /**

@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
-import { toNimaError } from '../../src/http/error-handler.js'
+import { toNimaError } from '../../src/errors.js'
 import { metricSample } from '../helpers/metrics.js'
 import { startTestService, startUpstream } from '../helpers/service.js'
 

@@ -1,5 +1,5 @@
 /** A CliIo that records what a command printed, for tests. */
-import type { CliIo } from '../../src/cli/models-command.js'
+import type { CliIo } from '../../src/cli/io.js'
 
 export interface RecordedIo extends CliIo {
   lines: string[]

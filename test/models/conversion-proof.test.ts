@@ -5,20 +5,20 @@
  * The wrong 'symmetric' padding must fail the same
  * comparison, which shows the test can tell the two apart. A file with Keras 2.1.6's layer
  * list must be detected and converted with that Keras' symmetric padding instead.
- * `models import` runs the same comparison (src/models/conversion-proof.ts) before installing.
+ * `models import` runs the same comparison (src/model-tools/conversion-proof.ts) before installing.
  */
 import { rmSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
-import { PROOF_FLOOR_MEAN as TOLERANCE_MEAN, PROOF_FLOOR_P as TOLERANCE_P, proofGap } from '../../src/models/conversion-proof.js'
-import { readKerasFile, readKerasWeights } from '../../src/models/keras-hdf5.js'
-import { writeKerasWeights } from '../../src/models/keras-hdf5-writer.js'
+import { PROOF_FLOOR_MEAN as TOLERANCE_MEAN, PROOF_FLOOR_P as TOLERANCE_P, proofGap } from '../../src/model-tools/conversion-proof.js'
+import { readKerasFile, readKerasWeights } from '../../src/model-tools/keras-hdf5.js'
+import { writeKerasWeights } from '../../src/model-tools/keras-hdf5-writer.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
-import { syntheticWeights } from '../../src/models/synthetic-weights.js'
+import { syntheticWeights } from '../../src/model-tools/synthetic-weights.js'
 import { imagesDir, loadIdealoInput } from './idealo-input.js'
-import { loadReferenceWeights, meanScore, referenceForward } from '../../src/models/reference-forward.js'
+import { loadReferenceWeights, meanScore, referenceForward } from '../../src/model-tools/reference-forward.js'
 import { runNima } from './run-onnx.js'
 
 const PHOTOS = ['idealo/42039.jpg', 'idealo/aesthetic1.jpg', 'natural/chelsea.png', 'tid2013/ref_I06.png']

@@ -1,6 +1,6 @@
 import { CONV_LAYERS, HEAD } from '../../src/models/architecture.js'
-import { mulberry32 } from '../../src/models/prng.js'
-import { syntheticWeights } from '../../src/models/synthetic-weights.js'
+import { mulberry32 } from '../../src/util/prng.js'
+import { syntheticWeights } from '../../src/model-tools/synthetic-weights.js'
 import { makeTensor, type Tensor, type WeightSet } from '../../src/models/weights.js'
 
 /**

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { scanModels } from '../../src/models/catalog.js'
-import { installModel, type InstallRequest } from '../../src/models/install.js'
+import { installModel, type InstallRequest } from '../../src/model-tools/install.js'
 import { sha256Hex } from '../../src/models/integrity.js'
 import { readManifest } from '../../src/models/manifest.js'
 

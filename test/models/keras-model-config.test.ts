@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseKerasModelConfig } from '../../src/models/keras-model-config.js'
+import { parseKerasModelConfig } from '../../src/model-tools/keras-model-config.js'
 
 t.test('input shapes and layer names, nested models included', async (t) => {
   const config = {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { onnx, type NodeProto, type ValueInfoProto } from '../../src/models/onnx-proto.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
-import { syntheticWeights } from '../../src/models/synthetic-weights.js'
+import { syntheticWeights } from '../../src/model-tools/synthetic-weights.js'
 
 const weights = syntheticWeights(9)
 

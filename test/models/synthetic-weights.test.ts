@@ -3,8 +3,8 @@ import t from 'tap'
 import { CONV_LAYERS } from '../../src/models/architecture.js'
 import { sha256Hex } from '../../src/models/integrity.js'
 import { buildOnnxModel } from '../../src/models/onnx-graph.js'
-import { mulberry32 } from '../../src/models/prng.js'
-import { syntheticWeights } from '../../src/models/synthetic-weights.js'
+import { mulberry32 } from '../../src/util/prng.js'
+import { syntheticWeights } from '../../src/model-tools/synthetic-weights.js'
 import { weightProblems, type WeightSet } from '../../src/models/weights.js'
 
 function weightsDigest(weights: WeightSet): string {

@@ -17,7 +17,7 @@ t.test('readCpuQuota: v2 and v1 fixtures, the tightest along the chain, nothing 
   t.same(readCpuQuota(root('v1-one-and-a-half'), proc('proc-cgroup-v1-docker')), { cores: 1.5, version: 'cgroup v1', file: join(root('v1-one-and-a-half'), 'cpu', 'cpu.cfs_quota_us') }, 'host path in /proc/self/cgroup, container view at the mount root')
   t.same(readCpuQuota(root('v1-unlimited'), proc('proc-cgroup-v1-docker')), { cores: null, version: 'cgroup v1', file: join(root('v1-unlimited'), 'cpu,cpuacct', 'cpu.cfs_quota_us') })
   t.equal(readCpuQuota(join(fixtures, 'no-such-dir'), proc('no-such-file')), undefined)
-  t.throws(() => readCpuQuota(root('v2-malformed'), proc('proc-cgroup-v2-root')), { name: 'RangeError', message: `reading the CPU quota in ${root('v2-malformed')}: cpu.max: expected "<quota|max> <period>", got "two cpus please\\n" (set CPU_LIMIT, or CGROUP_ROOT to where the cgroup filesystem is mounted)` })
+  t.throws(() => readCpuQuota(root('v2-malformed'), proc('proc-cgroup-v2-root')), { name: 'ConfigError', message: `reading the CPU quota in ${root('v2-malformed')}: cpu.max: expected "<quota|max> <period>", got "two cpus please\\n" (set CPU_LIMIT, or CGROUP_ROOT to where the cgroup filesystem is mounted)` })
 })
 
 t.test('resolveThreads: the budget is min(quota rounded up, available parallelism)', async (t) => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
-import { decodeIntoTensor, inputKeyOf, ManifestModel, tensorSpecOf } from '../../src/scoring/model-pipeline.js'
+import { decodeIntoTensor, inputKeyOf, ManifestModel, tensorSpecOf } from '../../src/models/model-pipeline.js'
 import { testModelsDir } from '../helpers/models.js'
 import { samplePhotos } from '../helpers/paths.js'
 

@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
-import { decodeIntoTensor } from '../scoring/model-pipeline.js'
-import { mulberry32, type Rng } from './prng.js'
+import { decodeIntoTensor } from '../models/model-pipeline.js'
+import { mulberry32, type Rng } from '../util/prng.js'
 
 export interface ProofInputs {
   kind: 'photos' | 'synthetic'

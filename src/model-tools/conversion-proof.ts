@@ -14,10 +14,10 @@
  * the wrong padding lands 40x or more beyond it; docs/models.md has the table). Weights whose float32 evaluation is
  * itself too far from float64 are refused outright: the service computes in float32.
  */
-import type { PaddingMode } from './architecture.js'
-import type { ModelManifest } from './manifest.js'
+import type { PaddingMode } from '../models/architecture.js'
+import type { ModelManifest } from '../models/manifest.js'
 import { loadReferenceWeights, meanScore, referenceForward, type KerasMobileNet } from './reference-forward.js'
-import { ManifestModel } from '../scoring/model-pipeline.js'
+import { ManifestModel } from '../models/model-pipeline.js'
 
 /** The fixed part of the |Δp| tolerance; float32 ONNX vs float64 reference measures about 1e-7 on idealo's weights (docs/models.md). */
 export const PROOF_FLOOR_P = 1e-5

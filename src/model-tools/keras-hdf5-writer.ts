@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import h5wasm from 'h5wasm/node'
-import { BN_PARAMS, CONV_LAYERS, HEAD, INPUT_CHANNELS, INPUT_SIZE, POINTWISE_WIDTHS, STRIDE2_BLOCKS } from './architecture.js'
-import { requireTensor, validateWeights, type WeightSet } from './weights.js'
+import { BN_PARAMS, CONV_LAYERS, HEAD, INPUT_CHANNELS, INPUT_SIZE, POINTWISE_WIDTHS, STRIDE2_BLOCKS } from '../models/architecture.js'
+import { requireTensor, validateWeights, type WeightSet } from '../models/weights.js'
 
 type H5Group = InstanceType<typeof h5wasm.Group>
 

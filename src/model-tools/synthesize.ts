@@ -1,5 +1,5 @@
 import { installModel, type InstalledModel } from './install.js'
-import { buildOnnxModel } from './onnx-graph.js'
+import { buildOnnxModel } from '../models/onnx-graph.js'
 import type { Task } from './sources.js'
 import { syntheticVersion } from './synthetic-seeds.js'
 import { assertSeed, syntheticWeights } from './synthetic-weights.js'

@@ -9,14 +9,14 @@ import { access, readFile } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { FLOAT32_LIMIT_MEAN, FLOAT32_LIMIT_P, PROOF_ROUNDING_MULTIPLE, runConversionProof, type ConversionProof } from './conversion-proof.js'
 import { installModel, MANIFEST_FILE, modelManifest, type InstallRequest, type InstalledModel } from './install.js'
-import { gitBlobSha1, sha256Hex } from './integrity.js'
+import { gitBlobSha1, sha256Hex } from '../models/integrity.js'
 import { readKerasFile, type KerasWeightsFile } from './keras-hdf5.js'
-import { ModelManifest } from './manifest.js'
-import { ModelError } from './model-error.js'
+import { ModelManifest } from '../models/manifest.js'
+import { ModelError } from '../models/model-error.js'
 import { photoProofInputs, syntheticProofInputs, type ProofInputs } from './proof-inputs.js'
 import { kerasToOnnx } from './pull.js'
 import type { Task } from './sources.js'
-import { tensorSpecOf } from '../scoring/model-pipeline.js'
+import { tensorSpecOf } from '../models/model-pipeline.js'
 
 /** Inputs the proof runs when none are named: about 2 s each on one core (docs/models.md). */
 export const DEFAULT_PROOF_INPUTS = 3

@@ -9,9 +9,9 @@ import { decodeImage, type DecodedImage } from '../imaging/decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
 import { openThreadedSession } from '../inference/threaded-session.js'
-import { decodeModel, readHead, type Head } from '../models/head.js'
-import { sha256Hex } from '../models/integrity.js'
-import type { ModelManifest } from '../models/manifest.js'
+import { decodeModel, readHead, type Head } from './head.js'
+import { sha256Hex } from './integrity.js'
+import type { ModelManifest } from './manifest.js'
 
 /** The model outputs by role; the manifest maps each to its graph name. */
 export type OutputRole = 'scores' | 'features' | 'featureMap'
@@ -46,11 +46,21 @@ export async function decodeIntoTensor(bytes: Buffer, spec: TensorSpec, maxInput
   return image
 }
 
+/** What a loaded model reports of itself: in responses, metrics and logs. */
+export interface ModelInfo {
+  id: string
+  version: string
+  task: ModelManifest['task']
+  synthetic: boolean
+  provider: string
+}
+
 /** One model file opened for its manifest. */
 export class ManifestModel {
   readonly manifest: ModelManifest
   readonly spec: TensorSpec
   readonly inputKey: string
+  readonly info: ModelInfo
   readonly #session: ModelSession
   readonly #source: string | Uint8Array
   #head: Promise<Head> | undefined
@@ -61,6 +71,7 @@ export class ManifestModel {
     this.inputKey = inputKeyOf(manifest)
     this.#session = session
     this.#source = source
+    this.info = { id: manifest.id, version: manifest.version, task: manifest.task, synthetic: manifest.synthetic, provider: session.provider }
   }
 
   /** `model`: the ONNX file's path or bytes. */

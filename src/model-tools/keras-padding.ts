@@ -1,4 +1,4 @@
-import type { PaddingMode } from './architecture.js'
+import type { PaddingMode } from '../models/architecture.js'
 
 export interface PaddingDetection {
   padding: PaddingMode

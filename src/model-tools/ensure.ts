@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
-import { scanModels } from './catalog.js'
-import { manifestPrecision, type ModelManifest } from './manifest.js'
+import { scanModels } from '../models/catalog.js'
+import { manifestPrecision, type ModelManifest } from '../models/manifest.js'
 import { TASKS, type Task } from './sources.js'
 import { DEFAULT_SYNTHETIC_SEEDS } from './synthetic-seeds.js'
 

@@ -1,6 +1,6 @@
-import { CONV_LAYERS, EXPECTED_TENSORS, HEAD, elementCount, kerasKernelShape, type ConvLayer } from './architecture.js'
-import { mulberry32, type Rng } from './prng.js'
-import { makeTensor, type Tensor, type WeightSet } from './weights.js'
+import { CONV_LAYERS, EXPECTED_TENSORS, HEAD, elementCount, kerasKernelShape, type ConvLayer } from '../models/architecture.js'
+import { mulberry32, type Rng } from '../util/prng.js'
+import { makeTensor, type Tensor, type WeightSet } from '../models/weights.js'
 
 /**
  * Head weight scale. GAP features are ReLU6 outputs averaged over the image (about 1.8 on

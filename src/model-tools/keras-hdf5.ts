@@ -1,11 +1,11 @@
 import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import h5wasm from 'h5wasm/node'
-import { CONV_LAYERS, HEAD, INPUT_CHANNELS, INPUT_SIZE } from './architecture.js'
+import { CONV_LAYERS, HEAD, INPUT_CHANNELS, INPUT_SIZE } from '../models/architecture.js'
 import { parseKerasModelConfig } from './keras-model-config.js'
 import { detectPadding, type PaddingDetection } from './keras-padding.js'
-import { ModelError } from './model-error.js'
-import { formatShape, validateWeights, type Tensor, type WeightSet } from './weights.js'
+import { ModelError } from '../models/model-error.js'
+import { formatShape, validateWeights, type Tensor, type WeightSet } from '../models/weights.js'
 
 /** A Keras weights file: its tensors and what it tells about the network that saved it. */
 export interface KerasWeightsFile {

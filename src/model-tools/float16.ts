@@ -1,5 +1,5 @@
 import { getFloat16, setFloat16 } from '@petamoriken/float16'
-import { float32Values, onnx, type NodeProto, type TensorProto } from './onnx-proto.js'
+import { float32Values, onnx, type NodeProto, type TensorProto } from '../models/onnx-proto.js'
 
 /**
  * float32 → float16 conversion of a NIMA ONNX graph, for GPUs (CUDA, WebGPU) where half

@@ -1,9 +1,9 @@
-import { modelRef, readVerifiedModel, type CatalogEntry } from './catalog.js'
+import { modelRef, readVerifiedModel, type CatalogEntry } from '../models/catalog.js'
 import { convertToFloat16, Float16ConversionError, type Float16Stats } from './float16.js'
 import { installModel, type InstalledModel } from './install.js'
-import { manifestPrecision } from './manifest.js'
-import { ModelError } from './model-error.js'
-import { onnx } from './onnx-proto.js'
+import { manifestPrecision } from '../models/manifest.js'
+import { ModelError } from '../models/model-error.js'
+import { onnx } from '../models/onnx-proto.js'
 
 export const FLOAT16_SUFFIX = '-fp16'
 

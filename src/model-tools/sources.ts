@@ -3,7 +3,7 @@
  * of the files in it. The table is data, passed into pull, so tests (and mirrors) can
  * point it elsewhere.
  */
-import { ModelError } from './model-error.js'
+import { ModelError } from '../models/model-error.js'
 
 export type Task = 'aesthetic' | 'technical'
 

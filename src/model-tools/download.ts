@@ -4,8 +4,8 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, interceptors, request, type Dispatcher } from 'undici'
-import { gitBlobSha1, sha256Hex } from './integrity.js'
-import { ModelError } from './model-error.js'
+import { gitBlobSha1, sha256Hex } from '../models/integrity.js'
+import { ModelError } from '../models/model-error.js'
 
 /** Where download progress goes; the CLI draws a bar on a TTY and logs lines otherwise. */
 export interface ProgressReporter {
