@@ -28,6 +28,7 @@ import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
 import type { ServiceState } from './service-state.js'
 import { addUploadBodies, openapiInfo } from './openapi-info.js'
+import { activeTraceIds } from './util/tracing.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -83,6 +84,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    // Tracing on (src/tracing/): the server span is active here. Its ids go back to the
+    // client (W3C Trace Context Level 2) and onto every log line of the request.
+    const trace = activeTraceIds()
+    if (trace) {
+      reply.header('traceresponse', trace.traceresponse)
+      request.log = reply.log = request.log.child({ trace_id: trace.trace_id, span_id: trace.span_id })
+    }
     checkHostHeader(request.raw)
   })
   // While draining, every response closes its connection, so keep-alive clients move to
@@ -127,8 +135,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await app.register(cors, {
       origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
       methods: ['GET', 'POST', 'PUT', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
-      exposedHeaders: ['x-request-id', 'retry-after'],
+      allowedHeaders: ['authorization', 'content-type', 'x-request-id', 'traceparent', 'tracestate'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'traceresponse'],
       maxAge: 600,
     })
   }
