@@ -20,6 +20,8 @@ import { createAddressPolicy } from '../fetching/address-policy.js'
 import { createImageSource } from '../fetching/image-source.js'
 import { applyGcSettings } from '../gc-settings.js'
 import { loadScorer } from '../scoring/load-scorer.js'
+import { tracingSettings } from '../tracing/settings.js'
+import type { StopTracing } from '../tracing/sdk.js'
 import type { CliIo } from './models-command.js'
 
 /** Test seams. Without `signal`, SIGINT and SIGTERM stop the run gracefully (in-flight items finish and are written). */
@@ -297,6 +299,16 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   } catch (err) {
     throw new UsageError(`--allow: ${(err as Error).message}`)
   }
+  // Traces, as the service exports them (src/tracing/): one per chunk of input items
+  // (src/batch/trace-chunks.ts). The SDK reads the rest of OTEL_* from process.env.
+  let tracing
+  try {
+    tracing = tracingSettings(io.env ?? {})
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message)
+    throw err
+  }
+  const stopTracing: StopTracing | undefined = tracing ? (await import('../tracing/sdk.js')).startTracing(tracing) : undefined
 
   let scorer
   try {
@@ -348,7 +360,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
     return summary.interrupted ? (signals?.exitCode() ?? 130) : 0
   } finally {
     signals?.dispose()
-    await Promise.allSettled([scorer.dispose(), images.close(), cache?.close()])
+    await Promise.allSettled([scorer.dispose(), images.close(), cache?.close(), stopTracing?.()])
   }
 }
 
