@@ -82,7 +82,7 @@ print(`${scoreCacheNote()}; ${args.connections} connections, ${args.duration} s 
 const services: RunningService[] = []
 try {
   for (const v of variants) {
-    services.push(await startService({ entry: v.entry, modelsDir, env: { LOG_LEVEL: 'warn', ...v.env }, logFile: join(projectRoot, 'bench', 'results', `tracing-${stamp}-${v.name.replace(/\W+/g, '-')}.log`), readyTimeoutMs: 180_000 }))
+    services.push(await startService({ entry: v.entry, modelsDir, env: v.env, logFile: join(projectRoot, 'bench', 'results', `tracing-${stamp}-${v.name.replace(/\W+/g, '-')}.log`), readyTimeoutMs: 180_000 }))
   }
   const rows: { variant: string; round: number; imagesPerSec: number; p50: number; p99: number; cpuMsPerImage: number; errors: number }[] = []
   for (let round = 0; round < ROUNDS; round++) {
