@@ -49,7 +49,15 @@ export function traced<T>(name: string, attributes: Attributes | (() => Attribut
   const parent = recordingContext()
   if (parent === undefined) return fn(undefined)
   const span = tracer.startSpan(name, { attributes: typeof attributes === 'function' ? attributes() : attributes }, parent)
-  return context.with(trace.setSpan(parent, span), () => fn(span)).then(
+  let result: Promise<T>
+  try {
+    result = context.with(trace.setSpan(parent, span), () => fn(span))
+  } catch (err) {
+    failed(span, err)
+    span.end()
+    throw err
+  }
+  return result.then(
     (value) => {
       span.end()
       return value
