@@ -109,16 +109,12 @@ export interface TracedItem {
  * own trace, both carrying the batch size. Times are performance.now() values.
  */
 export function recordBatch(model: string, attributes: Attributes, items: readonly TracedItem[], startedAt: number, endedAt: number): void {
-  const start = epochMs(startedAt)
-  const end = epochMs(endedAt)
+  // performance.now() values as they are: the SDK anchors them on the wall clock the way it
+  // anchors every span's own times (timeOrigin + now() drifts from Date.now() on a long run).
   for (const item of items) {
-    tracer.startSpan(SPAN.batchWait, { attributes: { 'nima.model.id': model, 'nima.batch.size': attributes['nima.batch.size'] }, startTime: epochMs(item.enqueuedAt) }, item.context).end(start)
-    tracer.startSpan(`${SPAN.inference} ${model}`, { attributes, startTime: start }, item.context).end(end)
+    tracer.startSpan(SPAN.batchWait, { attributes: { 'nima.model.id': model, 'nima.batch.size': attributes['nima.batch.size'] }, startTime: item.enqueuedAt }, item.context).end(startedAt)
+    tracer.startSpan(`${SPAN.inference} ${model}`, { attributes, startTime: startedAt }, item.context).end(endedAt)
   }
-}
-
-function epochMs(performanceNow: number): number {
-  return performance.timeOrigin + performanceNow
 }
 
 /**

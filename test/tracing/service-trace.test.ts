@@ -136,6 +136,19 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
     const completed = accessLine()
     t.equal(completed?.['trace_id'], traceId, `the access log line carries the trace id\n${svc.out}`)
     t.equal(completed?.['span_id'], serverSpanId, 'and the server span id')
+
+    // The caller decided not to sample: the trace goes on unrecorded, and the answer says so.
+    const unsampled = randomBytes(16).toString('hex')
+    const quiet = await fetch(`${svc.url}/rank`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${unsampled}-${callerSpan}-00` },
+      body: JSON.stringify({ images: [{ url: urls[0] }] }),
+    })
+    t.equal(quiet.status, 200)
+    t.match(quiet.headers.get('traceresponse'), new RegExp(`^00-${unsampled}-[0-9a-f]{16}-00$`), 'traceresponse: the same trace, not sampled')
+    await quiet.arrayBuffer()
+    await sleep(1000)
+    t.equal(receiver.spans.filter((s) => s.traceId === unsampled).length, 0, 'nothing exported for it')
   })
 }
 
