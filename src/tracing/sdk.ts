@@ -14,6 +14,7 @@
  */
 import { createRequire } from 'node:module'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { diag, DiagLogLevel, type DiagLogFunction } from '@opentelemetry/api'
 import { registerInstrumentations } from '@opentelemetry/instrumentation'
 import { UndiciInstrumentation, type UndiciRequest } from '@opentelemetry/instrumentation-undici'
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
@@ -21,11 +22,15 @@ import { OTLPTraceExporter as OtlpProtobufExporter } from '@opentelemetry/export
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
 import type { FastifyRequest } from 'fastify'
+import { pino } from 'pino'
 import { redactUrl } from '../fetching/redact-url.js'
 import type { TracingSettings } from './settings.js'
 
 /** Routes polled by probes and Prometheus every few seconds: a trace each would drown the rest. */
 const UNTRACED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics'])
+
+/** At most one log line per interval about the SDK's own trouble (a collector down fails every export). */
+const SDK_WARN_INTERVAL_MS = 60_000
 
 /** What the caller gets back: stop exporting, after the buffered spans are sent. */
 export type StopTracing = () => Promise<void>
@@ -38,6 +43,7 @@ export type StopTracing = () => Promise<void>
  * (OTEL_BSP_*) are read from the environment by the SDK itself.
  */
 export function startTracing(settings: TracingSettings): StopTracing {
+  reportSdkTrouble()
   const exporter = settings.protocol === 'http/json' ? new OtlpJsonExporter() : new OtlpProtobufExporter()
   const provider = new NodeTracerProvider({
     // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (envDetector) win over ours.
@@ -90,6 +96,43 @@ function upstreamAttributes(request: UndiciRequest): Record<string, string | und
   // undici keeps a Host header apart from the others, as `host`.
   const host = (request as UndiciRequest & { host?: string | null }).host ?? origin.host
   return { 'url.full': redactUrl(`${origin.protocol}//${host}${request.path}`), 'url.query': undefined }
+}
+
+/**
+ * The SDK reports failed exports and bad settings through its diag logger, silent unless one
+ * is set. Here: a JSON line on stdout like the service's own, at most one per
+ * SDK_WARN_INTERVAL_MS with the number left out since, so a collector that is down is
+ * noticed without a line per export.
+ */
+function reportSdkTrouble(): void {
+  const log = pino({ level: 'warn', base: { pid: process.pid, component: 'opentelemetry' } })
+  let last = Number.NEGATIVE_INFINITY
+  let suppressed = 0
+  const report =
+    (level: 'warn' | 'error'): DiagLogFunction =>
+    (message, ...args) => {
+      const now = Date.now()
+      if (now - last < SDK_WARN_INTERVAL_MS) {
+        suppressed += 1
+        return
+      }
+      const detail = args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ')
+      log[level]({ suppressedSinceLast: suppressed, ...(detail !== '' ? { detail: detail.slice(0, 500) } : {}) }, `tracing: ${readable(message)}`)
+      last = now
+      suppressed = 0
+    }
+  const quiet: DiagLogFunction = () => {}
+  diag.setLogger({ error: report('error'), warn: report('warn'), info: quiet, debug: quiet, verbose: quiet }, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true })
+}
+
+/** The SDK hands failed exports over as the error serialised to JSON: its message is what a reader needs. */
+function readable(message: string): string {
+  try {
+    const parsed = JSON.parse(message) as { message?: unknown }
+    return typeof parsed.message === 'string' ? parsed.message : message
+  } catch {
+    return message
+  }
 }
 
 function packageVersion(): string {

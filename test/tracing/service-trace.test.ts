@@ -152,6 +152,30 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
   })
 }
 
+t.test('a collector that is down: requests are served, and a warning says where the spans did not go', { skip: why ?? false }, async (t) => {
+  const gone = await startOtlpReceiver()
+  await gone.close()
+  const svc = await startDistService(t, {
+    MODELS_DIR: await testModelsDir(),
+    LOG_LEVEL: 'warn',
+    OTEL_EXPORTER_OTLP_ENDPOINT: gone.url,
+    OTEL_EXPORTER_OTLP_TIMEOUT: '500',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+  })
+  const res = await fetch(`${svc.url}/models`)
+  t.equal(res.status, 200)
+  t.ok(res.headers.get('traceresponse'), 'traced all the same')
+  let line: Record<string, unknown> | undefined
+  for (let i = 0; i < 100 && line === undefined; i++) {
+    line = svc.out
+      .split('\n')
+      .filter((l) => l.includes('"component":"opentelemetry"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)[0]
+    if (line === undefined) await sleep(100)
+  }
+  t.match(line?.['msg'], /^tracing: .*ECONNREFUSED/, `one warning line (stdout: ${svc.out.slice(-500)})`)
+})
+
 t.test('tracing off (no OTEL_* set): no traceresponse header, and requests work as ever', { skip: why ?? false }, async (t) => {
   const svc = await startTestService()
   t.teardown(() => svc.server.shutdown())
