@@ -53,7 +53,8 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
     const callerSpan = randomBytes(8).toString('hex')
     // Signed-URL style credentials in the query string: they must appear in no span.
     const urls = PHOTOS.map((p, i) => `${upstream.url}/img/${p}?X-Signature=SECRET${i}`)
-    const res = await fetch(`${svc.url}/rank`, {
+    // The service's own URL may carry one too (the route ignores it).
+    const res = await fetch(`${svc.url}/rank?sig=SECRET-server`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${callerSpan}-01` },
       body: JSON.stringify({ images: urls.map((url, i) => ({ url, id: `photo-${i}` })) }),
@@ -80,6 +81,7 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
     t.equal(server.parentSpanId, callerSpan, "the server span is the caller's span's child")
     t.equal(server.spanId, serverSpanId, 'traceresponse names the server span')
     t.equal(server.attributes['http.route'], '/rank')
+    t.equal(server.attributes['url.path'], '/rank', 'the path without its query string')
     t.equal(server.attributes['http.response.status_code'], 200)
     t.equal(server.resource['service.name'], 'nima-serve-test', 'OTEL_SERVICE_NAME read by the SDK')
     t.equal(server.resource['service.version'], JSON.parse(readFileSync(repo('package.json'), 'utf8')).version)
