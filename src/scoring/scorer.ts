@@ -179,7 +179,7 @@ export class Scorer {
 
   /** Decodes in this process, outside the lanes (the batch CLI paces its own decodes). */
   decode(bytes: Buffer): Promise<DecodedImage> {
-    return traced(SPAN.decode, { 'nima.decode.lane': 'inline', 'nima.image.bytes': bytes.length }, async (span) => {
+    return traced(SPAN.decode, () => ({ 'nima.decode.lane': 'inline', 'nima.image.bytes': bytes.length }), async (span) => {
       const decoded = await this.#decode(bytes)
       span?.setAttributes(imageAttributes(decoded))
       return decoded
@@ -438,7 +438,7 @@ export class Scorer {
 
 /** A decode's span: its lane, how long it waited for the lane's slot (and memory), what the image turned out to be. */
 function tracedDecode(lane: 'inline' | 'process', bytes: Buffer, queuedAt: number, run: () => Promise<Prepared>): Promise<Prepared> {
-  const attributes = { 'nima.decode.lane': lane, 'nima.decode.queued_ms': Math.round((performance.now() - queuedAt) * 1000) / 1000, 'nima.image.bytes': bytes.length }
+  const attributes = () => ({ 'nima.decode.lane': lane, 'nima.decode.queued_ms': Math.round((performance.now() - queuedAt) * 1000) / 1000, 'nima.image.bytes': bytes.length })
   return traced(SPAN.decode, attributes, async (span) => {
     const prepared = await run()
     span?.setAttributes(imageAttributes(prepared.summary))
