@@ -29,6 +29,7 @@ import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
 import type { ServiceState } from './service-state.js'
 import { addUploadBodies, openapiInfo } from './openapi-info.js'
+import { activeTraceIds } from './util/tracing.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -84,6 +85,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    // Tracing on (src/tracing/): the server span is active here. Its ids go back to the
+    // client (W3C Trace Context Level 2) and onto every log line of the request.
+    const trace = activeTraceIds()
+    if (trace) {
+      reply.header('traceresponse', trace.traceresponse)
+      request.log = reply.log = request.log.child({ trace_id: trace.trace_id, span_id: trace.span_id })
+    }
     checkHostHeader(request.raw)
   })
   // While draining, every response closes its connection, so keep-alive clients move to
@@ -128,9 +136,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await app.register(cors, {
       origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
       methods: ['GET', 'POST', 'PUT', 'DELETE'],
-      // inference-header-content-length: the OIP binary tensor framing (src/routes/oip/), both ways.
-      allowedHeaders: ['authorization', 'content-type', 'x-request-id', 'inference-header-content-length'],
-      exposedHeaders: ['x-request-id', 'retry-after', 'inference-header-content-length'],
+      // inference-header-content-length: the OIP binary tensor framing (src/routes/oip/), both ways;
+      // traceparent/tracestate in and traceresponse out: W3C Trace Context (docs/observability.md).
+      allowedHeaders: ['authorization', 'content-type', 'x-request-id', 'inference-header-content-length', 'traceparent', 'tracestate'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'inference-header-content-length', 'traceresponse'],
       maxAge: 600,
     })
   }

@@ -7,11 +7,13 @@
  * require() of ES modules (Node >= 20.19) read files synchronously, so here nothing has
  * touched the pool yet: the config and the CPU quota are read with synchronous calls only,
  * the resolved size goes into process.env (which is the C environment libuv getenv()s),
- * and only then is the rest of the service imported.
+ * and only then is the rest of the service imported. Tracing, when configured, starts
+ * before that import too (src/tracing/sdk.ts).
  */
-import { configAndThreadsOrExit } from './startup.js'
+import { configAndThreadsOrExit, startTracingOrExit } from './startup.js'
 
 const { config, threads } = configAndThreadsOrExit('to size')
+startTracingOrExit()
 process.env['UV_THREADPOOL_SIZE'] = String(threads.uvThreadpoolSize.value)
 import('./service-main.js').then(
   ({ runService, failedToStart }) => runService(config, threads).catch(failedToStart),

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { runService, failedToStart } from './service-main.js'
-import { configAndThreadsOrExit } from './startup.js'
+import { configAndThreadsOrExit, startTracingOrExit } from './startup.js'
 
 /**
  * ES module entry, for `node --import tsx src/main.ts` and `node dist/main.js`. Node's ES
@@ -8,4 +8,5 @@ import { configAndThreadsOrExit } from './startup.js'
  * runs, so GET /models reports that size; production starts dist/main.cjs instead.
  */
 const { config, threads } = configAndThreadsOrExit('started')
+startTracingOrExit()
 runService(config, threads).catch(failedToStart)

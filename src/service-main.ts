@@ -1,6 +1,7 @@
 import type { Config } from './config/load.js'
 import { startServer } from './server.js'
 import type { ThreadPlan } from './threads/resolve-threads.js'
+import { shutdownTracing } from './util/tracing.js'
 
 /** The running service: model-loading failures exit 1, SIGTERM/SIGINT drain then exit, SIGHUP reloads the models. */
 export async function runService(config: Config, threads: ThreadPlan): Promise<void> {
@@ -11,8 +12,10 @@ export async function runService(config: Config, threads: ThreadPlan): Promise<v
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       server.app.log.info({ signal }, 'shutdown requested')
-      void server.shutdown().then(({ drained }) => {
+      void server.shutdown().then(async ({ drained }) => {
         server.app.log.info({ drained }, drained ? 'stopped cleanly' : 'grace period over, stopping with requests in flight')
+        // The last requests' spans are still buffered (when tracing is on).
+        await shutdownTracing()
         process.exit(drained ? 0 : 1)
       })
     })

@@ -24,6 +24,7 @@ import type { CachedImageInfo, ScoreCache } from './score-cache.js'
 import { modelIdentity } from '../cache/score-key.js'
 import { inShard, type Shard } from './shard.js'
 import { createLimiter } from '../util/limiter.js'
+import { TraceChunks } from './trace-chunks.js'
 
 /** One line of the results file. Exactly one of `scores` (with `combined`, `models`) or `error` is present. */
 export interface ResultLine {
@@ -298,6 +299,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   }
 
   const inflight = new Set<Promise<void>>()
+  const traces = new TraceChunks()
   let writeFailure: unknown
   try {
     for await (const item of deps.items) {
@@ -316,7 +318,8 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         if (summary.skippedResume % 1000 === 0) deps.progress?.update(snapshot())
         continue
       }
-      const task: Promise<void> = processItem(item)
+      const task: Promise<void> = traces
+        .run(item.line, () => processItem(item), (r) => (r.error ? { 'error.type': r.error.code } : { 'nima.batch.cached': r.cached }))
         .then(record)
         .catch((err: unknown) => {
           writeFailure ??= err
@@ -329,6 +332,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     }
   } finally {
     await Promise.allSettled(inflight)
+    traces.close()
     deps.progress?.stop(snapshot())
     try {
       await writer.close()

@@ -9,6 +9,7 @@
  */
 import type { MemoryLru } from './memory-lru.js'
 import type { BypassReason, RedisStore } from './redis-store.js'
+import { SPAN, traced } from '../util/tracing.js'
 import {
   imageKey,
   imageValue,
@@ -99,7 +100,16 @@ export class TieredScoreCache {
     await this.redis?.close()
   }
 
-  async #getMany(keys: readonly string[]): Promise<{ values: (string | undefined)[]; layer: CacheLayer | undefined }> {
+  /** Every read goes through here, so one `cache lookup` span per read says which layer answered what. */
+  #getMany(keys: readonly string[]): Promise<{ values: (string | undefined)[]; layer: CacheLayer | undefined }> {
+    return traced(SPAN.cacheLookup, { 'nima.cache.keys': keys.length }, async (span) => {
+      const got = await this.#read(keys)
+      span?.setAttributes({ 'nima.cache.hits': got.values.filter((v) => v !== undefined).length, 'nima.cache.layer': got.layer ?? 'none' })
+      return got
+    })
+  }
+
+  async #read(keys: readonly string[]): Promise<{ values: (string | undefined)[]; layer: CacheLayer | undefined }> {
     const values: (string | undefined)[] = keys.map((k) => this.memory?.get(k))
     let layer: CacheLayer | undefined
     const missing = values.flatMap((v, i) => (v === undefined ? [i] : []))

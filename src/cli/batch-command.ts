@@ -21,6 +21,8 @@ import { createImageSource } from '../fetching/image-source.js'
 import { applyGcSettings } from '../gc-settings.js'
 import { loadScorer } from '../scoring/load-scorer.js'
 import { reportFailure, type CliIo } from './io.js'
+import { tracingSettings } from '../tracing/settings.js'
+import type { StopTracing } from '../tracing/sdk.js'
 
 /** Test seams. Without `signal`, SIGINT and SIGTERM stop the run gracefully (in-flight items finish and are written). */
 export interface BatchCommandDeps {
@@ -293,6 +295,11 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   } catch (err) {
     throw new UsageError(`--allow: ${(err as Error).message}`)
   }
+  // Traces, as the service exports them (src/tracing/): one per chunk of input items
+  // (src/batch/trace-chunks.ts). The SDK reads the rest of OTEL_* from process.env.
+  // A bad OTEL_* value is a ConfigError: a usage error (exit 2) through reportFailure.
+  const tracing = tracingSettings(io.env ?? {})
+  const stopTracing: StopTracing | undefined = tracing ? (await import('../tracing/sdk.js')).startTracing(tracing) : undefined
 
   let scorer
   try {
@@ -344,7 +351,7 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
     return summary.interrupted ? (signals?.exitCode() ?? 130) : 0
   } finally {
     signals?.dispose()
-    await Promise.allSettled([scorer.dispose(), images.close(), cache?.close()])
+    await Promise.allSettled([scorer.dispose(), images.close(), cache?.close(), stopTracing?.()])
   }
 }
 

@@ -3,6 +3,8 @@ import { isNimaError } from '../errors.js'
 import { createAddressPolicy, type AddressPolicy } from './address-policy.js'
 import { createImageFetcher, type CachingHeaders, type ImageFetcher, type Validators } from './fetch-image.js'
 import { createHostLimiter, type HostLimiter } from './host-limiter.js'
+import { redactUrl } from './redact-url.js'
+import { SPAN, traced } from '../util/tracing.js'
 
 /** One finished fetch, for whoever observes them (the service's metrics; nobody in the batch CLI). */
 export interface FetchObservation {
@@ -78,7 +80,17 @@ export function createImageSource(config: ImageSourceConfig, options: ImageSourc
   const hosts = createHostLimiter(options.perHost ?? config.RANK_PER_HOST_CONCURRENCY)
   const observe = options.onFetch ?? (() => {})
 
-  async function get(url: string, validators: Validators | undefined, signal: AbortSignal | undefined): Promise<SourcedImage | SourcedNotModified> {
+  // One span per URL asked for, around the host queue and every hop (each hop's request is
+  // a client span of the undici instrumentation); the URL as the logs show it.
+  function get(url: string, validators: Validators | undefined, signal: AbortSignal | undefined): Promise<SourcedImage | SourcedNotModified> {
+    return traced(SPAN.fetch, () => ({ 'url.full': redactUrl(url), 'nima.fetch.revalidate': validators !== undefined }), async (span) => {
+      const got = await fetchOnce(url, validators, signal)
+      span?.setAttributes('notModified' in got ? { 'nima.fetch.outcome': 'not_modified' } : { 'nima.fetch.outcome': 'ok', 'http.response.body.size': got.bytes.length })
+      return got
+    })
+  }
+
+  async function fetchOnce(url: string, validators: Validators | undefined, signal: AbortSignal | undefined): Promise<SourcedImage | SourcedNotModified> {
     const started = performance.now()
     const go = () => (validators ? fetcher.revalidate(url, validators, signal) : fetcher.fetch(url, signal))
     try {

@@ -1,4 +1,5 @@
 import { NimaError } from '../errors.js'
+import { recordingContext, type TracedItem } from '../util/tracing.js'
 
 /**
  * Micro-batching: items that arrive while the model is busy, or within `maxWaitMs` of
@@ -19,9 +20,20 @@ export interface BatcherOptions<I, O> {
   maxQueue: number
   /** Runs one batch; must return one output per input, in order. */
   run: (items: I[]) => Promise<O[]>
-  /** Called after each batch, for metrics. */
-  onBatch?: (info: { size: number; queueWaitMs: number[]; runMs: number }) => void
+  /** Called after each batch, for metrics and traces. */
+  onBatch?: (info: BatchInfo) => void
   now?: () => number
+}
+
+export interface BatchInfo {
+  size: number
+  queueWaitMs: number[]
+  runMs: number
+  /** When the run started and ended (`now()`). */
+  startedAt: number
+  endedAt: number
+  /** The items submitted inside a recording trace (src/util/tracing.ts): whose traces show this batch. */
+  traced: TracedItem[]
 }
 
 interface Pending<I, O> {
@@ -31,6 +43,8 @@ interface Pending<I, O> {
   reject: (err: unknown) => void
   /** Checked as the batch is formed: an aborted item is rejected there, never run. */
   signal: AbortSignal | undefined
+  /** The submitter's trace, when it records: the batch runs in whatever context dispatched it. */
+  trace: TracedItem['context'] | undefined
 }
 
 export interface Batcher<I, O> {
@@ -103,7 +117,9 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
   const finish = (batch: Pending<I, O>[], started: number) => {
     const ended = now()
     running = 0
-    onBatch?.({ size: batch.length, queueWaitMs: batch.map((p) => started - p.enqueuedAt), runMs: ended - started })
+    const traced: TracedItem[] = []
+    for (const p of batch) if (p.trace !== undefined) traced.push({ context: p.trace, enqueuedAt: p.enqueuedAt })
+    onBatch?.({ size: batch.length, queueWaitMs: batch.map((p) => started - p.enqueuedAt), runMs: ended - started, startedAt: started, endedAt: ended, traced })
     // Whatever queued during the run has already waited at least one batch: go now.
     dispatch()
     settleIdle()
@@ -118,7 +134,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
         )
       }
       return new Promise<O>((resolve, reject) => {
-        queue.push({ item, enqueuedAt: now(), resolve, reject, signal })
+        queue.push({ item, enqueuedAt: now(), resolve, reject, signal, trace: recordingContext() })
         if (running > 0) return
         if (queue.length >= maxBatchSize || maxWaitMs <= 0) dispatch()
         else timer ??= setTimeout(dispatch, maxWaitMs)

@@ -6,6 +6,7 @@ import type { TensorSpec } from '../imaging/tensor.js'
 import type { ScoringObserver } from './observer.js'
 import { ManifestModel, type ModelInfo } from '../models/model-pipeline.js'
 import type { Head } from '../models/head.js'
+import { recordBatch } from '../util/tracing.js'
 
 export interface BatchOptions {
   maxBatchSize: number
@@ -57,13 +58,15 @@ export class NimaModel {
         runSeconds = (performance.now() - started) / 1000
         return tensors.map((_, i) => scores.slice(i * bins, (i + 1) * bins))
       },
-      onBatch: ({ size, queueWaitMs }) =>
+      onBatch: ({ size, queueWaitMs, startedAt, endedAt, traced }) => {
         observer.batch?.(
           this.info,
           size,
           queueWaitMs.map((w) => w / 1000),
           runSeconds,
-        ),
+        )
+        if (traced.length > 0) recordBatch(this.info.id, this.#spanAttributes(size), traced, startedAt, endedAt)
+      },
     })
   }
 
@@ -71,6 +74,11 @@ export class NimaModel {
     const model = new NimaModel(await ManifestModel.open(entry.modelPath, entry.manifest, session), batch, observer)
     observer.loaded?.(model.info, model.fallbacks)
     return model
+  }
+
+  #spanAttributes(batchSize: number) {
+    const { id, version, provider, synthetic } = this.info
+    return { 'nima.model.id': id, 'nima.model.version': version, 'nima.model.provider': provider, 'nima.model.synthetic': synthetic, 'nima.batch.size': batchSize }
   }
 
   get fallbacks() {

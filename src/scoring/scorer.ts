@@ -9,6 +9,7 @@ import { TensorPool } from '../imaging/tensor-pool.js'
 import type { DropStage, ScoringObserver } from './observer.js'
 import { createLimiter, type Limiter } from '../util/limiter.js'
 import type { BoundCalibration, CalibratedFields } from '../calibration/bound-calibration.js'
+import { SPAN, startSpan, traced } from '../util/tracing.js'
 import { combinedScore, type CombinedScore, type Weights } from './combined.js'
 import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo } from '../models/model-pipeline.js'
@@ -180,7 +181,16 @@ export class Scorer {
     return wanted.map((id) => this.models.get(id)!)
   }
 
-  async decode(bytes: Buffer): Promise<DecodedImage> {
+  /** Decodes in this process, outside the lanes (the batch CLI paces its own decodes). */
+  decode(bytes: Buffer): Promise<DecodedImage> {
+    return traced(SPAN.decode, () => ({ 'nima.decode.lane': 'inline', 'nima.image.bytes': bytes.length }), async (span) => {
+      const decoded = await this.#decode(bytes)
+      span?.setAttributes(imageAttributes(decoded))
+      return decoded
+    })
+  }
+
+  async #decode(bytes: Buffer): Promise<DecodedImage> {
     const started = performance.now()
     const decoded = await decodeImage(bytes, { maxInputPixels: this.#options.maxInputPixels })
     this.#observer.decoded?.(decoded.format, (performance.now() - started) / 1000)
@@ -202,7 +212,7 @@ export class Scorer {
   /** Decode in this process and `prepare`; `prepMs` covers both. */
   async #prepareInline(bytes: Buffer, models: readonly NimaModel[]): Promise<Prepared> {
     const started = performance.now()
-    const prepared = this.prepare(await this.decode(bytes), models)
+    const prepared = this.prepare(await this.#decode(bytes), models)
     prepared.prepMs = performance.now() - started
     return prepared
   }
@@ -250,10 +260,16 @@ export class Scorer {
    * `signal` fires.
    */
   #decodeInLane(bytes: Buffer, models: readonly NimaModel[], header: AdmittedHeader, signal: AbortSignal | undefined): Promise<Prepared> {
-    if (header.inline) return this.#inlineSlots.run(() => this.#prepareInline(bytes, models), signal)
+    const queuedAt = performance.now()
+    if (header.inline) return this.#inlineSlots.run(() => tracedDecode('inline', bytes, queuedAt, () => this.#prepareInline(bytes, models)), signal)
     const pool = this.#pool
+    const lane = pool ? 'process' : 'inline'
     return this.#decodeMemory.run(
-      () => this.#decodeSlots.run(() => (pool ? this.#prepareIsolated(pool, bytes, models) : this.#prepareInline(bytes, models)), signal),
+      () =>
+        this.#decodeSlots.run(
+          () => tracedDecode(lane, bytes, queuedAt, () => (pool ? this.#prepareIsolated(pool, bytes, models) : this.#prepareInline(bytes, models))),
+          signal,
+        ),
       signal,
       header.cost,
     )
@@ -384,9 +400,11 @@ export class Scorer {
       throw new NimaError('NIMA_OVERLOADED', `${admission.pending} images already wait to be scored (QUEUE_MAX)`, { headers: { 'retry-after': '1' } })
     }
     if (waiting) this.#countWaiting(models, 1)
+    const waitSpan = waiting ? startSpan(SPAN.admissionWait, { 'nima.admission.ahead': admission.pending, 'nima.admission.limit': admission.limit }) : undefined
     const leaveLine = () => {
       if (!waiting) return
       waiting = false
+      waitSpan?.end()
       this.#countWaiting(models, -1)
     }
     let started = false
@@ -464,6 +482,20 @@ export class Scorer {
     await Promise.all([...this.models.values()].map((m) => m.dispose()))
     await this.#pool?.close()
   }
+}
+
+/** A decode's span: its lane, how long it waited for the lane's slot (and memory), what the image turned out to be. */
+function tracedDecode(lane: 'inline' | 'process', bytes: Buffer, queuedAt: number, run: () => Promise<Prepared>): Promise<Prepared> {
+  const attributes = () => ({ 'nima.decode.lane': lane, 'nima.decode.queued_ms': Math.round((performance.now() - queuedAt) * 1000) / 1000, 'nima.image.bytes': bytes.length })
+  return traced(SPAN.decode, attributes, async (span) => {
+    const prepared = await run()
+    span?.setAttributes(imageAttributes(prepared.summary))
+    return prepared
+  })
+}
+
+function imageAttributes(image: { format: string; width: number; height: number }) {
+  return { 'nima.image.format': image.format, 'nima.image.width': image.width, 'nima.image.height': image.height, 'nima.image.pixels': image.width * image.height }
 }
 
 /** One tensor per distinct model input (models sharing an input spec share it). */

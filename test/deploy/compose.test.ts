@@ -38,7 +38,7 @@ const services = compose.services as Record<string, any>
 const stages = dockerfileStages()
 
 t.test('docker-compose.yml: services, images, builds and mounts', async (t) => {
-  t.same(Object.keys(services).sort(), ['grafana', 'nima-serve', 'prometheus', 'redis'])
+  t.same(Object.keys(services).sort(), ['grafana', 'jaeger', 'nima-serve', 'otel-collector', 'prometheus', 'redis'])
   for (const [name, service] of Object.entries(services)) {
     if (service.image && !service.build) t.match(service.image, /:[\w][\w.-]*$/, `${name}: image ${service.image} has a pinned tag`)
     if (service.image) t.notMatch(service.image, /:latest$/, `${name}: not :latest`)
@@ -171,4 +171,33 @@ t.test('the dashboard JSON: uid, datasource variable, every panel on it, the req
   ]) {
     t.ok(titles.some((title) => wanted.test(title)), `a panel matches ${wanted}`)
   }
+})
+
+t.test('the tracing profile: the service → OTLP/HTTP → the collector → OTLP/gRPC → Jaeger, off by default', async (t) => {
+  const collector = services['otel-collector']
+  const jaeger = services['jaeger']
+  for (const [name, service] of [['otel-collector', collector], ['jaeger', jaeger]] as const) t.same(service.profiles, ['tracing'], `${name} only with --profile tracing`)
+  t.notOk(services['nima-serve'].profiles, 'the service runs with or without the profile')
+  const env = services['nima-serve'].environment
+  t.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, '${OTEL_EXPORTER_OTLP_ENDPOINT:-}', 'tracing off unless an endpoint is given (an empty value is unset)')
+  const hint = /OTEL_EXPORTER_OTLP_ENDPOINT=(\S+) docker compose --profile tracing up/.exec(readFileSync(repo('docker-compose.yml'), 'utf8'))?.[1]
+  t.ok(hint, 'the file says how to turn it on')
+  const endpoint = new URL(hint!)
+  t.equal(endpoint.hostname, 'otel-collector', 'the endpoint it suggests is the collector')
+
+  const configPath = (collector.command as string[]).find((a) => a.startsWith('--config='))?.split('=')[1]
+  const hostConfig = configPath && hostPathOf(collector, configPath)
+  t.equal(hostConfig, repo('deploy/otel-collector/config.yaml'), 'the repo config is mounted where --config points')
+  const config = readYaml('deploy/otel-collector/config.yaml')
+  t.equal(new URL(`http://${config.receivers.otlp.protocols.http.endpoint}`).port, endpoint.port, 'the collector listens for OTLP/HTTP on the port the service is pointed at')
+  const pipeline = config.service.pipelines.traces
+  t.same(pipeline.receivers, ['otlp'])
+  for (const p of pipeline.processors as string[]) t.ok(p in config.processors, `processor ${p} is defined`)
+  for (const e of pipeline.exporters as string[]) {
+    t.ok(e in config.exporters, `exporter ${e} is defined`)
+    const [host, port] = (config.exporters[e].endpoint as string).split(':')
+    t.ok(services[host!] === jaeger, `exporter ${e} sends to the jaeger service`)
+    t.equal(port, '4317', "Jaeger's OTLP/gRPC port")
+  }
+  t.ok((jaeger.ports as string[]).includes('16686:16686'), "Jaeger's UI is published")
 })

@@ -8,6 +8,8 @@ export interface DistService {
   url: string
   /** What the service wrote to stderr so far. */
   readonly log: string
+  /** What it wrote to stdout so far (pino's JSON lines). */
+  readonly out: string
 }
 
 /**
@@ -20,10 +22,12 @@ export async function startDistService(t: { teardown(fn: () => void): void }, en
   const child = spawn(process.execPath, [repo('dist/main.cjs')], {
     cwd: repo(),
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   })
   let log = ''
+  let out = ''
   child.stderr?.on('data', (d: Buffer) => (log += d.toString()))
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
   })
@@ -34,6 +38,9 @@ export async function startDistService(t: { teardown(fn: () => void): void }, en
     url,
     get log() {
       return log
+    },
+    get out() {
+      return out
     },
   }
 }
