@@ -5,7 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
 import { NimaError } from '../errors.js'
 import { multipartError, toNimaError } from '../http/error-handler.js'
-import { resolveWeights } from '../scoring/combined.js'
+import { normalizeWeights, resolveWeights } from '../scoring/combined.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
 import type { Served } from '../scoring/cached-scoring.js'
 import { mapPool } from '../util/map-pool.js'
@@ -90,8 +90,9 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
             item: o,
           })),
           rankOptions,
-        ).map(({ rank, item, duplicates, nearDuplicates }) => ({
+        ).map(({ rank, selected, item, duplicates, nearDuplicates }) => ({
           rank,
+          ...(selected !== undefined ? { selected } : {}),
           ...item.ref,
           image: item.served.score.image,
           combined: item.served.score.combined,
@@ -108,7 +109,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           requestId: String(request.id),
           ranked,
           failed,
-          weights: resolveWeights(models.map((m) => m.info), config.combinedWeights, weights),
+          weights: normalizeWeights(resolveWeights(models.map((m) => m.info), config.combinedWeights, weights)),
           models: info,
           nearDuplicates: {
             enabled: rankOptions.nearDuplicates !== undefined,
