@@ -27,7 +27,7 @@ import { sharedSchemas } from './routes/schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
 import type { ServiceState } from './service-state.js'
-import { addUploadBodies, openapiInfo } from './openapi-info.js'
+import { addUploadBodies, openapiInfo, transformRoute } from './openapi-info.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -101,7 +101,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.decorate('apiRoutes', apiRoutes)
 
   await app.register(swagger, {
-    openapi: openapiInfo,
+    openapi: openapiInfo(config.apiKeys.length > 0),
+    transform: transformRoute(config.apiKeys.length > 0),
     refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
     transformObject: (documentObject) => {
       const doc = 'openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject

@@ -1,23 +1,73 @@
 import { RAW_BODY_MEDIA_TYPES } from './imaging/formats.js'
 
-/** The OpenAPI document's header; paths and schemas come from the route schemas. */
-export const openapiInfo = {
-  openapi: '3.0.3',
-  info: {
-    title: 'nima-serve',
-    version: '0.2.0',
-    description:
-      'Neural Image Assessment (NIMA) as a service: aesthetic and technical quality distributions over scores 1..10 for a photo, and ranking of a set of photos. Errors are JSON {error: {code, message, requestId}}; match on code.',
-    license: { name: 'Apache-2.0' },
-  },
-  servers: [{ url: 'http://localhost:8080' }],
-  // So the interactive page (/docs) has an Authorize button; without API_KEYS the key is ignored.
-  components: {
-    securitySchemes: {
-      apiKey: { type: 'http' as const, scheme: 'bearer', description: 'One of API_KEYS, when the service has keys configured; probes, /metrics and the pages stay open' },
+/** The groups of /docs, in order; every documented route is in one (`tagOf`). */
+export const OPENAPI_TAGS = [
+  { name: 'scoring', description: 'Score one photo, explain its scores, rank a set of photos' },
+  { name: 'models', description: 'The models that serve, and swapping in new versions' },
+  { name: 'labelling', description: 'Photos to rate, ratings and their export (only with LABELS_DB)' },
+  { name: 'operations', description: 'Probes and metrics: always open, never need a key' },
+] as const
+
+const TAG_BY_PREFIX: readonly [string, (typeof OPENAPI_TAGS)[number]['name']][] = [
+  ['/score', 'scoring'],
+  ['/explain', 'scoring'],
+  ['/rank', 'scoring'],
+  ['/models', 'models'],
+  ['/admin/models', 'models'],
+  ['/labels', 'labelling'],
+  ['/healthz', 'operations'],
+  ['/readyz', 'operations'],
+  ['/metrics', 'operations'],
+]
+
+/** The group of a route in /docs; undefined for a route the table does not know (the OpenAPI test fails on it). */
+export function tagOf(url: string): string | undefined {
+  return TAG_BY_PREFIX.find(([prefix]) => url === prefix || url.startsWith(`${prefix}/`))?.[1]
+}
+
+/**
+ * The OpenAPI document's header; paths and schemas come from the route schemas. No
+ * `servers`: the served copy (/openapi.json, /docs) names the origin it was fetched from
+ * (`forRequest`), and a document without servers means "this host" to any tool.
+ * With API keys the routes that need one carry the bearer scheme (so /docs has an
+ * Authorize button and a lock on them); without keys nothing is locked.
+ */
+export function openapiInfo(keyed: boolean) {
+  return {
+    openapi: '3.0.3',
+    info: {
+      title: 'nima-serve',
+      version: '0.2.0',
+      description:
+        'Neural Image Assessment (NIMA) as a service: aesthetic and technical quality distributions over scores 1..10 for a photo, and ranking of a set of photos. Errors are JSON {error: {code, message, requestId}}; match on code.',
+      license: { name: 'Apache-2.0' },
     },
-  },
-  security: [{}, { apiKey: [] }] as Record<string, string[]>[],
+    tags: OPENAPI_TAGS.map((tag) => ({ ...tag })),
+    ...(keyed
+      ? {
+          components: {
+            securitySchemes: {
+              apiKey: { type: 'http' as const, scheme: 'bearer', description: 'One of API_KEYS; probes, /metrics and the pages stay open' },
+            },
+          },
+          security: [{ apiKey: [] }] as Record<string, string[]>[],
+        }
+      : {}),
+  }
+}
+
+/** Per route: its group, and no lock on the public ones (probes, /metrics) when keys are on. */
+export function transformRoute(keyed: boolean) {
+  return ({ schema, url, route }: { schema?: object; url: string; route: { config?: unknown } }) => {
+    const open = keyed && (route.config as { public?: boolean } | undefined)?.public === true
+    const tag = tagOf(url)
+    return { schema: { ...schema, ...(tag ? { tags: [tag] } : {}), ...(open ? { security: [] } : {}) }, url }
+  }
+}
+
+/** The document as served to one request: the origin it was asked from is its server. */
+export function forRequest<T extends object>(doc: T, origin: string): T & { servers: { url: string }[] } {
+  return { ...doc, servers: [{ url: origin, description: 'this service (the host this document was fetched from)' }] }
 }
 
 /**

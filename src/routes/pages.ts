@@ -1,6 +1,7 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import swaggerUi from '@fastify/swagger-ui'
 import { registerPage } from '../http/static-page.js'
+import { forRequest } from '../openapi-info.js'
 
 /**
  * The browser side of the API, all public (no data in them; their calls carry the key):
@@ -11,12 +12,22 @@ import { registerPage } from '../http/static-page.js'
 export default async function pageRoutes(app: FastifyInstance) {
   // Pasted URLs are shown straight from their hosts, so the gallery allows http(s) images.
   await registerPage(app, { path: '/gallery', folder: 'gallery/page', imageSources: ['https:', 'http:'] })
-  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async (_request, reply) => reply.type('application/json').send(app.swagger()))
+  const origin = (request: FastifyRequest) => `${request.protocol}://${request.host}`
+  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async (request, reply) =>
+    reply.type('application/json').send(forRequest(app.swagger(), origin(request))),
+  )
   // Every route swagger-ui adds is public: its onRoute hook stays inside this plugin.
   await app.register(async (scope) => {
     scope.addHook('onRoute', (route) => {
       route.config = { ...(route.config as object), public: true }
     })
-    await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/openapi.json', deepLinking: false }, staticCSP: true })
+    // swagger-ui-dist loads `urls[0]` when `urls` is given (the plugin forces `url` to its
+    // own /docs/json), so the page reads, and its top bar names, /openapi.json.
+    await scope.register(swaggerUi, {
+      routePrefix: '/docs',
+      uiConfig: { urls: [{ url: '/openapi.json', name: '/openapi.json' }], deepLinking: false, docExpansion: 'list', defaultModelsExpandDepth: 0 },
+      staticCSP: true,
+      transformSpecification: (doc, request) => forRequest(doc, origin(request)),
+    })
   })
 }
