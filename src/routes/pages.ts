@@ -25,7 +25,7 @@ export default async function pageRoutes(app: FastifyInstance) {
     // own /docs/json), so the page reads, and its top bar names, /openapi.json.
     await scope.register(swaggerUi, {
       routePrefix: '/docs',
-      uiConfig: { urls: [{ url: '/openapi.json', name: '/openapi.json' }], deepLinking: false, docExpansion: 'list', defaultModelsExpandDepth: 0 },
+      uiConfig: { urls: [{ url: '/openapi.json', name: '/openapi.json' }], deepLinking: true, docExpansion: 'list', defaultModelsExpandDepth: 0 },
       staticCSP: true,
       transformSpecification: (doc, request) => forRequest(doc, origin(request)),
     })
