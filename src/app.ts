@@ -27,7 +27,7 @@ import { sharedSchemas } from './routes/schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
 import type { ServiceState } from './service-state.js'
-import { addUploadBodies, openapiInfo, transformRoute } from './openapi-info.js'
+import { addUploadBodies, dropUnusedTags, openapiInfo, transformRoute } from './openapi-info.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -107,6 +107,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     transformObject: (documentObject) => {
       const doc = 'openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject
       addUploadBodies(doc as { paths?: Record<string, unknown> })
+      dropUnusedTags(doc as Parameters<typeof dropUnusedTags>[0])
       return doc
     },
   })

@@ -65,6 +65,12 @@ export function transformRoute(keyed: boolean) {
   }
 }
 
+/** Drops the groups no route of this service uses (labelling without LABELS_DB), so /docs shows no empty group. */
+export function dropUnusedTags(doc: { tags?: { name: string }[]; paths?: Record<string, Record<string, { tags?: string[] }>> }): void {
+  const used = new Set(Object.values(doc.paths ?? {}).flatMap((ops) => Object.values(ops).flatMap((op) => op.tags ?? [])))
+  if (doc.tags) doc.tags = doc.tags.filter((tag) => used.has(tag.name))
+}
+
 /** The document as served to one request: the origin it was asked from is its server. */
 export function forRequest<T extends object>(doc: T, origin: string): T & { servers: { url: string }[] } {
   return { ...doc, servers: [{ url: origin, description: 'this service (the host this document was fetched from)' }] }
