@@ -21,6 +21,8 @@ t.test('the pages and the API document are public even with API keys; the API is
     ['/gallery', 'text/html'],
     ['/gallery/app.js', 'text/javascript'],
     ['/gallery/app.css', 'text/css'],
+    ['/gallery/kit.js', 'text/javascript'],
+    ['/gallery/icon.svg', 'image/svg+xml'],
     ['/openapi.json', 'application/json'],
     ['/docs', 'text/html'],
   ] as const) {
