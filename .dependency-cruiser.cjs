@@ -14,7 +14,7 @@ const LAYERS = [
   { layer: 'entries', rooms: ['src/cli/', 'src/main.ts', 'src/main.cts'] },
   {
     layer: 'process',
-    rooms: ['src/service-main.ts', 'src/startup.ts', 'src/server.ts', 'src/app.ts', 'src/openapi-info.ts', 'src/gc-settings.ts', 'src/tracing/'],
+    rooms: ['src/service-main.ts', 'src/startup.ts', 'src/server.ts', 'src/app.ts', 'src/gc-settings.ts', 'src/tracing/'],
   },
   { layer: 'HTTP', rooms: ['src/routes/', 'src/http/', 'src/metrics/', 'src/service-state.ts'] },
   { layer: 'tools beside scoring', rooms: ['src/batch/', 'src/finetune/', 'src/labels/', 'src/model-tools/'] },

@@ -25,9 +25,10 @@ WORKDIR /app
 # ---- deps: every dependency; no lifecycle scripts ------------------------------------
 # The root `prepare` script needs src/ (it is run below as separate steps), and the
 # dependencies' install scripts are not needed: sharp and onnxruntime-node ship their CPU
-# binaries in the npm packages, and .npmrc skips onnxruntime-node's CUDA download anyway.
+# binaries in the npm packages, and onnxruntime-node's (a CUDA download) is denied anyway
+# (package.json allowScripts).
 FROM base AS deps
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
 
 # ---- build: TypeScript to dist/ ------------------------------------------------------
@@ -57,20 +58,19 @@ RUN if [ -n "$(ls -A /models)" ]; then node dist/cli/main.js models fp16 --dir /
 # onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
 # platform's stay (about 45 MB).
 FROM base AS prod-deps
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
  && keep="linux/$(node -p process.arch)" \
  && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */"$keep") ;; *) rm -rf "$d" ;; esac; done \
  && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep"
 
 # ---- production dependencies with onnxruntime-node's CUDA 12 execution provider ------
-# package.json denies onnxruntime-node's install script (allowScripts) and .npmrc sets
-# onnxruntime-node-install=skip, so CPU installs never reach for NuGet. Here the script is
-# run explicitly with the cuda12 flag: it downloads the CUDA EP libraries from NuGet
+# package.json denies onnxruntime-node's install script (allowScripts), so CPU installs
+# never reach for NuGet. Here the script is run explicitly with the cuda12 flag: it downloads the CUDA EP libraries from NuGet
 # (network needed at build time).
 FROM base AS prod-deps-cuda
 ENV ONNXRUNTIME_NODE_INSTALL=cuda12
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
  && node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12 \
  && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so \

@@ -3,6 +3,9 @@
 # installed (Debian/Ubuntu package libjemalloc2), because glibc's malloc keeps the memory of
 # large decodes after bursts (docs: threads-allocator); without it glibc's malloc runs with
 # two arenas. An LD_PRELOAD or MALLOC_ARENA_MAX already set is left alone.
+# npm runs this as `sh -c "exec sh scripts/start.sh"`: with exec at each step node is npm's own child,
+# so the SIGTERM npm forwards (kill of a backgrounded `npm start`) reaches the drain logic;
+# without it an intermediate shell died and left the service running.
 lib=/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2
 if [ -z "${LD_PRELOAD-}" ] && [ -f "$lib" ]; then
   export LD_PRELOAD="$lib"

@@ -28,7 +28,7 @@ import { sharedSchemas } from './routes/schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { createImageSource, type ImageSource } from './fetching/image-source.js'
 import type { ServiceState } from './service-state.js'
-import { addUploadBodies, openapiInfo } from './openapi-info.js'
+import { addUploadBodies, dropUnusedTags, openapiInfo, transformRoute } from './routes/openapi-info.js'
 import { activeTraceIds } from './util/tracing.js'
 
 declare module 'fastify' {
@@ -110,11 +110,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.decorate('apiRoutes', apiRoutes)
 
   await app.register(swagger, {
-    openapi: openapiInfo,
+    openapi: openapiInfo(config.apiKeys.length > 0),
+    transform: transformRoute(config.apiKeys.length > 0),
     refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
     transformObject: (documentObject) => {
       const doc = 'openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject
       addUploadBodies(doc as { paths?: Record<string, unknown> })
+      dropUnusedTags(doc as Parameters<typeof dropUnusedTags>[0])
       return doc
     },
   })
@@ -170,7 +172,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     await scope.register(rankRoute, ctx)
     await scope.register(explainRoute, ctx)
     // The Open Inference Protocol (KServe v2) beside them; only its /infer is rate limited.
-    await scope.register(oipRoutes, { ...ctx, prefix: '/v2', server: { name: 'nima-serve', version: openapiInfo.info.version } })
+    await scope.register(oipRoutes, { ...ctx, prefix: '/v2', server: { name: 'nima-serve', version: openapiInfo(false).info.version } })
   })
   return app
 }

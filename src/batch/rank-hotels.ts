@@ -72,6 +72,7 @@ interface HotelLine {
   hotel_id: string
   ranked: {
     rank: number
+    selected?: boolean
     key: string
     image_id?: string
     source?: string
@@ -174,11 +175,12 @@ export function rankHotel(
       item: e,
     })),
     options,
-  ).map(({ rank, item: first, duplicates: rest, nearDuplicates: near }) => {
+  ).map(({ rank, selected, item: first, duplicates: rest, nearDuplicates: near }) => {
     duplicates += rest.length
     nearDuplicates += near.length
     return {
       rank,
+      ...(selected !== undefined ? { selected } : {}),
       key: first.key,
       ...(first.image_id !== undefined ? { image_id: first.image_id } : {}),
       ...(first.source !== undefined ? { source: first.source } : {}),

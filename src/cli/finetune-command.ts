@@ -9,6 +9,7 @@ import { decodeImage } from '../imaging/decode.js'
 import { EXPORT_FORMATS, csvHeader, formatRow, parseExport, type ExportFormat } from '../labels/export.js'
 import { LabelStore } from '../labels/store.js'
 import { cliConfig, reportFailure, type CliIo } from './io.js'
+import { groupUsage, LABELS_COMMANDS, LABELS_FOOTER, subcommandUsage, wantsHelp } from './help.js'
 
 export const FINETUNE_USAGE = `usage: nima-serve finetune --base ID --labels FILE [options]
 
@@ -33,17 +34,7 @@ Trains a new score head on labelled photos and installs backbone + head as a new
   --cache DIR            feature cache (default .cache/finetune-features; "none" disables it)
   --report FILE          evaluation JSON (default: evaluation.json beside the new model)`
 
-export const LABELS_USAGE = `usage: nima-serve labels <command> --db FILE [options]
-
-commands:
-  add-images --db FILE [--group dir|file|none] PATH...   store image files (folders are walked); group: the
-                                                          image's folder (default), its file name, or none
-  export     --db FILE [--format jsonl|csv] [--out FILE] [--with-images DIR]
-                                                          write every rating (to stdout without --out); with
-                                                          --with-images, also the image files, named by sha256
-  import     --db FILE [--images DIR] EXPORT              add the ratings of an export (images from DIR or the
-                                                          rows' paths)
-  summary    --db FILE                                    counts, rating histogram, agreement between raters`
+export const LABELS_USAGE = groupUsage('labels', LABELS_COMMANDS, LABELS_FOOTER)
 
 function usage(message: string, text: string): FinetuneError {
   return new FinetuneError(`${message}\n${text}`, { usage: true })
@@ -248,6 +239,11 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       io.out(LABELS_USAGE)
       return command === undefined ? 2 : 0
+    }
+    const help = wantsHelp(rest) ? subcommandUsage('labels', LABELS_COMMANDS, command, LABELS_FOOTER) : undefined
+    if (help !== undefined) {
+      io.out(help)
+      return 0
     }
     if (!['add-images', 'export', 'import', 'summary'].includes(command)) throw usage(`unknown labels command ${JSON.stringify(command)}`, LABELS_USAGE)
     let parsed: { values: Record<string, string | undefined>; positionals: string[] }

@@ -3,6 +3,7 @@ import type { DownloadOptions } from '../model-tools/download.js'
 import { ModelError } from '../models/model-error.js'
 import { TASKS, type KerasSource, type Task } from '../model-tools/sources.js'
 import { cliConfig, type CliIo } from './io.js'
+import { groupUsage, MODELS_COMMANDS, MODELS_FOOTER, subcommandUsage, wantsHelp } from './help.js'
 import { createProgress } from './progress.js'
 
 /** Test seams for pull: the source table and download tuning. */
@@ -11,27 +12,9 @@ export interface ModelsCommandDeps {
   download?: DownloadOptions
 }
 
-export const MODELS_USAGE = `usage: nima-serve models <command> [options]
+export const MODELS_USAGE = groupUsage('models', MODELS_COMMANDS, MODELS_FOOTER)
 
-commands:
-  ensure [--dir DIR]                      install a SYNTHETIC model for every task that has none (fast when present)
-  synth  [--dir DIR] [--seed N] [--task T] (re)generate SYNTHETIC models (seed N for aesthetic, N+1 for technical)
-  pull   [--dir DIR] [--from DIR | --base-url URL]
-                                          download idealo's real weights (pinned commit, integrity-checked), convert, install
-  fp16   [--dir DIR] [--id ID] [--check PHOTOS] [--tolerance T]
-                                          make float16 variants (<version>-fp16) of the float32 models, for GPUs;
-                                          --check scores the photos in folder PHOTOS with both and refuses a
-                                          variant whose max |mean difference| exceeds T (default 0.02)
-  import FILE --task T --id ID --version V [--dir DIR] [--check PHOTOS] [--force]
-                                          convert your own Keras NIMA MobileNet v1 weights (save_weights or
-                                          model.save HDF5), prove the conversion against a float64 Keras
-                                          reference on 3 photos of folder PHOTOS (default: 3 seeded
-                                          photo-like images), then install <ID>/<V> for task T
-  list   [--dir DIR]                      list installed models
-
-DIR defaults to $MODELS_DIR or ./models.`
-
-const SYNTHETIC_HINT = 'SYNTHETIC models are seeded random weights: their scores carry no meaning. Run `npm run models -- pull` for the real idealo models.'
+const SYNTHETIC_HINT = 'SYNTHETIC models are seeded random weights: their scores carry no meaning. Run `npx nima-serve models pull` for the real idealo models.'
 
 function usage(message: string): ModelError {
   return new ModelError('MODEL_USAGE', `${message}\n${MODELS_USAGE}`)
@@ -230,6 +213,11 @@ async function list(dir: string, io: CliIo): Promise<number> {
 /** `nima-serve models <command>`; returns the exit code. Expected failures throw ModelError. */
 export async function runModelsCommand(args: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
   const [command, ...rest] = args
+  const help = command !== undefined && wantsHelp(rest) ? subcommandUsage('models', MODELS_COMMANDS, command, MODELS_FOOTER) : undefined
+  if (help !== undefined) {
+    io.out(help)
+    return 0
+  }
   // --dir, else MODELS_DIR as the service reads it; read only when --dir is absent.
   const dir = (values: Record<string, string | undefined>) => values['dir'] ?? cliConfig(io).MODELS_DIR
   switch (command) {

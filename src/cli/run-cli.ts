@@ -1,49 +1,44 @@
-import { runBatchCommand, runRankHotelsCommand } from './batch-command.js'
-import { runCalibrateCommand } from './calibrate-command.js'
-import { runFinetuneCommand, runLabelsCommand } from './finetune-command.js'
+import { serveUsage, USAGE, wantsHelp } from './help.js'
 import { reportFailure, type CliIo } from './io.js'
-import { runModelsCommand, type ModelsCommandDeps } from './models-command.js'
+import type { ModelsCommandDeps } from './models-command.js'
 import { version } from './version.js'
 
-export const USAGE = `usage: nima-serve <command> [options]     (every command takes --help)
-
-commands:
-  serve                             start the HTTP service (configured by environment variables)
-  models <ensure|synth|pull|import|fp16|list>
-                                    manage the NIMA models (see: nima-serve models --help)
-  batch --input F --output R.jsonl  score many images offline: resumable, sharded, cached
-  rank-hotels --input R.jsonl ...   each hotel's images in rank order, best first
-  calibrate --input R.jsonl ...     percentiles against your catalogue, a map to your raters' scale (SCORE_CALIBRATION)
-  labels <export|import|...>        manage the labelling database
-  finetune --base ID --labels F     train a new head on your labels (Earth Mover's loss)
-
-options:
-  --help, -h                        this text
-  --version, -v                     the installed version`
+export { USAGE } from './help.js'
 
 const HELP = new Set(['help', '--help', '-h'])
+
+/**
+ * Each command's module, imported when that command runs: together they pull in sharp,
+ * ONNX Runtime, SQLite and fastify, which `--help` and `--version` do not need (loading
+ * them all made the first `npx nima-serve --help` take seconds).
+ */
+const COMMANDS: Record<string, (args: readonly string[], io: CliIo, deps: ModelsCommandDeps) => Promise<number>> = {
+  models: async (args, io, deps) => (await import('./models-command.js')).runModelsCommand(args, io, deps),
+  batch: async (args, io) => (await import('./batch-command.js')).runBatchCommand(args, io),
+  'rank-hotels': async (args, io) => (await import('./batch-command.js')).runRankHotelsCommand(args, io),
+  calibrate: async (args, io) => (await import('./calibrate-command.js')).runCalibrateCommand(args, io),
+  finetune: async (args, io) => (await import('./finetune-command.js')).runFinetuneCommand(args, io),
+  labels: async (args, io) => (await import('./finetune-command.js')).runLabelsCommand(args, io),
+}
 
 export { version } from './version.js'
 
 /**
- * `--help` anywhere after a command group's subcommand asks for that group's usage, so
- * `models pull --help` helps instead of failing on an unknown option.
- */
-function groupArgs(rest: readonly string[]): readonly string[] {
-  return rest.some((a) => a === '--help' || a === '-h') ? ['--help'] : rest
-}
-
-/**
- * Dispatches argv and turns failures into an exit code (reportFailure: expected failures
- * print one message and no stack; anything else is a bug and keeps its stack).
+ * Dispatches argv and turns failures into an exit code. Expected failures (ModelError:
+ * offline, bad file, bad option) print one message and no stack; anything else is a bug
+ * and keeps its stack.
  */
 export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCommandDeps = {}): Promise<number> {
   const [command, ...rest] = argv
   try {
     if (command === 'serve') {
       if (rest.length > 0) {
-        io.out('usage: nima-serve serve\n\nStarts the HTTP service; it is configured by environment variables (docs/configuration.md).')
-        return HELP.has(rest[0]!) ? 0 : 2
+        if (wantsHelp(rest) || HELP.has(rest[0]!)) {
+          io.out(serveUsage())
+          return 0
+        }
+        io.err(`nima-serve serve: takes no arguments (got ${rest.join(' ')}); it is configured by environment variables (nima-serve serve --help)`)
+        return 2
       }
       await import('../main.js')
       return 0
@@ -52,12 +47,8 @@ export async function runCli(argv: readonly string[], io: CliIo, deps: ModelsCom
       io.out(version())
       return 0
     }
-    if (command === 'models') return await runModelsCommand(groupArgs(rest), io, deps)
-    if (command === 'batch') return await runBatchCommand(rest, io)
-    if (command === 'rank-hotels') return await runRankHotelsCommand(rest, io)
-    if (command === 'calibrate') return await runCalibrateCommand(rest, io)
-    if (command === 'finetune') return await runFinetuneCommand(rest, io)
-    if (command === 'labels') return await runLabelsCommand(groupArgs(rest), io)
+    const run = command === undefined ? undefined : COMMANDS[command]
+    if (run) return await run(rest, io, deps)
     if (command === undefined || HELP.has(command)) {
       io.out(USAGE)
       return command === undefined ? 2 : 0

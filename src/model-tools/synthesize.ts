@@ -6,7 +6,7 @@ import { assertSeed, syntheticWeights } from './synthetic-weights.js'
 
 const NOTES =
   'Seeded random MobileNet v1 weights (He-normal kernels, BatchNorm statistics consistent with them). ' +
-  'Scores carry no meaning; run `npm run models -- pull` for the real idealo weights.'
+  'Scores carry no meaning; run `npx nima-serve models pull` for the real idealo weights.'
 
 /** Generates, converts and installs the synthetic model of one task. */
 export async function installSynthetic(dir: string, task: Task, seed: number): Promise<InstalledModel> {

@@ -1,6 +1,15 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import swaggerUi from '@fastify/swagger-ui'
 import { registerPage } from '../http/static-page.js'
+import { forRequest } from './openapi-info.js'
+
+/**
+ * The plugin's own strict policy (`staticCSP: true`) blocks the inline style attributes
+ * swagger-ui sets (a console error on every load) and carries upgrade-insecure-requests,
+ * which would send "Try it out" from a plain-http host to https. Scripts stay 'self' only.
+ */
+const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'"
 
 /**
  * The browser side of the API, all public (no data in them; their calls carry the key):
@@ -11,12 +20,22 @@ import { registerPage } from '../http/static-page.js'
 export default async function pageRoutes(app: FastifyInstance) {
   // Pasted URLs are shown straight from their hosts, so the gallery allows http(s) images.
   await registerPage(app, { path: '/gallery', folder: 'gallery/page', imageSources: ['https:', 'http:'] })
-  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async (_request, reply) => reply.type('application/json').send(app.swagger()))
+  const origin = (request: FastifyRequest) => `${request.protocol}://${request.host}`
+  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async (request, reply) =>
+    reply.type('application/json').send(forRequest(app.swagger(), origin(request))),
+  )
   // Every route swagger-ui adds is public: its onRoute hook stays inside this plugin.
   await app.register(async (scope) => {
     scope.addHook('onRoute', (route) => {
       route.config = { ...(route.config as object), public: true }
     })
-    await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/openapi.json', deepLinking: false }, staticCSP: true })
+    // swagger-ui-dist loads `urls[0]` when `urls` is given (the plugin forces `url` to its
+    // own /docs/json), so the page reads, and its top bar names, /openapi.json.
+    await scope.register(swaggerUi, {
+      routePrefix: '/docs',
+      uiConfig: { urls: [{ url: '/openapi.json', name: '/openapi.json' }], deepLinking: true, docExpansion: 'list', defaultModelsExpandDepth: 0 },
+      staticCSP: DOCS_CSP,
+      transformSpecification: (doc, request) => forRequest(doc, origin(request)),
+    })
   })
 }

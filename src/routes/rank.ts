@@ -6,7 +6,7 @@ import type { Config } from '../config/load.js'
 import { NimaError, deadlineError, multipartError, toNimaError } from '../errors.js'
 import { countFailure } from '../http/error-handler.js'
 import type { BoundCalibration } from '../calibration/bound-calibration.js'
-import { resolveWeights } from '../scoring/combined.js'
+import { normalizeWeights, resolveWeights } from '../scoring/combined.js'
 import type { NimaModel } from '../scoring/nima-model.js'
 import { rankImages, resolveRankOptions } from '../scoring/ranking.js'
 import type { Served } from '../scoring/cached-scoring.js'
@@ -107,8 +107,9 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
             item: o,
           })),
           rankOptions,
-        ).map(({ rank, item, duplicates, nearDuplicates }) => ({
+        ).map(({ rank, selected, item, duplicates, nearDuplicates }) => ({
           rank,
+          ...(selected !== undefined ? { selected } : {}),
           ...item.ref,
           image: item.served.score.image,
           combined: item.served.score.combined,
@@ -126,7 +127,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
           ranked,
           failed,
           ...(excluded ? { excluded } : {}),
-          weights: resolvedWeights,
+          weights: normalizeWeights(resolvedWeights),
           models: info,
           nearDuplicates: {
             enabled: rankOptions.nearDuplicates !== undefined,

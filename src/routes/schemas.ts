@@ -60,7 +60,9 @@ export const ModelInfo = Type.Object(
 export const Combined = Type.Object(
   {
     score: Type.Number({ description: 'Σ w·mean / Σ w over the models that scored the image' }),
-    weights: Type.Record(Type.String(), Type.Number()),
+    weights: Type.Record(Type.String(), Type.Number(), {
+      description: "Each model's share w / Σ w of the score (they sum to 1; one model alone: 1; all weights 0: equal shares)",
+    }),
     percentile: Type.Optional(
       Type.Number({
         minimum: 0,
@@ -215,6 +217,9 @@ export const RankResponse = Type.Object(
     ranked: Type.Array(
       Type.Object({
         rank: Type.Integer({ minimum: 1 }),
+        selected: Type.Optional(
+          Type.Boolean({ description: 'Only with `select`: true for the k entries it picked (they come first, ranks 1..k), false for the rest' }),
+        ),
         ...ImageRefFields,
         image: Type.Ref(ImageInfo),
         combined: Type.Ref(Combined),
@@ -255,7 +260,7 @@ export const RankResponse = Type.Object(
         },
       ),
     ),
-    weights: Type.Record(Type.String(), Type.Number()),
+    weights: Type.Record(Type.String(), Type.Number(), { description: "Each requested model's share of the combined score (sums to 1), as in `combined.weights`" }),
     models: Type.Record(Type.String(), Type.Ref(ModelInfo)),
     nearDuplicates: Type.Object({ enabled: Type.Boolean(), maxDistance: Type.Integer() }, { description: 'The near-duplicate options in effect' }),
     select: Type.Optional(Type.Object({ k: Type.Integer(), diversity: Type.Number() }, { description: 'Present when the first k entries were picked by MMR' })),

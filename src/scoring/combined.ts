@@ -1,12 +1,15 @@
 /**
  * The combined score: a weighted mean of the models' mean scores,
  *   combined = Σ w_m · mean_m / Σ w_m   over the models that scored the image,
- * so it stays on the same 1..10 scale whatever subset of models ran.
+ * so it stays on the same 1..10 scale whatever subset of models ran. The weights reported
+ * with it are the shares actually applied, w_m / Σ w: they sum to 1, so one model alone
+ * shows weight 1 (its configured 0.4 would read as if 0.4 had been applied).
  */
 export type Weights = Readonly<Record<string, number>>
 
 export interface CombinedScore {
   score: number
+  /** Each model's share of the score (sums to 1). */
   weights: Record<string, number>
 }
 
@@ -25,6 +28,16 @@ export function resolveWeights(
   return out
 }
 
+/**
+ * Weights as shares of their sum, the form every answer reports. All zero (or none
+ * positive): equal shares, which is what `combine` then applies.
+ */
+export function normalizeWeights(weights: Readonly<Record<string, number>>): Record<string, number> {
+  const ids = Object.keys(weights)
+  const sum = ids.reduce((a, id) => a + weights[id]!, 0)
+  return Object.fromEntries(ids.map((id) => [id, sum > 0 ? weights[id]! / sum : 1 / ids.length]))
+}
+
 export function combine(means: Readonly<Record<string, number>>, weights: Readonly<Record<string, number>>): CombinedScore {
   let num = 0
   let den = 0
@@ -35,12 +48,13 @@ export function combine(means: Readonly<Record<string, number>>, weights: Readon
     num += w * mean
     den += w
   }
+  const shares = normalizeWeights(used)
   if (den <= 0) {
-    // All weights zero: fall back to the plain mean rather than dividing by zero.
+    // All weights zero: the plain mean rather than a division by zero.
     const vals = Object.values(means)
-    return { score: vals.reduce((a, b) => a + b, 0) / Math.max(vals.length, 1), weights: used }
+    return { score: vals.reduce((a, b) => a + b, 0) / Math.max(vals.length, 1), weights: shares }
   }
-  return { score: num / den, weights: used }
+  return { score: num / den, weights: shares }
 }
 
 /** The combined score of one image: each model's weight resolved as above, then `combine`. */

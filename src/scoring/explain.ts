@@ -37,8 +37,8 @@ function explainers(models: readonly NimaModel[]) {
     if (run) return run
     const { id, version, synthetic } = m.info
     const how = synthetic
-      ? 'run `npm run models -- ensure` to regenerate outdated synthetic models'
-      : 'install it again with `npm run models -- pull` or `models import` (the conversion now writes the feature map)'
+      ? 'run `npx nima-serve models ensure` to regenerate outdated synthetic models'
+      : 'install it again with `npx nima-serve models pull` or `models import` (the conversion now writes the feature map)'
     throw new NimaError(
       'NIMA_EXPLANATION_UNAVAILABLE',
       `model ${id}/${version} was built before the feature-map output existed, so it cannot be explained; ${how}, then restart or reload the service`,

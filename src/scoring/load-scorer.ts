@@ -48,7 +48,7 @@ export async function loadScorer(
       if (config.BATCH_MAX_SIZE > 1) await model.warmUp(config.BATCH_MAX_SIZE)
       const { manifest: m, info } = model
       const line = { model: id, version: m.version, task: m.task, synthetic: m.synthetic, precision: manifestPrecision(m), provider: info.provider, sha256: m.sha256, warmUpMs: Math.round(performance.now() - started), sessionThreadId: model.threadId }
-      if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npm run models -- pull\` for the real idealo weights`)
+      if (m.synthetic) log.warn(line, `model ${id} uses SYNTHETIC weights (seeded random): its scores are meaningless; run \`npx nima-serve models pull\` for the real idealo weights`)
       else log.info(line, `model ${id} uses REAL weights (${m.provenance.kind})`)
     }
     const bound = calibration ? bindCalibration(calibration, models.values(), log) : undefined
@@ -110,7 +110,7 @@ function withPrecision(entries: readonly CatalogEntry[], base: CatalogEntry, pre
   if (variant) return variant
   log.warn(
     { model: base.manifest.id, version: base.manifest.version },
-    `MODEL_PRECISION=float16 but ${modelRef(base.manifest)} has no float16 variant; serving float32 (make one with \`npm run models -- fp16 --check <photos>\`)`,
+    `MODEL_PRECISION=float16 but ${modelRef(base.manifest)} has no float16 variant; serving float32 (make one with \`npx nima-serve models fp16 --check <photos>\`)`,
   )
   return base
 }

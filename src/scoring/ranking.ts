@@ -66,6 +66,8 @@ export interface NearDuplicate<T> {
 export interface RankedEntry<T> {
   /** 1 = best. */
   rank: number
+  /** With `select`: true for the k entries it picked (ranks 1..k), false for the rest; absent without it. */
+  selected?: boolean
   /** The first input with this content. */
   item: T
   /** Later inputs with identical content, in input order. */
@@ -101,18 +103,26 @@ export function rankImages<T>(entries: readonly RankEntry<T>[], options: RankOpt
   })
 
   let order = entriesOut
+  let picks = 0
   if (options.select) {
     const { k, diversity } = options.select
-    const picks = selectMmr(
+    const chosen = selectMmr(
       entriesOut.map((e) => relevance(e.head.combined)),
       (i, j) => hashSimilarity(entriesOut[i]!.head, entriesOut[j]!.head),
       k,
       diversity,
     )
-    const picked = new Set(picks)
-    order = [...picks.map((i) => entriesOut[i]!), ...entriesOut.filter((_, i) => !picked.has(i))]
+    const picked = new Set(chosen)
+    picks = chosen.length
+    order = [...chosen.map((i) => entriesOut[i]!), ...entriesOut.filter((_, i) => !picked.has(i))]
   }
-  return order.map((e, i) => ({ rank: i + 1, item: e.head.item, duplicates: e.duplicates, nearDuplicates: e.nearDuplicates }))
+  return order.map((e, i) => ({
+    rank: i + 1,
+    ...(options.select ? { selected: i < picks } : {}),
+    item: e.head.item,
+    duplicates: e.duplicates,
+    nearDuplicates: e.nearDuplicates,
+  }))
 }
 
 /** Groups items by key, keeping first-seen order of groups and of members. */

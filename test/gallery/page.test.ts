@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import sharp from 'sharp'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { projectRoot, sharedImages } from '../helpers/paths.js'
 import { startTestService, startUpstream } from '../helpers/service.js'
@@ -72,7 +72,31 @@ async function enterKey(page: Page) {
 }
 
 async function shownOrder(page: Page): Promise<string[]> {
-  return page.$$eval('#grid .card .name', (els) => els.map((e) => e.textContent ?? ''))
+  return page.$$eval('#grid .card', (cards) => cards.map((c) => (c as Dom).dataset['name'] ?? ''))
+}
+
+/**
+ * The visual check: every fold list opened, then on every card the score-map overlay must
+ * cover exactly the photo (a stretched card once left the 7×7 map 13 px below it), and
+ * no card title may be wider than its card.
+ */
+async function checkOverlays(t: Test, page: Page, label: string) {
+  await page.$$eval('#grid details.dups', (ds) => ds.forEach((d) => ((d as Dom).open = true)))
+  const boxes = await page.$$eval('#grid .card', (cards) =>
+    cards.map((c) => {
+      const r = (e: Dom) => {
+        const b = e.getBoundingClientRect()
+        return [b.left, b.top, b.width, b.height]
+      }
+      const name = c.querySelector('.name') as Dom
+      return { name: (c as Dom).dataset['name'], img: r(c.querySelector('.frame img')), map: r(c.querySelector('.map')), titleFits: name.scrollHeight <= name.clientHeight + 1 && r(name)[2] <= r(c)[2] }
+    }),
+  )
+  t.ok(boxes.length > 0, `${label}: cards to check`)
+  for (const b of boxes) {
+    t.ok(b.img.every((v: number, i: number) => Math.abs(v - b.map[i]!) < 0.5), `${label}: ${b.name}: overlay ${b.map.map((v: number) => v.toFixed(1))} = photo ${b.img.map((v: number) => v.toFixed(1))}`)
+    t.ok(b.titleFits, `${label}: ${b.name}: the title stays on one line inside its card`)
+  }
 }
 
 t.test('dropped photos: ranked as /rank ranks them, near-duplicate folded, maps toggled, PNG opened', async (t) => {
@@ -107,6 +131,9 @@ t.test('dropped photos: ranked as /rank ranks them, near-duplicate folded, maps 
   t.ok(alts.length >= expected.order.length && alts.every((a) => a.length > 10), 'every image has alt text')
   const dups = await page.$$eval('#grid details.dups', (ds) => ds.map((d) => ({ open: (d as Dom).open, text: d.querySelector('summary')?.textContent })))
   t.same(dups, [{ open: false, text: '1 more of the same picture (folded)' }], 'the near-duplicate is folded, collapsed')
+  t.match(await page.textContent('#status'), /^6 photos: 5 ranked, 1 folded into a better copy \(same picture\)\./, 'the status accounts for every photo dropped')
+  const figures = await page.$$eval('#grid .card .bars .value', (vs) => vs.filter((_, i) => i % 3 === 0).map((v) => v.textContent ?? ''))
+  t.equal(new Set(figures.map((f) => f.split(' ')[0])).size, figures.length, `every card's combined score reads differently: ${figures.join(' | ')}`)
   await page.waitForFunction(() => [...(globalThis as Dom).document.querySelectorAll('#grid .frame img')].every((i) => (i as Dom).naturalWidth > 0))
   await page.screenshot({ path: join(shots, 'ranked.png'), fullPage: true })
 
@@ -118,7 +145,8 @@ t.test('dropped photos: ranked as /rank ranks them, near-duplicate folded, maps 
   t.same(mapped, expected.order.map(() => ['aesthetic', 49, true]), 'every photo shows its 7×7 aesthetic score map')
   const coloured = await page.$$eval('#grid .card:first-child .map span', (cells) => cells.filter((c) => (globalThis as Dom).getComputedStyle(c).backgroundColor !== 'rgba(0, 0, 0, 0)').length)
   t.ok(coloured > 0, `cells are coloured (${coloured} of 49), inline colours allowed by the CSP`)
-  await page.screenshot({ path: join(shots, 'score-maps.png'), fullPage: true })
+  await checkOverlays(t, page, '1280 px')
+  await page.screenshot({ path: join(shots, 'score-maps-folds-open.png'), fullPage: true })
   await page.selectOption('#map-model', 'technical')
   await page.waitForFunction(() => [...(globalThis as Dom).document.querySelectorAll('#grid .card')].every((c) => (c as Dom).dataset['map'] === 'technical'))
   t.pass('the technical maps replace them')
@@ -130,6 +158,7 @@ t.test('dropped photos: ranked as /rank ranks them, near-duplicate folded, maps 
   await page.click('#grid .card:first-child button.explain')
   await page.waitForFunction(() => ((globalThis as Dom).document.getElementById('explain-dialog') as Dom).open && ((globalThis as Dom).document.getElementById('explain-img') as Dom).naturalWidth > 0)
   t.match(await page.getAttribute('#explain-img', 'alt'), /^Score maps of /)
+  t.match(await page.textContent('#explain-title'), new RegExp(`^Score maps of #1: ${expected.order[0]!.replace('.', '\\.')}$`), 'the dialog names the photo it shows')
   await page.screenshot({ path: join(shots, 'explain-dialog.png') })
   await page.keyboard.press('Escape')
   t.equal(await page.$eval('#explain-dialog', (d) => (d as Dom).open), false, 'Escape closes it')
@@ -137,7 +166,7 @@ t.test('dropped photos: ranked as /rank ranks them, near-duplicate folded, maps 
 })
 
 t.test('pasted URLs on a phone-sized screen, photos chosen with the keyboard', async (t) => {
-  const urls = files.slice(0, 4).map((f) => `${upstream.url}/${f.name}`)
+  const urls = [...files.slice(0, 4), files[5]!].map((f) => `${upstream.url}/${f.name}`)
   const expected = await rankOrder({ method: 'POST', body: JSON.stringify({ images: urls.map((url, i) => ({ url, id: String(i) })) }), headers: { 'content-type': 'application/json' } })
   const { page, problems } = await openGallery({ width: 390, height: 844 })
   await enterKey(page)
@@ -149,6 +178,8 @@ t.test('pasted URLs on a phone-sized screen, photos chosen with the keyboard', a
   t.ok(await page.evaluate(() => (globalThis as Dom).document.documentElement.scrollWidth <= (globalThis as Dom).innerWidth), 'nothing wider than the phone screen')
   await page.check('#maps')
   await page.waitForSelector('body[data-maps="shown"]')
+  await checkOverlays(t, page, '390 px')
+  t.ok(await page.evaluate(() => (globalThis as Dom).document.documentElement.scrollWidth <= (globalThis as Dom).innerWidth), 'folds open: still nothing wider than the screen')
   await page.screenshot({ path: join(shots, 'phone-urls.png'), fullPage: true })
 
   // Keyboard only: focus the drop zone, Enter opens the file chooser.

@@ -63,11 +63,11 @@ export const serviceHasLabels = 'LABELS_DB' in ConfigSchema.properties
  * The real service with the labelling routes on, once they are wired in (LABELS_DB);
  * until then the plugin on its own (startLabelApp).
  */
-export async function startLabellingService(dbPath: string): Promise<{ url: string; close: () => Promise<void>; real: boolean }> {
+export async function startLabellingService(dbPath: string, overrides: Partial<RawConfig> = {}): Promise<{ url: string; close: () => Promise<void>; real: boolean }> {
   if (serviceHasLabels) {
-    const svc = await startTestService({ LABELS_DB: dbPath } as Partial<RawConfig>)
+    const svc = await startTestService({ LABELS_DB: dbPath, ...overrides } as Partial<RawConfig>)
     return { url: svc.url, close: async () => void (await svc.server.shutdown()), real: true }
   }
-  const own = await startLabelApp(dbPath)
+  const own = await startLabelApp(dbPath, overrides)
   return { url: own.url, close: own.close, real: false }
 }

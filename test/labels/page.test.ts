@@ -3,16 +3,19 @@
  * playwright-core) against the service on 127.0.0.1: rate by key press and by click, skip,
  * undo, and check that the ratings land in the database and in the summary view.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { chromium, type Browser } from 'playwright-core'
 import { LabelStore } from '../../src/labels/store.js'
-import { sharedImages } from '../helpers/paths.js'
+import { projectRoot, sharedImages } from '../helpers/paths.js'
 import { startLabellingService } from './app.js'
 
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium'
 if (!existsSync(CHROMIUM)) throw new Error(`headless Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`)
+
+const shots = join(projectRoot, 'test-output', 'labels')
+mkdirSync(shots, { recursive: true })
 
 const dbPath = join(t.testdir(), 'labels.sqlite')
 const svc = await startLabellingService(dbPath)
@@ -56,6 +59,9 @@ t.test('rate by keys and clicks, skip, undo; ratings reach the database and the 
   t.equal(first, ids[0], 'the oldest unrated image comes first')
   t.ok(await page.$eval('#photo', (img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0), 'the photo is shown')
   t.match(await page.textContent('#remaining'), /4 to rate/)
+  const centre = (sel: string) => page.$eval(sel, (e) => (globalThis as unknown as { getComputedStyle: (e: unknown) => { textAlign: string } }).getComputedStyle(e).textAlign)
+  t.same([await centre('#status'), await centre('.hint')], ['center', 'center'], 'the status line is centred like the keys line under it')
+  await page.screenshot({ path: join(shots, 'rate.png'), fullPage: true })
   await page.click('body') // focus off the name field, so keys rate
 
   await page.keyboard.press('7')
@@ -105,3 +111,34 @@ t.test('rate by keys and clicks, skip, undo; ratings reach the database and the 
   t.match(await page.textContent('#raters tbody'), /ana\s*3/)
   t.same(errors, [], 'no script errors')
 })
+
+t.test('an empty database: the page says there are no photos yet and how to add them; a 401 opens the key box', async (t) => {
+  const empty = await startLabellingService(join(t.testdir(), 'empty.sqlite'), { API_KEYS: 'label-key' })
+  t.teardown(empty.close)
+  const page = await browser!.newPage({ viewport: { width: 1280, height: 720 } })
+  const problems: string[] = []
+  page.on('pageerror', (e) => problems.push(e.message))
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/401/.test(m.text())) problems.push(m.text())
+  })
+  await page.goto(`${empty.url}/label`)
+  await page.waitForSelector('body[data-state="idle"]')
+  await page.fill('#rater', 'ana')
+  await page.press('#rater', 'Enter')
+  await page.waitForSelector('body[data-state="error"]')
+  t.match(await page.textContent('#status'), /needs an API key: enter it under "API key"/, 'the same 401 behaviour as the gallery')
+  t.ok(await page.$eval('#key-box', (d) => (d as unknown as { open: boolean }).open), 'the key box is opened')
+  await page.fill('#api-key', 'label-key')
+  await page.dispatchEvent('#api-key', 'change')
+  await page.waitForSelector('body[data-state="empty"]')
+  const status = await page.textContent('#status')
+  t.match(status, /^No photos to rate yet\. Add some on the server with npx nima-serve labels add-images --db <LABELS_DB> <folder>, or upload them to POST \/labels\/images/)
+  t.notMatch(status, /All done/, 'not "all done" when nothing was ever there')
+  t.same(await shownParts(page), { stage: false, scale: false })
+  await page.screenshot({ path: join(shots, 'empty.png'), fullPage: true })
+  t.same(problems, [], 'no script errors, no failed loads but the expected 401')
+})
+
+async function shownParts(page: import('playwright-core').Page) {
+  return { stage: await page.isVisible('#stage'), scale: await page.isVisible('#scale') }
+}

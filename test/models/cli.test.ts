@@ -2,6 +2,7 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import { createProgress } from '../../src/cli/progress.js'
 import { runCli } from '../../src/cli/run-cli.js'
+import { ConfigSchema } from '../../src/config/schema.js'
 import { recordIo } from './cli-io.js'
 
 t.test('usage errors exit 2 with a message and no stack', async (t) => {
@@ -56,13 +57,22 @@ t.test('--help on every command and subcommand, --version, serve', async (t) => 
     [['models', '--help'], /usage: nima-serve models/],
     [['labels', '--help'], /usage: nima-serve labels/],
   ]
-  for (const sub of ['ensure', 'synth', 'pull', 'fp16', 'list']) cases.push([['models', sub, '--help'], /usage: nima-serve models/])
-  for (const sub of ['add-images', 'export', 'import', 'summary']) cases.push([['labels', sub, '-h'], /usage: nima-serve labels/])
+  // A subcommand's --help prints that subcommand's usage, not the group's.
+  for (const sub of ['ensure', 'synth', 'pull', 'fp16', 'import', 'list']) cases.push([['models', sub, '--help'], new RegExp(`^usage: nima-serve models ${sub} `)])
+  for (const sub of ['add-images', 'export', 'import', 'summary']) cases.push([['labels', sub, '-h'], new RegExp(`^usage: nima-serve labels ${sub} --db FILE`)])
   for (const [argv, message] of cases) {
     const io = recordIo()
     t.equal(await runCli(argv, io), 0, `${argv.join(' ')} exits 0`)
     t.match(io.stdout, message, argv.join(' '))
   }
+  const top = recordIo()
+  await runCli(['--help'], top)
+  for (const sub of ['ensure', 'synth', 'pull', 'fp16', 'import', 'list']) t.match(top.stdout, new RegExp(`\\n  models ${sub} `), `the top-level help lists models ${sub}`)
+  for (const sub of ['add-images', 'export', 'import', 'summary']) t.match(top.stdout, new RegExp(`\\n  labels ${sub} `), `the top-level help lists labels ${sub}`)
+  const serve = recordIo()
+  await runCli(['serve', '--help'], serve)
+  const keys = Object.keys(ConfigSchema.properties)
+  t.same(keys.filter((k) => !serve.stdout.includes(`\n  ${k}=`)), [], `serve --help lists all ${keys.length} settings with their defaults`)
   const v = recordIo()
   t.equal(await runCli(['--version'], v), 0)
   t.match(v.stdout, /^\d+\.\d+\.\d+$/)

@@ -138,7 +138,7 @@ t.test('a model file made before the feature-map output still scores, and /expla
   t.equal(r.status, 409)
   const body = (await r.json()) as any
   t.equal(body.error.code, 'NIMA_EXPLANATION_UNAVAILABLE')
-  t.match(body.error.message, /model aesthetic\/synthetic-s1007 was built before the feature-map output existed.*npm run models -- ensure/)
+  t.match(body.error.message, /model aesthetic\/synthetic-s1007 was built before the feature-map output existed.*npx nima-serve models ensure/)
   const tech = await fetch(`${old.url}/explain?models=technical`, { method: 'POST', body: photo, headers: { 'content-type': 'image/jpeg' } })
   t.equal(tech.status, 200, 'a model with the output is still explained')
 })

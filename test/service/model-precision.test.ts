@@ -72,5 +72,5 @@ t.test('a missing variant is a warning that names the command to make one', asyn
   t.same([...scorer.models.values()].map((m) => m.manifest.precision ?? 'float32'), ['float32', 'float32'])
   const warnings = lines.map((l) => JSON.parse(l) as { msg: string }).filter((l) => /has no float16 variant/.test(l.msg))
   t.equal(warnings.length, 2, 'one warning per model')
-  t.match(warnings[0]!.msg, /MODEL_PRECISION=float16 but aesthetic\/synthetic-s1007 has no float16 variant; serving float32 \(make one with `npm run models -- fp16 --check <photos>`\)/)
+  t.match(warnings[0]!.msg, /MODEL_PRECISION=float16 but aesthetic\/synthetic-s1007 has no float16 variant; serving float32 \(make one with `npx nima-serve models fp16 --check <photos>`\)/)
 })

@@ -65,6 +65,9 @@ t.test('select: the top three are three different pictures even with grouping of
   const top = r.json.ranked.slice(0, 3).map((e: any) => e.id as string)
   t.ok(top.filter((id: string) => family.has(id)).length <= 1, `at most one copy of the same photo in the top 3: ${top.join(', ')}`)
   t.same(r.json.ranked.map((e: any) => e.rank), [1, 2, 3, 4, 5, 6])
+  t.same(r.json.ranked.map((e: any) => e.selected), [true, true, true, false, false, false], 'the three picks are marked selected')
+  const plain = await upload(form([...gallery], { nearDuplicates: { enabled: false } }))
+  t.ok(plain.json.ranked.every((e: any) => !('selected' in e)), 'no selected field without select')
 })
 
 t.test('uploads rank exactly as the same images sent as URLs', async (t) => {

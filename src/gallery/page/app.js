@@ -1,43 +1,15 @@
 // The gallery: drop photos or paste URLs, see them ranked by /rank (best first, near-duplicates
 // folded into the best of them), and overlay each photo's score map from /explain.
-// Plain ES module, no build step; served by the service at /gallery (src/http/static-page.ts).
+// Plain ES module, no build step; served by the service at /gallery (src/http/static-page.ts),
+// with ./kit.js (API calls, the API-key box, page state) shared with the /label page.
+import { $, api, ApiError, bindKeyBox, el, setState } from './kit.js'
 
-const $ = (id) => document.getElementById(id)
-const KEY = 'nima.apiKey' // shared with the /label page: one key per tab
 const EXPLAIN_CONCURRENCY = 3
 
 /** The inputs of the current ranking, in the order sent: {name, file?, url?, src}. */
 let items = []
 /** Item index → Promise of its /explain JSON (fetched the first time maps are shown). */
 let explanations = new Map()
-
-function setState(value, message) {
-  document.body.dataset.state = value
-  if (message !== undefined) $('status').textContent = message
-}
-
-class ApiError extends Error {}
-
-async function api(path, init = {}) {
-  const headers = new Headers(init.headers)
-  const key = sessionStorage.getItem(KEY)
-  if (key) headers.set('authorization', `Bearer ${key}`)
-  const res = await fetch(path, { ...init, headers })
-  if (res.status === 401) {
-    $('key-box').open = true
-    $('api-key').focus()
-    throw new ApiError('This service needs an API key: enter it under "API key", then try again.')
-  }
-  if (!res.ok) {
-    let message = `${res.status} ${res.statusText}`
-    try {
-      const body = await res.json()
-      if (body?.error) message = `${body.error.code}: ${body.error.message}`
-    } catch {}
-    throw new ApiError(message)
-  }
-  return res
-}
 
 function reset(next) {
   for (const it of items) if (it.file) URL.revokeObjectURL(it.src)
@@ -69,67 +41,113 @@ async function rank(init, indexOf) {
     render(result, indexOf)
     const synthetic = Object.values(result.models).some((m) => m.synthetic)
     $('synthetic').hidden = !synthetic
-    setState('ready', `${result.ranked.length} ranked${result.failed.length ? `, ${result.failed.length} failed` : ''}.${synthetic ? ' SYNTHETIC models: the order means nothing.' : ''}`)
+    setState('ready', `${summary(result)}${synthetic ? ' SYNTHETIC models: the order means nothing.' : ''}`)
     if ($('maps').checked) await showMaps()
   } catch (err) {
     setState('error', err instanceof ApiError ? err.message : `Failed: ${err.message}`)
   }
 }
 
-function el(tag, props = {}, children = []) {
-  const node = Object.assign(document.createElement(tag), props)
-  for (const c of children) node.append(c)
-  return node
+/** "8 photos: 6 ranked, 2 folded into them (look-alikes), 1 failed." — every photo sent is accounted for. */
+function summary(result) {
+  const folded = result.ranked.reduce((n, e) => n + e.duplicates.length + e.nearDuplicates.length, 0)
+  const parts = [`${result.ranked.length} ranked`]
+  if (folded > 0) parts.push(`${folded} folded into ${folded === 1 ? 'a better copy' : 'better copies'} (same picture)`)
+  if (result.failed.length > 0) parts.push(`${result.failed.length} failed`)
+  const sent = result.ranked.length + folded + result.failed.length
+  return `${sent} photo${sent === 1 ? '' : 's'}: ${parts.join(', ')}.`
 }
 
-/** A 1..10 score as a bar, with the distribution's mean ± std marked (and its percentile, with SCORE_CALIBRATION). */
-function bar(label, mean, std, percentile) {
+/**
+ * Decimals that tell neighbouring ranks apart: two, or more when two different scores
+ * would print alike (synthetic models give scores that differ in the third decimal).
+ */
+function decimalsFor(scores) {
+  for (let d = 2; d < 6; d++) {
+    if (scores.every((s, i) => i === 0 || s === scores[i - 1] || s.toFixed(d) !== scores[i - 1].toFixed(d))) return d
+  }
+  return 6
+}
+
+/** A card's title: the file name (a URL's last path segment), whole in the tooltip. */
+function shortName(it) {
+  if (!it.url) return it.name
+  try {
+    const u = new URL(it.url)
+    const last = decodeURIComponent(u.pathname.split('/').filter(Boolean).pop() ?? '')
+    return last || u.host
+  } catch {
+    return it.name
+  }
+}
+
+/**
+ * A 1..10 score as a bar, with the distribution's mean ± std bracketed; `note` after the
+ * figure, and the percentile against the calibration catalogue when SCORE_CALIBRATION gives one.
+ */
+function bar(label, mean, std, digits = 2, note = '', percentile = undefined) {
   const pct = (v) => `${Math.max(0, Math.min(100, ((v - 1) / 9) * 100))}%`
-  const track = el('span', { className: 'bar', role: 'img', ariaLabel: `${label} ${mean.toFixed(2)}${std === undefined ? '' : ` ± ${std.toFixed(2)}`} of 10` })
+  const figure = std === undefined ? mean.toFixed(digits) : `${mean.toFixed(2)} ± ${std.toFixed(2)}`
+  const track = el('span', { className: 'bar', role: 'img', ariaLabel: `${label} ${figure} on a 1 to 10 scale` })
   track.append(el('span', { className: 'fill', style: `width: ${pct(mean)}` }))
-  if (std !== undefined) track.append(el('span', { className: 'spread', title: 'mean ± std of the distribution', style: `left: ${pct(mean - std)}; right: calc(100% - ${pct(mean + std)})` }))
-  const p = percentile === undefined ? {} : { title: `percentile ${percentile}: better than ${percentile}% of the calibration catalogue` }
-  const text = (std === undefined ? mean.toFixed(2) : `${mean.toFixed(2)} ± ${std.toFixed(2)}`) + (percentile === undefined ? '' : ` · p${Math.round(percentile)}`)
-  return [el('span', { textContent: label }), track, el('span', { textContent: text, ...p })]
+  if (std !== undefined) track.append(el('span', { className: 'spread', title: 'mean ± one standard deviation of the distribution', style: `left: ${pct(mean - std)}; right: calc(100% - ${pct(mean + std)})` }))
+  const value = el('span', { className: 'value', textContent: figure })
+  if (note) value.append(el('span', { className: 'delta', textContent: ` ${note}` }))
+  if (percentile !== undefined) value.append(el('span', { className: 'percentile', title: `percentile ${percentile}: better than ${percentile}% of the calibration catalogue`, textContent: ` · p${Math.round(percentile)}` }))
+  return [el('span', { textContent: label }), track, value]
+}
+
+/** The scale under the bars: 1, 5.5 and 10 at the ends and the middle of the track. */
+function scale() {
+  return [el('span'), el('span', { className: 'scale', ariaHidden: 'true' }, ['1', '5.5', '10'].map((t) => el('span', { textContent: t }))), el('span')]
 }
 
 function render(result, indexOf) {
   const grid = $('grid')
   grid.replaceChildren()
+  const digits = decimalsFor(result.ranked.map((e) => e.combined.score))
+  const best = result.ranked[0]?.combined.score ?? 0
   for (const entry of result.ranked) {
     const index = indexOf(entry)
     const it = items[index]
-    const alt = `${it.name}: rank ${entry.rank}, combined score ${entry.combined.score.toFixed(2)}`
-    const img = el('img', { src: it.src, alt, loading: 'lazy', decoding: 'async' })
+    const score = entry.combined.score.toFixed(digits)
+    const img = el('img', { src: it.src, alt: `${it.name}: rank ${entry.rank}, combined score ${score}`, loading: 'lazy', decoding: 'async' })
     const map = el('div', { className: 'map', hidden: true })
     map.setAttribute('aria-hidden', 'true')
+    const delta = entry.rank === 1 ? '' : `(${(entry.combined.score - best).toFixed(digits).replace('-', '−')})`
     const bars = el('div', { className: 'bars' }, [
-      ...bar('combined', entry.combined.score, undefined, entry.combined.percentile),
-      ...Object.entries(entry.scores).flatMap(([id, s]) => bar(id, s.mean, s.std, s.percentile)),
+      ...bar('combined', entry.combined.score, undefined, digits, delta, entry.combined.percentile),
+      ...Object.entries(entry.scores).flatMap(([id, s]) => bar(id, s.mean, s.std, 2, '', s.percentile)),
+      ...scale(),
     ])
     const explain = el('button', { type: 'button', className: 'explain', textContent: 'Open score maps' })
-    explain.addEventListener('click', () => openExplain(index))
-    const card = el('li', { className: 'card' }, [
-      el('h3', {}, [el('span', { textContent: `#${entry.rank}` }), el('span', { className: 'name', textContent: it.name })]),
-      el('div', { className: 'frame' }, [img, map]),
-      bars,
-      explain,
-    ])
+    explain.addEventListener('click', () => openExplain(index, entry.rank))
+    const title = el('h3', {}, [el('span', { className: 'rank', textContent: `#${entry.rank}` }), el('span', { className: 'name', textContent: shortName(it), title: it.name })])
+    if (entry.selected) title.append(el('span', { className: 'badge', textContent: 'picked', title: 'one of the diverse top k (select)' }))
+    const card = el('li', { className: 'card' }, [title, el('div', { className: 'frame' }, [img, map])])
     card.dataset.index = String(index)
     card.dataset.rank = String(entry.rank)
     card.dataset.imageId = entry.image.id
-    const folded = [...entry.duplicates.map((d) => ({ ...d, why: 'identical' })), ...entry.nearDuplicates.map((d) => ({ ...d, why: `near-duplicate, distance ${d.distance}` }))]
+    card.dataset.name = it.name
+    const folded = [...entry.duplicates.map((d) => ({ ...d, why: 'identical bytes' })), ...entry.nearDuplicates.map((d) => ({ ...d, why: `look-alike, ${d.distance} bits apart` }))]
     if (folded.length > 0) {
       const list = el(
         'ul',
         {},
         folded.map((d) => {
           const other = items[indexOf(d)]
-          return el('li', {}, [el('img', { src: other.src, alt: `${other.name} (${d.why}), folded into #${entry.rank}`, loading: 'lazy' })])
+          return el('li', {}, [
+            el('figure', {}, [
+              el('img', { src: other.src, alt: `${other.name} (${d.why}), folded into #${entry.rank}`, loading: 'lazy' }),
+              el('figcaption', { title: other.name }, [el('span', { className: 'name', textContent: shortName(other) }), el('span', { textContent: d.why })]),
+            ]),
+          ])
         }),
       )
-      card.append(el('details', { className: 'dups' }, [el('summary', { textContent: `${folded.length} more of the same picture (folded)` }), list]))
+      const label = `${folded.length} more of the same picture (folded)`
+      card.append(el('details', { className: 'dups' }, [el('summary', { textContent: label }), list]))
     }
+    card.append(bars, explain)
     grid.append(card)
   }
   const failed = $('failed')
@@ -196,7 +214,7 @@ async function showMaps() {
   if ($('maps').checked) document.body.dataset.maps = failures ? 'error' : 'shown'
 }
 
-async function openExplain(index) {
+async function openExplain(index, rank) {
   const it = items[index]
   const dialog = $('explain-dialog')
   const img = $('explain-img')
@@ -208,6 +226,7 @@ async function openExplain(index) {
     if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src)
     img.src = URL.createObjectURL(blob)
     img.alt = `Score maps of ${it.name} for each model, over the photo, with a colour legend`
+    $('explain-title').textContent = `Score maps of #${rank}: ${shortName(it)}`
     dialog.showModal()
   } catch (err) {
     setState('error', err instanceof ApiError ? err.message : `Failed: ${err.message}`)
@@ -239,9 +258,7 @@ function init() {
     event.preventDefault()
     rankUrls($('urls').value)
   })
-  const key = $('api-key')
-  key.value = sessionStorage.getItem(KEY) ?? ''
-  key.addEventListener('input', () => (key.value ? sessionStorage.setItem(KEY, key.value.trim()) : sessionStorage.removeItem(KEY)))
+  bindKeyBox()
   $('maps').addEventListener('change', () => showMaps())
   $('map-model').addEventListener('change', () => $('maps').checked && showMaps())
   setState('idle')

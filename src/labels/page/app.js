@@ -1,8 +1,9 @@
 // The labelling page: one unlabelled photo at a time, rated by click or key (1-9, 0 = 10),
 // then the next one. No build step, no dependencies; talks to the /labels API.
 // The model's score is deliberately never requested, so it cannot anchor the rater.
+// ./kit.js (API calls, the API-key box, page state) is shared with the /gallery page.
+import { $, api, apiKey, bindKeyBox, el, setState } from './kit.js'
 
-const $ = (id) => document.getElementById(id)
 const NAME = /^[\p{L}\p{N}._@+ -]{1,64}$/u
 const MAX_SKIP = 50
 
@@ -13,37 +14,6 @@ const state = {
   undo: [],
   busy: false,
   objectUrl: null,
-}
-
-/** body[data-state] lets tests (and people) see what the page is doing. */
-function setState(value, message) {
-  document.body.dataset.state = value
-  if (message !== undefined) $('status').textContent = message
-}
-
-class ApiError extends Error {}
-
-async function api(path, init = {}, retried = false) {
-  const headers = new Headers(init.headers)
-  const key = sessionStorage.getItem('nima.apiKey')
-  if (key) headers.set('authorization', `Bearer ${key}`)
-  const res = await fetch(path, { ...init, headers })
-  if (res.status === 401 && !retried) {
-    const entered = window.prompt('This service needs an API key:')
-    if (entered) {
-      sessionStorage.setItem('nima.apiKey', entered.trim())
-      return api(path, init, true)
-    }
-  }
-  if (!res.ok) {
-    let message = `${res.status} ${res.statusText}`
-    try {
-      const body = await res.json()
-      if (body?.error) message = `${body.error.code}: ${body.error.message}`
-    } catch {}
-    throw new ApiError(message)
-  }
-  return res
 }
 
 function showImage(image, blob) {
@@ -84,7 +54,26 @@ async function loadNext() {
     $('stage').hidden = true
     $('scale').hidden = true
     $('remaining').textContent = `${remaining} to rate`
-    setState('done', remaining === 0 ? 'All done: you have rated every image. Thank you!' : 'Only skipped images are left. Reload the page to see them again.')
+    if (remaining > 0) {
+      setState('done', 'Only skipped images are left. Reload the page to see them again.')
+      return
+    }
+    // Nothing left for this rater: either every photo is rated, or there are none yet.
+    const { images } = await (await api('/labels/summary')).json()
+    if (images > 0) {
+      setState('done', 'All done: you have rated every image. Thank you!')
+      return
+    }
+    $('remaining').textContent = ''
+    const status = $('status')
+    status.replaceChildren(
+      'No photos to rate yet. Add some on the server with ',
+      el('code', { textContent: 'npx nima-serve labels add-images --db <LABELS_DB> <folder>' }),
+      ', or upload them to ',
+      el('a', { href: '/docs#/labelling', textContent: 'POST /labels/images' }),
+      '; then reload this page.',
+    )
+    setState('empty')
     return
   }
   await display(image, remaining)
@@ -217,7 +206,7 @@ async function loadSummary() {
 
 async function download(event) {
   // With an API key, a plain link cannot send it: fetch and save the blob instead.
-  if (!sessionStorage.getItem('nima.apiKey')) return
+  if (!apiKey()) return
   event.preventDefault()
   const href = event.currentTarget.getAttribute('href')
   const blob = await (await api(href)).blob()
@@ -236,6 +225,9 @@ function route() {
 }
 
 function init() {
+  bindKeyBox()
+  // A key entered after a 401 is tried at once.
+  $('api-key').addEventListener('change', () => route())
   const input = $('rater')
   input.value = state.rater
   input.addEventListener('change', () => {
