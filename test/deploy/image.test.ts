@@ -10,7 +10,8 @@
  * image; the app layers stay within their size budget.
  *
  * Where no engine runs, or the images are missing or were built from other sources, the
- * file is skipped saying so, except in CI (.ci/run builds them first), where that fails.
+ * file is skipped saying so, except in CI (.ci/run builds them first) and under
+ * `npm run image:test` (NIMA_REQUIRE_IMAGE=1), where that fails.
  */
 import { execFileSync } from 'node:child_process'
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -49,6 +50,7 @@ async function unavailable(): Promise<string | undefined> {
 
 const why = await unavailable()
 if (why !== undefined && process.env['CI']) t.fail(`${why}; CI (CI=${process.env['CI']}) builds the images before the suite (.ci/run)`)
+else if (why !== undefined && process.env['NIMA_REQUIRE_IMAGE']) t.fail(why)
 else if (why !== undefined) t.plan(0, `skipped: ${why}`)
 
 const deployment = readYaml('k8s/base/deployment.yaml')
