@@ -66,10 +66,16 @@ interface Running {
   exec(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }>
 }
 
+/** Kills and removes a container and its anonymous volumes (docker's rm has no --time). */
+async function remove(name: string): Promise<void> {
+  await engine(['kill', name])
+  await engine(['rm', '--force', '--volumes', name])
+}
+
 /** `engine run -d` of `image` with the pod's settings; removed on teardown. */
 async function start(t: Test, image: string, run: PodRun, extra: string[] = []): Promise<Running> {
   const name = `nima-image-test-${process.pid}-${++containers}`
-  t.teardown(() => engine(['rm', '--force', '--time', '0', name]).then(() => undefined))
+  t.teardown(() => remove(name))
   const started = await engine(['run', '--detach', '--name', name, ...run.flags, ...extra, image, ...run.argv], { timeoutMs: 120_000 })
   if (started.code !== 0) throw new Error(`${image} did not start: ${started.stderr}`)
   const port = await engine(['port', name, String(run.ports[0])])
@@ -287,7 +293,7 @@ if (why === undefined) {
       fieldRefs: { "metadata.annotations['batch.kubernetes.io/job-completion-index']": '0' },
     })
     const name = `nima-image-test-${process.pid}-${++containers}`
-    t.teardown(() => engine(['rm', '--force', '--time', '0', name]).then(() => undefined))
+    t.teardown(() => remove(name))
     const batch = await engine(['run', '--name', name, '--network', 'none', ...run.flags, IMAGE, ...run.argv], { timeoutMs: 180_000 })
     t.equal(batch.code, 0, `${run.argv.slice(0, 4).join(' ')} … exits 0`, { stderr: batch.stderr.slice(-2000) })
     const lines = readFileSync(join(data, 'output', 'scores-0.jsonl'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as any)
