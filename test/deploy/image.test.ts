@@ -132,7 +132,7 @@ if (why === undefined) {
     t.match((await c.exec('cat', '/proc/1/cmdline')).stdout.replaceAll('\0', ' '), /^node dist\/main\.cjs/, 'PID 1 is node itself (it gets SIGTERM)')
     const ro = await c.exec('touch', '/app/written')
     t.not(ro.code, 0, 'the root filesystem refuses writes (readOnlyRootFilesystem)')
-    t.match(ro.stderr, /read-only file system/i)
+    t.match(ro.stderr, /read-only file system/i, 'as a read-only file system')
     t.equal((await c.exec('touch', '/tmp/written')).code, 0, '/tmp (the emptyDir) is writable')
     const maps = () => c.exec('cat', '/proc/1/maps').then((r) => r.stdout)
     t.match(await maps(), /\/libjemalloc\.so\.2\n/, 'jemalloc is mapped (LD_PRELOAD)')
@@ -152,7 +152,7 @@ if (why === undefined) {
 
     const explain = await fetch(`${c.url}/explain?format=png&models=aesthetic`, { method: 'POST', body: readFileSync(SAMPLE_JPEG), headers: { 'content-type': 'image/jpeg' } })
     t.equal(explain.status, 200, 'POST /explain?format=png answers')
-    t.equal(explain.headers.get('content-type'), 'image/png')
+    t.equal(explain.headers.get('content-type'), 'image/png', 'a PNG')
     const png = await sharp(Buffer.from(await explain.arrayBuffer())).raw().toBuffer({ resolveWithObject: true })
     // The legend is the last 64 rows on white; its title line is the top 22 of them.
     let ink = 0
