@@ -26,9 +26,14 @@ WORKDIR /app
 # The root `prepare` script needs src/ (it is run below as separate steps), and the
 # dependencies' install scripts are not needed: sharp and onnxruntime-node ship their CPU
 # binaries in the npm packages, and .npmrc skips onnxruntime-node's CUDA download anyway.
+# onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
+# platform's stay (about 45 MB).
 FROM base AS deps
 COPY package.json package-lock.json .npmrc ./
-RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts \
+ && keep="linux/$(node -p process.arch)" \
+ && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */"$keep") ;; *) rm -rf "$d" ;; esac; done \
+ && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep"
 
 # ---- build: TypeScript to dist/ ------------------------------------------------------
 FROM deps AS build
@@ -54,19 +59,15 @@ RUN if [ -n "$(ls -A /models)" ]; then node dist/cli/main.js models fp16 --dir /
  && node dist/cli/main.js models list --dir /models
 
 # ---- production dependencies: the CPU image's, and the base of the GPU image's -------
-# onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
-# platform's stay (about 45 MB). Then out goes what neither the server nor the CLI's batch
-# and models list/ensure/fp16 commands ever load (test/deploy/runtime-deps.test.ts follows
-# dist/'s import graph to check it): h5wasm, which only `models pull` and `models import`
-# use to read Keras files (they say so when it is missing; the models stage above still
-# has it), protobufjs' pbjs/pbts command-line tool with its own node_modules, and
-# TypeScript declarations and source maps, which Node never reads.
-FROM base AS prod-deps
-COPY package.json package-lock.json .npmrc ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
- && keep="linux/$(node -p process.arch)" \
- && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */"$keep") ;; *) rm -rf "$d" ;; esac; done \
- && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep" \
+# The dev dependencies pruned from deps (the same tree as `npm ci --omit=dev`, without a
+# second install). Then out goes what neither the server nor the CLI's batch and models
+# list/ensure/fp16 commands ever load (test/deploy/runtime-deps.test.ts follows dist/'s
+# import graph to check it): h5wasm, which only `models pull` and `models import` use to
+# read Keras files (they say so when it is missing; the models stage above still has it),
+# protobufjs' pbjs/pbts command-line tool with its own node_modules, and TypeScript
+# declarations and source maps, which Node never reads.
+FROM deps AS prod-deps
+RUN npm prune --omit=dev --ignore-scripts \
  && rm -rf node_modules/h5wasm node_modules/protobufjs/cli \
  && find node_modules -type d -name @types -prune -exec rm -rf {} + \
  && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
@@ -75,7 +76,7 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
 # package.json denies onnxruntime-node's install script (allowScripts) and .npmrc sets
 # onnxruntime-node-install=skip, so CPU installs never reach for NuGet. Here the script is
 # run explicitly with the cuda12 flag: it downloads the CUDA EP libraries from NuGet
-# (network needed at build time) into the linux/x64 folder that prod-deps kept.
+# (network needed at build time) into the linux/x64 folder that deps kept.
 FROM prod-deps AS prod-deps-cuda
 ENV ONNXRUNTIME_NODE_INSTALL=cuda12
 RUN node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12 \

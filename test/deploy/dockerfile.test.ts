@@ -66,8 +66,9 @@ t.test('COPY: earlier stages only; context files exist and pass .dockerignore', 
 t.test('dependencies: no lifecycle scripts on npm ci; the GPU image opts in to the CUDA EP', async (t) => {
   t.match(args(stage('deps'), 'RUN').join(' '), /npm ci --ignore-scripts/, 'deps: npm ci without scripts (prepare needs src/)')
   t.match(args(stage('build'), 'RUN').join(' '), /npm run build/, 'build: tsc')
-  t.match(args(stage('prod-deps'), 'RUN').join(' '), /npm ci --omit=dev --ignore-scripts/, 'CPU: production dependencies only')
-  t.match(args(stage('prod-deps'), 'RUN').join(' '), /for d in node_modules\/onnxruntime-node\/bin\/napi-v6\/\*\/\*; do .*rm -rf/, "prod-deps: other platforms' onnxruntime binaries are dropped")
+  t.equal(stage('prod-deps').image, 'deps', 'prod-deps starts from every dependency…')
+  t.match(args(stage('prod-deps'), 'RUN').join(' '), /^npm prune --omit=dev --ignore-scripts/, '…and prunes the dev ones: production dependencies only')
+  t.match(args(stage('deps'), 'RUN').join(' '), /for d in node_modules\/onnxruntime-node\/bin\/napi-v6\/\*\/\*; do .*rm -rf/, "deps: other platforms' onnxruntime binaries are dropped (before prod-deps and the GPU's build on it)")
   const cuda = stage('prod-deps-cuda')
   t.equal(cuda.image, 'prod-deps', 'the GPU dependencies add to the CPU ones, so the CPU build exercises everything but the CUDA download')
   t.equal(stageEnv(cuda)['ONNXRUNTIME_NODE_INSTALL'], 'cuda12', 'GPU: ONNXRUNTIME_NODE_INSTALL=cuda12 (beats .npmrc)')
