@@ -38,7 +38,12 @@ const APP_LAYERS_MAX_MB = 300
 async function unavailable(): Promise<string | undefined> {
   const which = (await engine(['--which'])).stdout.trim()
   if (which === 'none' || which === '') return 'no container engine: neither a docker daemon nor podman (apt-get install podman runc)'
-  const hash = execFileSync(repo('scripts/image/source-hash.sh'), { encoding: 'utf8' }).trim()
+  let hash: string
+  try {
+    hash = execFileSync(repo('scripts/image/source-hash.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
+  } catch (err) {
+    return `cannot hash the build context (scripts/image/source-hash.sh needs bash, find and sha256sum): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`
+  }
   for (const image of [IMAGE, IMAGE_NONE]) {
     const r = await engine(['image', 'inspect', '--format', '{{index .Config.Labels "nima-serve.source"}}', image])
     if (r.code !== 0) return `${which}: ${image} is not built (npm run image:base && npm run image:build)`
