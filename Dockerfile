@@ -121,10 +121,11 @@ FROM ${NODE_IMAGE} AS runtime
 # (docs: threads-allocator, bench/allocator.ts). LD_PRELOAD names the soname, so the
 # loader finds it in the architecture's own library folder (amd64 and arm64 alike).
 # fonts-dejavu-core: the legend of POST /explain?format=png is text that librsvg renders
-# with a system font; without one the colour bar comes out unlabelled. fontconfig-config:
-# /etc/fonts/fonts.conf, which sharp's own fontconfig reads (without it: "Fontconfig error:
-# Cannot load default config file" and a built-in fallback). Its font cache goes to
-# XDG_CACHE_HOME on /tmp, the one writable place (else "No writable cache directories").
+# with a system font; without one every character comes out as an empty box.
+# fontconfig-config: /etc/fonts/fonts.conf, which sharp's own fontconfig reads (without it:
+# "Fontconfig error: Cannot load default config file" and a built-in fallback). Its font
+# cache goes to XDG_CACHE_HOME on /tmp, the one writable place (else "No writable cache
+# directories").
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core fontconfig-config \
  && rm -rf /var/lib/apt/lists/*
