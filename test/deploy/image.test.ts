@@ -49,7 +49,7 @@ async function unavailable(): Promise<string | undefined> {
     if (r.code !== 0) return `${which}: ${image} is not built (npm run image:base && npm run image:build)`
     if (r.stdout.trim() !== hash) return `${which}: ${image} was built from other sources (label ${r.stdout.trim() || 'none'}, tree ${hash}): npm run image:build`
   }
-  if (samplePhotos().length < 4) return 'the sample photos (../shared/images) are missing'
+  if (samplePhotos().length < 16) return 'the sample photos (../shared/images) are missing'
   return undefined
 }
 
@@ -113,6 +113,22 @@ async function untilReady(c: Running, budgetMs: number): Promise<number | undefi
 function startupBudgetMs(container: any): number {
   const p = container.startupProbe
   return ((p.initialDelaySeconds ?? 0) + (p.periodSeconds ?? 10) * (p.failureThreshold ?? 3)) * 1000
+}
+
+/** `perPhoto` distinct 320×240 crops of each photo (distinct bytes, so the score cache answers none). */
+async function distinctCrops(photos: string[], perPhoto: number): Promise<Buffer[]> {
+  const out: Buffer[] = []
+  for (const photo of photos) {
+    const { width = 0, height = 0 } = await sharp(photo).metadata()
+    const w = Math.floor(width * 0.8)
+    const h = Math.floor(height * 0.8)
+    for (let k = 0; k < perPhoto; k++) {
+      const left = Math.floor(((width - w) * (k % 4)) / 3)
+      const top = Math.floor(((height - h) * Math.floor(k / 4)) / Math.max(1, Math.ceil(perPhoto / 4) - 1))
+      out.push(await sharp(photo).extract({ left, top, width: w, height: h }).resize(320, 240, { fit: 'fill' }).jpeg({ quality: 85 }).toBuffer())
+    }
+  }
+  return out
 }
 
 const status = (text: string, field: string) => new RegExp(`\\n${field}:\\s+(.*)`).exec(text)?.[1]?.trim() ?? ''
@@ -183,37 +199,43 @@ if (why === undefined) {
     const hookStarted = Date.now()
     t.equal((await c.exec(...preStop)).code, 0, `the preStop hook (${preStop.join(' ')}) runs in the image`)
     const hookMs = Date.now() - hookStarted
-    // Eight distinct 12-megapixel photos (distinct, so the score cache answers none of them),
-    // sent at once: with the pod's 2 CPUs they take a while. SIGTERM goes out once each one
-    // not yet answered is inside a handler (the in-flight gauge says so).
-    const big = await Promise.all(
-      samplePhotos().slice(0, 8).map((p) => sharp(p).resize({ width: 4000, height: 3000, fit: 'fill' }).jpeg({ quality: 90 }).toBuffer()),
-    )
-    const answeredAt: number[] = []
-    const uploads = big.map((body) =>
-      fetch(`${c.url}/score`, { method: 'POST', body, headers: { 'content-type': 'image/jpeg' } }).then(
+    // In flight at SIGTERM: a POST /rank of 96 distinct small photos (every one scored by
+    // both models: seconds of inference on the pod's 2 CPUs, however fast they are) and
+    // four distinct 12-megapixel uploads to /score. SIGTERM goes out once each request not
+    // yet answered is inside a handler (the in-flight gauge says so).
+    const answeredAt = new Map<string, number>()
+    const send = (name: string, path: string, body: RequestInit['body'], headers: Record<string, string> = {}) =>
+      fetch(`${c.url}${path}`, { method: 'POST', body, headers }).then(
         async (r) => {
           const text = `${r.status} ${(await r.text()).slice(0, 200)}`
-          answeredAt.push(Date.now())
+          answeredAt.set(name, Date.now())
           return text
         },
         (e: Error) => `failed ${e.message}`,
-      ),
+      )
+    const rankForm = new FormData()
+    for (const [i, part] of (await distinctCrops(samplePhotos().slice(0, 12), 8)).entries()) rankForm.append('image', new Blob([part]), `crop-${i}.jpg`)
+    const big = await Promise.all(
+      samplePhotos().slice(12, 16).map((p) => sharp(p).resize({ width: 4000, height: 3000, fit: 'fill' }).jpeg({ quality: 90 }).toBuffer()),
     )
+    const requests = new Map<string, Promise<string>>([
+      ['rank', send('rank', '/rank', rankForm)],
+      ...big.map((body, i): [string, Promise<string>] => [`score-${i}`, send(`score-${i}`, '/score', body, { 'content-type': 'image/jpeg' })]),
+    ])
     let inflight = 0
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < 1200; i++) {
       const metrics = await fetch(`${c.url}/metrics`).then((r) => r.text(), () => '')
       inflight = Number(/^nima_inflight_requests (\d+)/m.exec(metrics)?.[1] ?? 0)
-      if (inflight > 0 && inflight + answeredAt.length >= big.length) break
+      if (inflight > 0 && inflight + answeredAt.size >= requests.size) break
       await sleep(25)
     }
     const killAt = Date.now()
-    t.equal((await engine(['kill', '--signal', 'TERM', c.name])).code, 0, `SIGTERM sent with ${inflight} uploads in flight`)
+    t.equal((await engine(['kill', '--signal', 'TERM', c.name])).code, 0, `SIGTERM sent with ${inflight} requests in flight`)
     const termAt = Date.now()
-    const answers = await Promise.all(uploads)
-    t.same(answers.map((a) => a.slice(0, 3)), answers.map(() => '200'), `all ${big.length} uploads are answered 200`, { answers })
-    const afterTerm = answeredAt.filter((at) => at >= termAt).length
-    t.ok(afterTerm > 0, `${afterTerm} of them after SIGTERM was delivered (in flight at SIGTERM)`)
+    const answers = Object.fromEntries(await Promise.all([...requests].map(async ([name, p]) => [name, await p] as const)))
+    t.same(Object.values(answers).map((a) => a.slice(0, 3)), [...requests.keys()].map(() => '200'), `all ${requests.size} requests are answered 200`, { answers })
+    const late = [...answeredAt].filter(([, at]) => at >= termAt).map(([name]) => name)
+    t.ok(late.includes('rank'), `answered after SIGTERM was delivered: ${late.join(', ') || 'none'}`)
     const remainingMs = pod.terminationGracePeriodSeconds * 1000 - hookMs
     const waited = await engine(['wait', c.name], { timeoutMs: remainingMs + 10_000 })
     const exitMs = Date.now() - killAt
