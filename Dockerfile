@@ -27,9 +27,14 @@ WORKDIR /app
 # dependencies' install scripts are not needed: sharp and onnxruntime-node ship their CPU
 # binaries in the npm packages, and onnxruntime-node's (a CUDA download) is denied anyway
 # (package.json allowScripts).
+# onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
+# platform's stay (about 45 MB).
 FROM base AS deps
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts \
+ && keep="linux/$(node -p process.arch)" \
+ && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */"$keep") ;; *) rm -rf "$d" ;; esac; done \
+ && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep"
 
 # ---- build: TypeScript to dist/ ------------------------------------------------------
 FROM deps AS build
@@ -54,34 +59,36 @@ FROM models AS models-fp16
 RUN if [ -n "$(ls -A /models)" ]; then node dist/cli/main.js models fp16 --dir /models; fi \
  && node dist/cli/main.js models list --dir /models
 
-# ---- production dependencies (CPU) ---------------------------------------------------
-# onnxruntime-node ships binaries for every OS and CPU (about 290 MB); only this
-# platform's stay (about 45 MB).
-FROM base AS prod-deps
-COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
- && keep="linux/$(node -p process.arch)" \
- && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */"$keep") ;; *) rm -rf "$d" ;; esac; done \
- && test -d "node_modules/onnxruntime-node/bin/napi-v6/$keep"
+# ---- production dependencies: the CPU image's, and the base of the GPU image's -------
+# The dev dependencies pruned from deps (the same tree as `npm ci --omit=dev`, without a
+# second install). Then out goes what neither the server nor the CLI's batch and models
+# list/ensure/fp16 commands ever load (test/deploy/runtime-deps.test.ts follows dist/'s
+# import graph to check it): h5wasm, which only `models pull` and `models import` use to
+# read Keras files (they say so when it is missing; the models stage above still has it),
+# protobufjs' pbjs/pbts command-line tool with its own node_modules, and TypeScript
+# declarations and source maps, which Node never reads.
+FROM deps AS prod-deps
+RUN npm prune --omit=dev --ignore-scripts \
+ && rm -rf node_modules/h5wasm node_modules/protobufjs/cli \
+ && find node_modules -type d -name @types -prune -exec rm -rf {} + \
+ && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
 
-# ---- production dependencies with onnxruntime-node's CUDA 12 execution provider ------
+# ---- the same plus onnxruntime-node's CUDA 12 execution provider (GPU image) ----------
 # package.json denies onnxruntime-node's install script (allowScripts), so CPU installs
-# never reach for NuGet. Here the script is run explicitly with the cuda12 flag: it downloads the CUDA EP libraries from NuGet
-# (network needed at build time).
-FROM base AS prod-deps-cuda
+# never reach for NuGet. Here the script is
+# run explicitly with the cuda12 flag: it downloads the CUDA EP libraries from NuGet
+# (network needed at build time) into the linux/x64 folder that deps kept.
+FROM prod-deps AS prod-deps-cuda
 ENV ONNXRUNTIME_NODE_INSTALL=cuda12
-COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
- && node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12 \
- && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so \
- && for d in node_modules/onnxruntime-node/bin/napi-v6/*/*; do case "$d" in */linux/x64) ;; *) rm -rf "$d" ;; esac; done
+RUN node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12 \
+ && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
 
 # ---- gpu: CUDA 12 + cuDNN runtime, Node 24 copied from the official image -----------
 FROM ${CUDA_IMAGE} AS gpu
 COPY --from=base /usr/local/bin/node /usr/local/bin/node
-# jemalloc and a font: see the runtime stage.
+# jemalloc, a font and fontconfig's configuration: see the runtime stage.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core fontconfig-config \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 nima \
  && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /usr/sbin/nologin nima
@@ -91,6 +98,7 @@ ENV NODE_ENV=production \
     MODELS_DIR=/app/models \
     EXECUTION_PROVIDERS=cuda,cpu \
     CUDA_CACHE_PATH=/tmp/cuda-cache \
+    XDG_CACHE_HOME=/tmp/.cache \
     LD_PRELOAD=libjemalloc.so.2 \
     MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0 \
     TMPDIR=/tmp
@@ -114,15 +122,20 @@ FROM ${NODE_IMAGE} AS runtime
 # (docs: threads-allocator, bench/allocator.ts). LD_PRELOAD names the soname, so the
 # loader finds it in the architecture's own library folder (amd64 and arm64 alike).
 # fonts-dejavu-core: the legend of POST /explain?format=png is text that librsvg renders
-# with a system font; without one the colour bar comes out unlabelled.
+# with a system font; without one every character comes out as an empty box.
+# fontconfig-config: /etc/fonts/fonts.conf, which sharp's own fontconfig reads (without it:
+# "Fontconfig error: Cannot load default config file" and a built-in fallback). Its font
+# cache goes to XDG_CACHE_HOME on /tmp, the one writable place (else "No writable cache
+# directories").
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core fontconfig-config \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
     MODELS_DIR=/app/models \
     EXECUTION_PROVIDERS=cpu \
+    XDG_CACHE_HOME=/tmp/.cache \
     LD_PRELOAD=libjemalloc.so.2 \
     MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0 \
     TMPDIR=/tmp

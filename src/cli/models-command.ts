@@ -97,9 +97,29 @@ async function synth(dir: string, seed: number | undefined, only: Task | undefin
   return 0
 }
 
+/**
+ * The Keras readers behind `pull` and `import` need h5wasm, which the container images
+ * leave out (the server never reads Keras files): there these commands say where to run
+ * them instead of failing with a module-resolution stack.
+ */
+async function loadConverter<T>(command: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load()
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown }
+    if (e.code !== 'ERR_MODULE_NOT_FOUND' || !/'h5wasm[/']/.test(String(e.message))) throw err
+    throw new ModelError(
+      'MODEL_CONVERTER_UNAVAILABLE',
+      `models ${command}: this installation has no h5wasm, which reads Keras weights (the container images leave it out). ` +
+        `Run \`npx nima-serve models ${command} --dir DIR\` from a full install (npm ci) and mount DIR as MODELS_DIR.`,
+      { cause: err },
+    )
+  }
+}
+
 async function pull(dir: string, values: Record<string, string | undefined>, io: CliIo, deps: ModelsCommandDeps): Promise<number> {
   if (values['from'] !== undefined && values['base-url'] !== undefined) throw usage('pull: use --from or --base-url, not both')
-  const { pullModels } = await import('../model-tools/pull.js')
+  const { pullModels } = await loadConverter('pull', () => import('../model-tools/pull.js'))
   const installed = await pullModels({
     dir,
     sources: deps.sources,
@@ -176,7 +196,7 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
 async function importWeights(args: string[], dirOf: (values: Record<string, string | undefined>) => string, io: CliIo): Promise<number> {
   const { file, values, force } = parseImport(args)
   const task = parseTask(values['task'])!
-  const { importKerasModel } = await import('../model-tools/import.js')
+  const { importKerasModel } = await loadConverter('import', () => import('../model-tools/import.js'))
   const photos = await checkPhotos(values['check'])
   const dir = dirOf(values)
   const { installed } = await importKerasModel({

@@ -16,6 +16,7 @@ export const MODEL_ERROR_CODES = [
   'MODEL_PRECISION_CHECK_FAILED',
   'MODEL_CONVERSION_PROOF_FAILED',
   'MODEL_USAGE',
+  'MODEL_CONVERTER_UNAVAILABLE',
 ] as const
 
 export type ModelErrorCode = (typeof MODEL_ERROR_CODES)[number]

@@ -66,17 +66,26 @@ t.test('COPY: earlier stages only; context files exist and pass .dockerignore', 
 t.test('dependencies: no lifecycle scripts on npm ci; the GPU image opts in to the CUDA EP', async (t) => {
   t.match(args(stage('deps'), 'RUN').join(' '), /npm ci --ignore-scripts/, 'deps: npm ci without scripts (prepare needs src/)')
   t.match(args(stage('build'), 'RUN').join(' '), /npm run build/, 'build: tsc')
-  t.match(args(stage('prod-deps'), 'RUN').join(' '), /npm ci --omit=dev --ignore-scripts/, 'CPU: production dependencies only')
-  for (const name of ['prod-deps', 'prod-deps-cuda']) {
-    t.match(args(stage(name), 'RUN').join(' '), /for d in node_modules\/onnxruntime-node\/bin\/napi-v6\/\*\/\*; do .*rm -rf/, `${name}: other platforms' onnxruntime binaries are dropped`)
-  }
+  t.equal(stage('prod-deps').image, 'deps', 'prod-deps starts from every dependency…')
+  t.match(args(stage('prod-deps'), 'RUN').join(' '), /^npm prune --omit=dev --ignore-scripts/, '…and prunes the dev ones: production dependencies only')
+  t.match(args(stage('deps'), 'RUN').join(' '), /for d in node_modules\/onnxruntime-node\/bin\/napi-v6\/\*\/\*; do .*rm -rf/, "deps: other platforms' onnxruntime binaries are dropped (before prod-deps and the GPU's build on it)")
   const cuda = stage('prod-deps-cuda')
+  t.equal(cuda.image, 'prod-deps', 'the GPU dependencies add to the CPU ones, so the CPU build exercises everything but the CUDA download')
   t.equal(stageEnv(cuda)['ONNXRUNTIME_NODE_INSTALL'], 'cuda12', 'GPU: ONNXRUNTIME_NODE_INSTALL=cuda12')
   t.match(args(cuda, 'RUN').join(' '), /node node_modules\/onnxruntime-node\/script\/install --onnxruntime-node-install=cuda12 .*libonnxruntime_providers_cuda\.so/, 'GPU: runs onnxruntime-node install and checks the CUDA EP arrived')
   const nodeModules = (s: Stage) => stageCopies(s).find((c) => c.sources.includes('/app/node_modules'))?.from
   t.equal(nodeModules(stage('runtime')), 'prod-deps', 'runtime takes the CPU production dependencies')
   t.equal(nodeModules(stage('gpu')), 'prod-deps-cuda', 'gpu takes the CUDA-enabled production dependencies')
   t.match(JSON.parse(readFileSync(repo('package.json'), 'utf8')) as object, { scripts: { build: /tsc -p tsconfig\.build\.json/ } }, 'npm run build is the tsc build the stage expects')
+})
+
+t.test('gpu and runtime: the same system packages and the same shared settings', async (t) => {
+  const packages = (s: Stage) => /apt-get install -y --no-install-recommends ([^&]+)/.exec(args(s, 'RUN').join(' '))?.[1]?.trim()
+  t.equal(packages(stage('gpu')), packages(stage('runtime')), 'apt packages')
+  const runtime = stageEnv(stage('runtime'))
+  const gpu = stageEnv(stage('gpu'))
+  for (const key of Object.keys(runtime).filter((k) => k !== 'EXECUTION_PROVIDERS')) t.equal(gpu[key], runtime[key], `ENV ${key}`)
+  for (const keyword of ['USER', 'EXPOSE', 'VOLUME', 'HEALTHCHECK', 'STOPSIGNAL', 'CMD']) t.same(args(stage('gpu'), keyword), args(stage('runtime'), keyword), keyword)
 })
 
 for (const name of ['runtime', 'gpu']) {
@@ -92,7 +101,8 @@ for (const name of ['runtime', 'gpu']) {
     t.ok(args(s, 'EXPOSE').includes(env['PORT'] ?? ''), `EXPOSE ${env['PORT']}`)
     t.same(args(s, 'CMD').at(-1), '["node", "dist/main.cjs"]', 'starts node dist/main.cjs directly (Node gets SIGTERM; libuv\'s pool sized before it starts)')
     t.ok(existsSync(repo('src/main.cts')), 'dist/main.cjs is built from src/main.cts')
-    t.match(args(s, 'RUN').join(' '), /apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core/, 'installs jemalloc, and a font for the /explain legend')
+    t.match(args(s, 'RUN').join(' '), /apt-get install -y --no-install-recommends libjemalloc2 fonts-dejavu-core fontconfig-config /, 'installs jemalloc, and a font and fontconfig\'s configuration for the /explain legend')
+    t.equal(env['XDG_CACHE_HOME'], '/tmp/.cache', 'fontconfig caches under /tmp, the one writable place')
     t.equal(env['LD_PRELOAD'], 'libjemalloc.so.2', 'preloads jemalloc by soname (any architecture\'s library folder)')
     t.notOk('MALLOC_ARENA_MAX' in env, 'no glibc malloc tuning: glibc\'s malloc is not the allocator')
     t.equal(env['MODELS_DIR'], '/app/models', 'MODELS_DIR is where the models are copied')
