@@ -1,4 +1,5 @@
 import { loadConfig } from '../config/load.js'
+import { admissionOptions, ImageAdmission } from '../imaging/admission.js'
 import type { CliIo } from './models-command.js'
 
 /**
@@ -8,4 +9,14 @@ import type { CliIo } from './models-command.js'
  */
 export function maxInputPixels(io: CliIo): number {
   return loadConfig(io.env ?? {}).MAX_INPUT_PIXELS
+}
+
+/**
+ * The service's image admission with the settings this environment gives it (pixel and
+ * scan limits, memory budget, lanes, decode processes and their timeout), for a command
+ * that decodes photos one at a time: one decode slot, and decode processes started only
+ * when an image needs one. The caller closes it.
+ */
+export function imageAdmission(io: CliIo): ImageAdmission {
+  return new ImageAdmission({ ...admissionOptions(loadConfig(io.env ?? {}), 1), decodeProcessStart: 'when-needed' })
 }
