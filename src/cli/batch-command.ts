@@ -41,7 +41,8 @@ scoring:
   --models a,b            model ids (default: $MODELS, aesthetic,technical)
   --models-dir DIR        where the models are (default: $MODELS_DIR or ./models)
   --batch-size B          images per inference run (default: $BATCH_MAX_SIZE if set, else 16)
-  --in-flight M           images decoded or in inference at once; bounds decoded-image memory (default: 4B+2)
+  --in-flight M           images being scored at once: decoding, waiting for a batch, inferring (default: 4B+2);
+                          decodes are bounded by the service's admission ($DECODE_MEMORY_BUDGET_BYTES, ...)
   --concurrency N         images read or fetched at once, read-ahead included (default: 2M+16)
   --per-host N            URL fetches at once to one host (default: $RANK_PER_HOST_CONCURRENCY or 4)
   --cache DIR             content-hash score cache (default: .nima-cache beside the output)
