@@ -91,3 +91,17 @@ t.test('a new model version misses the cache; the unchanged model still hits', a
   const rows = readResults(join(dir, 'run-v2.jsonl'))
   t.ok(rows.every((r) => r.models!['aesthetic']!.version === newVersion))
 })
+
+t.test('the LMDB store: a write is seen by the next lookup at once, before its commit', async (t) => {
+  const cache = await ScoreCache.open(join(dir, 'store'))
+  t.teardown(() => cache.close())
+  const sha = 'ab'.repeat(32)
+  const model = { id: 'aesthetic', version: 'v1', sha256: 'cd'.repeat(32) }
+  const other = { ...model, id: 'technical' }
+  t.same(await cache.lookup(sha, [model]), { image: undefined, scores: [undefined], layer: undefined }, 'nothing before')
+  const image = { width: 4, height: 3, format: 'jpeg', phash: '0123456789abcdef', phashCrops: ['0123456789abcdef', '0123456789abcdef', '0123456789abcdef', '0123456789abcdef'] }
+  const score = { mean: 5.5, std: 1.25, distribution: [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1] }
+  cache.store(sha, image, [[model, score]])
+  t.same(await cache.lookup(sha, [model, other]), { image, scores: [score, undefined], layer: 'lmdb' }, 'what was stored, at once; the other model still missing')
+  t.match(cache.stats, { hits: 1, misses: 2 })
+})
