@@ -68,6 +68,7 @@ export interface BatchRunOptions {
 
 export interface BatchRunDeps {
   items: AsyncIterable<InputItem>
+  /** Its pipeline admission should let `scoreSlots` images in (PIPELINE_MAX_IMAGES, QUEUE_MAX; the command sets both). */
   scorer: Scorer
   models: readonly NimaModel[]
   weights: Weights
