@@ -286,8 +286,9 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
     const db = values['db'] ?? io.env?.['LABELS_DB']
     if (!db) throw usage('--db is required (or set LABELS_DB)', LABELS_USAGE)
     const store = LabelStore.open(db, { readOnly: command === 'export' || command === 'summary' })
-    const admission = command === 'add-images' || command === 'import' ? imageAdmission(io) : undefined
+    let admission: ImageAdmission | undefined
     try {
+      if (command === 'add-images' || command === 'import') admission = imageAdmission(io)
       switch (command) {
         case 'add-images': {
           const group = values['group'] ?? 'dir'
