@@ -11,6 +11,7 @@ import { tensorSize, writeTensor, type TensorSpec } from '../../src/imaging/tens
 import type { SessionOptions } from '../../src/inference/onnx-backend.js'
 import { loadConfig } from '../../src/config/load.js'
 import { imageHashes } from '../../src/imaging/phash.js'
+import { ImageAdmission } from '../../src/imaging/admission.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
 import type { ModelManifest } from '../../src/models/manifest.js'
 import { decodeIntoTensor, ManifestModel } from '../../src/models/model-pipeline.js'
@@ -74,10 +75,17 @@ export async function measureDecode(images: readonly SampleImage[], concurrency:
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
 
-/** decode + writeTensor + the hashes (phash and phashCrops), as Scorer.decode + prepare do before inference. */
+/**
+ * In-process admission (header, then decode in this process; no memory budget, no decode
+ * processes): the pipeline's own costs, as the service pays them for ordinary photos.
+ */
+const inProcessAdmission = (slots: number): ImageAdmission => new ImageAdmission({ maxInputPixels: MAX_INPUT_PIXELS, decodeConcurrency: slots })
+
+/** header + decode + the hashes (phash and phashCrops) + writeTensor, as the scorer does before inference. */
 export async function measureDecodePreprocess(images: readonly SampleImage[], spec: TensorSpec, concurrency: number, ms: number): Promise<DecodeStageResult> {
+  const admission = inProcessAdmission(concurrency)
   const r = await rateOver(ms, concurrency, async (i) => {
-    imageHashes(await decodeIntoTensor(images[i % images.length]!.bytes, spec, MAX_INPUT_PIXELS, new Float32Array(tensorSize(spec))))
+    await decodeIntoTensor(admission, images[i % images.length]!.bytes, spec, new Float32Array(tensorSize(spec)))
   })
   return { concurrency, photosPerSec: round(r.perSecond) }
 }
@@ -192,6 +200,7 @@ export interface PipelineResult extends Omit<PipelineOptions, 'warmupMs' | 'ms'>
 export async function measurePipeline(images: readonly SampleImage[], models: readonly LoadedModel[], o: PipelineOptions): Promise<PipelineResult> {
   const spec = models[0]!.spec
   const per = tensorSize(spec)
+  const admission = inProcessAdmission(o.decodeConcurrency)
   const ready: Float32Array[] = []
   let filling = new Float32Array(per * o.batch)
   let slots = 0
@@ -205,7 +214,7 @@ export async function measurePipeline(images: readonly SampleImage[], models: re
       while (ready.length >= 2 && !stop) await new Promise<void>((r) => wakeProducers.push(r))
       if (stop) return
       const img = images[nextImage++ % images.length]!
-      await decodeIntoTensor(img.bytes, spec, MAX_INPUT_PIXELS, filling, slots)
+      await decodeIntoTensor(admission, img.bytes, spec, filling, slots)
       if (++slots === o.batch) {
         ready.push(filling)
         filling = new Float32Array(per * o.batch)

@@ -1,27 +1,30 @@
 /**
  * The batch pipeline: input items → (shard filter, resume filter) → read or fetch the
- * bytes (at most `concurrency` items in flight) → sha256 → cache lookup → decode and
- * score through the Scorer (at most `scoreSlots` images decoded or in inference at once,
- * enough to fill the models' micro-batches) → one JSON line per item, appended durably.
+ * bytes (at most `concurrency` items in flight) → sha256 → the service's cache rule
+ * (src/scoring/cached-scoring.ts scoreThroughStore, over the LMDB store) → the Scorer's
+ * admission, decode and inference, exactly as for POST /score (at most `scoreSlots`
+ * images in scoring at once, enough to fill the models' micro-batches) → one JSON line
+ * per item, appended durably. An image the admission refuses gets an error line with the
+ * service's code (NIMA_TOO_MANY_SCANS, NIMA_IMAGE_TOO_LARGE, NIMA_DECODE_TIMEOUT, ...).
  *
- * Memory is bounded: the input is streamed, and what is held is about
- * `concurrency` × compressed image + `scoreSlots` × decoded RGB image, plus the set of
- * keys already in the output on resume (~60 bytes a key).
+ * Memory is bounded: the input is streamed, and what is held is about `concurrency` ×
+ * compressed image, the decodes the admission lets run (DECODE_MEMORY_BUDGET_BYTES, the
+ * inline lane), plus the set of keys already in the output on resume (~60 bytes a key).
  */
 import { open as openFile } from 'node:fs/promises'
 import { NimaError, toNimaError, type ErrorCode } from '../errors.js'
 import type { ImageSource } from '../fetching/image-source.js'
 import { imageId } from '../imaging/decode.js'
-import { combinedScore, type CombinedScore, type Weights } from '../scoring/combined.js'
+import { scoreThroughStore } from '../scoring/cached-scoring.js'
+import type { CombinedScore, Weights } from '../scoring/combined.js'
 import type { CalibratedFields } from '../calibration/bound-calibration.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 import type { NimaModel } from '../scoring/nima-model.js'
-import type { Scorer } from '../scoring/scorer.js'
+import type { ImageScore, Scorer } from '../scoring/scorer.js'
 import type { InputItem } from './input.js'
 import type { BatchProgress, ProgressSnapshot } from './progress.js'
 import { prepareOutput, ResultWriter, type ExistingResults, type OutputMode } from './result-log.js'
-import type { CachedImageInfo, ScoreCache } from './score-cache.js'
-import { modelIdentity } from '../cache/score-key.js'
+import type { ScoreCache } from './score-cache.js'
 import { inShard, type Shard } from './shard.js'
 import { createLimiter } from '../util/limiter.js'
 import { TraceChunks } from './trace-chunks.js'
@@ -57,7 +60,7 @@ export interface BatchRunOptions {
   mode: OutputMode
   /** Items read or fetched at once. */
   concurrency: number
-  /** Images decoded or in inference at once (4 × batch size + 2 fills the batches). */
+  /** Images in scoring (admission, decode, inference) at once (4 × batch size + 2 fills the batches). */
   scoreSlots: number
   shard?: Shard
   /** Largest local file read, in bytes. */
@@ -68,6 +71,7 @@ export interface BatchRunOptions {
 
 export interface BatchRunDeps {
   items: AsyncIterable<InputItem>
+  /** Its pipeline admission should let `scoreSlots` images in (PIPELINE_MAX_IMAGES, QUEUE_MAX; the command sets both). */
   scorer: Scorer
   models: readonly NimaModel[]
   weights: Weights
@@ -103,14 +107,6 @@ export interface BatchSummary {
   resumed?: { linesKept: number; failedKept: number; failedDropped: number; tornBytes: number; unparsable: number }
   cache?: { path: string; hits: number; misses: number; writeErrors: number }
 }
-
-interface Scored {
-  image: CachedImageInfo
-  scores: Record<string, ScoreSummary>
-}
-
-/** Results kept in memory (by content hash) in front of the on-disk cache. */
-const RECENT_RESULTS = 4096
 
 async function readLocalFile(path: string, maxBytes: number): Promise<Buffer> {
   let fh
@@ -154,19 +150,12 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
   if (existing.tornBytes > 0) log(`batch: cut a torn last line (${existing.tornBytes} bytes) from ${options.output}`)
   const writer = await ResultWriter.open(options.output, { flushLines: options.flushLines, flushMs: options.flushMs })
 
-  const identities = models.map(modelIdentity)
   const modelInfo = Object.fromEntries(
     models.map((m) => [m.info.id, { id: m.info.id, version: m.info.version, task: m.info.task, synthetic: m.info.synthetic, sha256: m.manifest.sha256 }]),
   )
   const scoreGate = createLimiter(options.scoreSlots)
-  const inflightScores = new Map<string, Promise<Scored>>()
-  // The last few thousand results by content hash: lmdb makes a write visible only once
-  // committed, so a duplicate arriving right after its twin would otherwise miss.
-  const recent = new Map<string, Scored>()
-  const remember = (sha: string, scored: Scored): void => {
-    recent.set(sha, scored)
-    if (recent.size > RECENT_RESULTS) recent.delete(recent.keys().next().value!)
-  }
+  // Identical bytes in flight at once are scored once; the later ones wait for the first.
+  const inflightScores = new Map<string, Promise<ImageScore & { cached: boolean }>>()
 
   const summary: BatchSummary = {
     output: options.output,
@@ -205,40 +194,21 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
     elapsedS: (performance.now() - started) / 1000,
   })
 
-  /** Decodes and runs the models missing from `have`; stores the result in the cache. */
-  const compute = async (bytes: Buffer, sha: string, have: (ScoreSummary | undefined)[]): Promise<Scored> => {
-    const missing = models.filter((_, i) => have[i] === undefined)
-    const result = await scoreGate.run(async () => scorer.scoreDecoded(await scorer.decode(bytes), missing))
-    const scores: Record<string, ScoreSummary> = {}
-    models.forEach((m, i) => {
-      scores[m.info.id] = have[i] ?? result.scores[m.info.id]!
-    })
-    const image = { width: result.image.width, height: result.image.height, format: result.image.format, phash: result.image.phash, phashCrops: result.image.phashCrops }
-    cache?.put(sha, image, missing.map((m) => [modelIdentity(m), result.scores[m.info.id]!] as const))
-    return { image, scores }
-  }
-
-  /** Scores for these bytes, with `cached` when no model had to run for them. */
-  const scoresFor = async (bytes: Buffer, sha: string): Promise<Scored & { cached: boolean }> => {
-    if (!cache) return { ...(await compute(bytes, sha, models.map(() => undefined))), cached: false }
-    const hot = recent.get(sha)
-    if (hot) return { ...hot, cached: true }
+  /**
+   * Scores for these bytes through the cache rule the service uses, with `cached` when no
+   * model ran for them (every score from the cache, or from an identical image of this run).
+   */
+  const scoresFor = async (bytes: Buffer, sha: string): Promise<ImageScore & { cached: boolean }> => {
+    if (!cache) return { ...(await scoreGate.run(() => scorer.scoreBytes(bytes, models, deps.weights))), cached: false }
     const pending = inflightScores.get(sha)
     if (pending) return { ...(await pending), cached: true }
-    const have = cache.getScores(sha, identities)
-    const info = cache.getImage(sha)
-    if (info && have.every((s) => s !== undefined)) {
-      const scored = { image: info, scores: Object.fromEntries(models.map((m, i) => [m.info.id, have[i]!])) }
-      remember(sha, scored)
-      return { ...scored, cached: true }
-    }
-    // Every score cached but no image info (or one from before phash/phashCrops): decoded only to hash it.
-    const p = compute(bytes, sha, have)
-    inflightScores.set(sha, p)
+    const run = scoreGate.run(async () => {
+      const served = await scoreThroughStore(cache, scorer, bytes, sha, models, { weights: deps.weights })
+      return { ...served.score, cached: !served.inferred }
+    })
+    inflightScores.set(sha, run)
     try {
-      const scored = await p
-      remember(sha, scored)
-      return { ...scored, cached: have.every((s) => s !== undefined) }
+      return await run
     } finally {
       inflightScores.delete(sha)
     }
@@ -265,10 +235,6 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
       const sha = imageId(bytes)
       content = { sha256: sha, bytes: bytes.length }
       const r = await scoresFor(bytes, sha)
-      const means = Object.fromEntries(Object.entries(r.scores).map(([id, s]) => [id, s.mean]))
-      const combined = combinedScore(models.map((m) => m.info), means, deps.weights)
-      // The same rule as the service's responses (Scorer.result): percentiles where SCORE_CALIBRATION covers them.
-      const calibrated = scorer.calibration?.annotate(r.scores, combined)
       return {
         ...ids,
         ...content,
@@ -277,8 +243,8 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         format: r.image.format,
         phash: r.image.phash,
         phashCrops: r.image.phashCrops,
-        scores: calibrated?.scores ?? r.scores,
-        combined: calibrated?.combined ?? combined,
+        scores: r.scores,
+        combined: r.combined,
         models: modelInfo,
         cached: r.cached,
       }

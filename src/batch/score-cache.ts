@@ -1,7 +1,8 @@
 /**
  * Content-hash score cache on disk (LMDB through the `lmdb` package: one memory-mapped
  * file, crash-safe, several processes on one machine may share it; keep it on a local
- * disk, never on NFS).
+ * disk, never on NFS). The batch's ScoreStore (src/cache/score-store.ts): the one cache
+ * rule (src/scoring/cached-scoring.ts scoreThroughStore) reads and writes it.
  *
  * Entries and keys are those of src/cache/score-key.ts, shared with the service's cache:
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → { mean, std, distribution }
@@ -10,11 +11,16 @@
  * missing, so the image is decoded once more to hash it; scores already cached are kept.
  * Values are MessagePack (float64 numbers), so a cached score is bit-identical to
  * the computed one.
+ *
+ * lmdb's own entry cache is on: a write is visible to reads at once, before its
+ * asynchronous commit, so a duplicate arriving right after its twin hits (without it,
+ * it would miss until the commit).
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
 import { imageKey, imageValue, isImageInfo, isScore, scoreKey, scoreValue, type CachedImageInfo, type ModelIdentity } from '../cache/score-key.js'
+import type { ScoreStore, StoredImage } from '../cache/score-store.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 
 export { modelCacheId, type CachedImageInfo, type ModelIdentity } from '../cache/score-key.js'
@@ -26,7 +32,7 @@ export interface ScoreCacheStats {
   writeErrors: number
 }
 
-export class ScoreCache {
+export class ScoreCache implements ScoreStore<'lmdb'> {
   readonly path: string
   readonly stats: ScoreCacheStats = { hits: 0, misses: 0, writes: 0, writeErrors: 0 }
   readonly #db: RootDatabase<unknown, string>
@@ -42,30 +48,32 @@ export class ScoreCache {
   static async open(dir: string, onWriteError: (err: unknown) => void = () => {}): Promise<ScoreCache> {
     await mkdir(dir, { recursive: true })
     const path = join(dir, 'scores.lmdb')
-    const db = open<unknown, string>({ path, compression: false })
+    const db = open<unknown, string>({ path, compression: false, cache: true })
     return new ScoreCache(path, db, onWriteError)
   }
 
-  /** The cached scores of `sha` for each model, `undefined` where missing. Synchronous (memory-mapped read). */
-  getScores(sha: string, models: readonly ModelIdentity[]): (ScoreSummary | undefined)[] {
-    return models.map((m) => {
+  /** The image's info and its scores for `models`; `stats` counts a hit or miss per score. Memory-mapped reads. */
+  async lookup(sha: string, models: readonly ModelIdentity[]): Promise<StoredImage<'lmdb'>> {
+    const scores = models.map((m) => {
       const v = this.#db.get(scoreKey(sha, m))
       if (isScore(v)) {
         this.stats.hits += 1
-        return v
+        return scoreValue(v)
       }
       this.stats.misses += 1
       return undefined
     })
+    const image = this.getImage(sha)
+    return { image, scores, layer: image !== undefined || scores.some((s) => s !== undefined) ? 'lmdb' : undefined }
   }
 
   getImage(sha: string): CachedImageInfo | undefined {
     const v = this.#db.get(imageKey(sha))
-    return isImageInfo(v) ? v : undefined
+    return isImageInfo(v) ? imageValue(v) : undefined
   }
 
   /** Stores an image's info and scores; the write is batched by lmdb and committed asynchronously. */
-  put(sha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
+  store(sha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
     const writes = [this.#db.put(imageKey(sha), imageValue(image))]
     for (const [m, s] of scores) writes.push(this.#db.put(scoreKey(sha, m), scoreValue(s)))
     for (const w of writes) {

@@ -10,6 +10,7 @@
 import type { MemoryLru } from './memory-lru.js'
 import type { BypassReason, RedisStore } from './redis-store.js'
 import { SPAN, traced } from '../util/tracing.js'
+import type { ScoreStore, StoredImage } from './score-store.js'
 import {
   imageKey,
   imageValue,
@@ -42,16 +43,9 @@ export interface CacheObserver {
   revalidated?(outcome: RevalidationOutcome, bytesSaved: number): void
 }
 
-export interface CachedImage {
-  /** Present when every model's score was found. */
-  image: CachedImageInfo | undefined
-  /** Per requested model, in order; undefined where missing. */
-  scores: (CachedScore | undefined)[]
-  /** The slowest layer that served something; undefined when nothing was found. */
-  layer: CacheLayer | undefined
-}
+export type CachedImage = StoredImage<CacheLayer>
 
-export class TieredScoreCache {
+export class TieredScoreCache implements ScoreStore<CacheLayer> {
   readonly memory: MemoryLru | undefined
   readonly redis: RedisStore | undefined
   readonly observer: CacheObserver

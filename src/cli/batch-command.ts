@@ -43,7 +43,8 @@ scoring:
   --models a,b            model ids (default: $MODELS, aesthetic,technical)
   --models-dir DIR        where the models are (default: $MODELS_DIR or ./models)
   --batch-size B          images per inference run (default: $BATCH_MAX_SIZE if set, else 16)
-  --in-flight M           images decoded or in inference at once; bounds decoded-image memory (default: 4B+2)
+  --in-flight M           images being scored at once: decoding, waiting for a batch, inferring (default: 4B+2);
+                          decodes are bounded by the service's admission ($DECODE_MEMORY_BUDGET_BYTES, ...)
   --concurrency N         images read or fetched at once, read-ahead included (default: 2M+16)
   --per-host N            URL fetches at once to one host (default: $RANK_PER_HOST_CONCURRENCY or 4)
   --cache DIR             content-hash score cache (default: .nima-cache beside the output)
@@ -146,6 +147,15 @@ function cliLogger(io: CliIo, level: string): FastifyBaseLogger {
       },
     },
   ) as unknown as FastifyBaseLogger
+}
+
+/** The admission settings in force, for the start line: what a refused image was held to. */
+function describeAdmission(c: Config): string {
+  const MiB = 1024 * 1024
+  return (
+    `MAX_INPUT_PIXELS ${c.MAX_INPUT_PIXELS}, JPEG_MAX_SCANS ${c.JPEG_MAX_SCANS}, DECODE_MEMORY_BUDGET_BYTES ${Math.round(c.DECODE_MEMORY_BUDGET_BYTES / MiB)} MiB, ` +
+    `DECODE_ISOLATION ${c.DECODE_ISOLATION}${c.DECODE_ISOLATION === 'process' ? ` (DECODE_TIMEOUT_MS ${c.DECODE_TIMEOUT_MS}, DECODE_INLINE_MAX_PIXELS ${c.DECODE_INLINE_MAX_PIXELS})` : ''}`
+  )
 }
 
 function describeSummary(s: BatchSummary): string[] {
@@ -281,13 +291,18 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
     }
   }
   await checkOutputAvailable(a.output, a.mode)
-  // The batch pipeline decodes in this process (Scorer.decode: the operator's own images,
-  // offline); a pool of decode processes would only sit idle.
-  let config: Config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides })
+  // Images decode through the service's admission with the environment's settings
+  // (MAX_INPUT_PIXELS, JPEG_MAX_SCANS, DECODE_MEMORY_BUDGET_BYTES, DECODE_ISOLATION,
+  // DECODE_TIMEOUT_MS, ...): a machine of its own may raise them, never skip them. A bad
+  // value is a ConfigError: a usage error (exit 2) through reportFailure.
+  let config: Config = loadConfig(io.env ?? {}, a.overrides)
   const batchSize = config.BATCH_MAX_SIZE
   const scoreSlots = a.inFlight ?? defaultInFlight(batchSize)
   const concurrency = a.concurrency ?? defaultConcurrency(scoreSlots)
-  if (config.QUEUE_MAX < scoreSlots) config = loadConfig(io.env ?? {}, { DECODE_ISOLATION: 'inline', ...a.overrides, QUEUE_MAX: scoreSlots })
+  // The pipeline's own gate (scoreSlots) paces scoring: the scorer's admission of ordinary
+  // photos must neither hold back fewer nor refuse the ones waiting (QUEUE_MAX).
+  const pacing = { QUEUE_MAX: Math.max(config.QUEUE_MAX, scoreSlots), PIPELINE_MAX_IMAGES: scoreSlots }
+  config = loadConfig(io.env ?? {}, { ...a.overrides, ...pacing })
   applyGcSettings(config)
   let policy
   try {
@@ -321,7 +336,8 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
     }
     io.err(
       `batch: models ${models.map((m) => `${m.info.id}@${m.info.version}${m.info.synthetic ? ' (SYNTHETIC weights: scores are meaningless)' : ''}`).join(', ')}; ` +
-        `batch size ${batchSize}, in flight ${scoreSlots}, concurrency ${concurrency}, ${cache ? `cache ${cache.path}` : 'no cache'}${a.shard ? `, shard ${a.shard.index}/${a.shard.count}` : ''}`,
+        `batch size ${batchSize}, in flight ${scoreSlots}, concurrency ${concurrency}, ${cache ? `cache ${cache.path}` : 'no cache'}${a.shard ? `, shard ${a.shard.index}/${a.shard.count}` : ''}; ` +
+        `admission: ${describeAdmission(config)}`,
     )
     const summary = await runBatch(
       {

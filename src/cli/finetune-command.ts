@@ -5,11 +5,13 @@ import { finished } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { FinetuneError } from '../finetune/finetune-error.js'
 import { DEFAULT_TRAIN_OPTIONS } from '../finetune/train.js'
-import { decodeImage } from '../imaging/decode.js'
+import { isNimaError } from '../errors.js'
+import type { ImageAdmission } from '../imaging/admission.js'
 import { EXPORT_FORMATS, csvHeader, formatRow, parseExport, type ExportFormat } from '../labels/export.js'
 import { LabelStore } from '../labels/store.js'
 import { cliConfig, reportFailure, type CliIo } from './io.js'
 import { groupUsage, LABELS_COMMANDS, LABELS_FOOTER, subcommandUsage, wantsHelp } from './help.js'
+import { imageAdmission } from './image-admission.js'
 
 export const FINETUNE_USAGE = `usage: nima-serve finetune --base ID --labels FILE [options]
 
@@ -93,6 +95,7 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
 
     const { finetune } = await import('../finetune/finetune.js')
     const started = performance.now()
+    const admission = imageAdmission(io)
     const result = await finetune({
       base: values['base'],
       labels: values['labels'],
@@ -102,14 +105,14 @@ export async function runFinetuneCommand(argv: readonly string[], io: CliIo): Pr
       ...(values['id'] ? { id: values['id'] } : {}),
       ...(values['version'] ? { version: values['version'] } : {}),
       ratingStd,
-      maxInputPixels: cliConfig(io).MAX_INPUT_PIXELS,
+      admission,
       train,
       valFraction,
       testFraction,
       ...(cache !== 'none' ? { cacheDir: cache } : {}),
       ...(values['report'] ? { reportPath: values['report'] } : {}),
       log: io.out,
-    })
+    }).finally(() => admission.close())
     const { report, installed } = result
     io.out('')
     io.out(result.table)
@@ -153,8 +156,12 @@ function groupName(file: string, mode: string): string | null {
   return cleaned.length > 0 ? cleaned : null
 }
 
-async function addImages(store: LabelStore, paths: readonly string[], group: string, io: CliIo): Promise<number> {
-  const maxInputPixels = cliConfig(io).MAX_INPUT_PIXELS
+/** What the labels store keeps of an image, decoded through the service's admission (as POST /label/images does). */
+async function inspect(admission: ImageAdmission, bytes: Buffer) {
+  return (await admission.pixels(bytes, { sizes: [] })).image
+}
+
+async function addImages(store: LabelStore, paths: readonly string[], group: string, admission: ImageAdmission, io: CliIo): Promise<number> {
   let added = 0
   let existing = 0
   let refused = 0
@@ -162,13 +169,13 @@ async function addImages(store: LabelStore, paths: readonly string[], group: str
     for await (const file of walkFiles(p)) {
       const bytes = await readFile(file)
       try {
-        const img = await decodeImage(bytes, { maxInputPixels })
+        const img = await inspect(admission, bytes)
         const { created } = store.addImage({ id: img.id, data: bytes, format: img.format, width: img.width, height: img.height, group: groupName(file, group) })
         if (created) added++
         else existing++
       } catch (err) {
         refused++
-        io.err(`skipped ${file}: ${(err as Error).message}`)
+        io.err(`skipped ${file}: ${isNimaError(err) ? `${err.code}: ` : ''}${(err as Error).message}`)
       }
     }
   }
@@ -205,8 +212,7 @@ async function exportLabels(store: LabelStore, format: ExportFormat, out: string
   return 0
 }
 
-async function importLabels(store: LabelStore, file: string, imagesDir: string | undefined, io: CliIo): Promise<number> {
-  const maxInputPixels = cliConfig(io).MAX_INPUT_PIXELS
+async function importLabels(store: LabelStore, file: string, imagesDir: string | undefined, admission: ImageAdmission, io: CliIo): Promise<number> {
   const rows = parseExport(await readFile(file, 'utf8'))
   const need = new Set(rows.filter((r) => !store.getImage(r.imageId) && !r.path).map((r) => r.imageId))
   const { indexImages } = await import('../finetune/dataset.js')
@@ -221,7 +227,7 @@ async function importLabels(store: LabelStore, file: string, imagesDir: string |
         continue
       }
       const bytes = await readFile(path)
-      const img = await decodeImage(bytes, { maxInputPixels })
+      const img = await inspect(admission, bytes)
       if (img.id !== r.imageId) throw new FinetuneError(`${path} hashes to ${img.id}, the export says ${r.imageId}`)
       store.addImage({ id: img.id, data: bytes, format: img.format, width: img.width, height: img.height, group: r.group ?? null, sourceUrl: r.sourceUrl ?? null })
     }
@@ -262,13 +268,15 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
     const db = values['db'] ?? cliConfig(io).LABELS_DB
     if (!db) throw usage('--db is required (or set LABELS_DB)', LABELS_USAGE)
     const store = await LabelStore.open(db, { readOnly: command === 'export' || command === 'summary' })
+    let admission: ImageAdmission | undefined
     try {
+      if (command === 'add-images' || command === 'import') admission = imageAdmission(io)
       switch (command) {
         case 'add-images': {
           const group = values['group'] ?? 'dir'
           if (!['dir', 'file', 'none'].includes(group)) throw usage(`--group: expected dir, file or none, got ${JSON.stringify(group)}`, LABELS_USAGE)
           if (positionals.length === 0) throw usage('add-images: name at least one file or folder', LABELS_USAGE)
-          return await addImages(store, positionals, group, io)
+          return await addImages(store, positionals, group, admission!, io)
         }
         case 'export': {
           const format = (values['format'] ?? 'jsonl') as ExportFormat
@@ -277,7 +285,7 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
         }
         case 'import': {
           if (positionals.length !== 1) throw usage('import: name exactly one export file', LABELS_USAGE)
-          return await importLabels(store, positionals[0]!, values['images'], io)
+          return await importLabels(store, positionals[0]!, values['images'], admission!, io)
         }
         default: {
           io.out(JSON.stringify(store.summary(), null, 2))
@@ -286,6 +294,7 @@ export async function runLabelsCommand(argv: readonly string[], io: CliIo): Prom
       }
     } finally {
       store.close()
+      await admission?.close()
     }
   })
 }

@@ -1,5 +1,5 @@
 import { loadConfig, type Config } from '../config/load.js'
-import { EXIT_CODES, failureKind } from '../errors.js'
+import { EXIT_CODES, failureKind, isNimaError } from '../errors.js'
 
 /** What a command may touch of the outside world; tests pass their own. */
 export interface CliIo {
@@ -39,7 +39,8 @@ export function reportFailure(io: CliIo, command: string | undefined, err: unkno
   if (kind === 'bug') {
     io.err(`${prefix}: unexpected failure\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
   } else {
-    const message = (err as Error).message
+    // An image the admission refused carries the code the service answers with.
+    const message = isNimaError(err) ? `${err.code}: ${err.message}` : (err as Error).message
     io.err(`${prefix}: ${message}${kind === 'usage' && usage !== undefined && !message.includes('usage:') ? `\n${usage}` : ''}`)
   }
   return EXIT_CODES[kind]

@@ -4,6 +4,7 @@ import { ModelError } from '../models/model-error.js'
 import { TASKS, type KerasSource, type Task } from '../model-tools/sources.js'
 import { cliConfig, type CliIo } from './io.js'
 import { groupUsage, MODELS_COMMANDS, MODELS_FOOTER, subcommandUsage, wantsHelp } from './help.js'
+import { imageAdmission } from './image-admission.js'
 import { createProgress } from './progress.js'
 
 /** Test seams for pull: the source table and download tuning. */
@@ -168,26 +169,32 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
   const bases = ids.map((id) => selectModel(entries, id) ?? id)
   const missing = bases.filter((b) => typeof b === 'string')
   if (ids.length === 0 || missing.length > 0) throw usage(`fp16: no float32 model ${missing.length > 0 ? `for ${missing.join(', ')} ` : ''}in ${dir}; run \`nima-serve models ensure\` or \`pull\` first`)
-  for (const base of bases) {
-    if (typeof base === 'string') continue
-    const ref = modelRef(base.manifest)
-    const converted = float16Model(await readVerifiedModel(base), ref)
-    let check: Awaited<ReturnType<typeof comparePrecision>> | undefined
-    if (photos) {
-      check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, cliConfig(io).MAX_INPUT_PIXELS)
-      const figures = `${check.images} photos, |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} mean ${check.meanAbsDeltaMean.toExponential(2)}, |Δp| max ${check.maxAbsDeltaP.toExponential(2)} (${check.provider})`
-      if (check.maxAbsDeltaMean > tolerance) {
-        throw new ModelError('MODEL_PRECISION_CHECK_FAILED', `${ref}: float16 variant not installed: ${figures}; worst ${check.worst} is above the tolerance ${tolerance}`)
+  // The photos decode through the service's admission, with this environment's settings.
+  const admission = photos ? imageAdmission(io) : undefined
+  try {
+    for (const base of bases) {
+      if (typeof base === 'string') continue
+      const ref = modelRef(base.manifest)
+      const converted = float16Model(await readVerifiedModel(base), ref)
+      let check: Awaited<ReturnType<typeof comparePrecision>> | undefined
+      if (photos) {
+        check = await comparePrecision(base.manifest, base.modelPath, converted.onnx, photos, admission!)
+        const figures = `${check.images} photos, |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} mean ${check.meanAbsDeltaMean.toExponential(2)}, |Δp| max ${check.maxAbsDeltaP.toExponential(2)} (${check.provider})`
+        if (check.maxAbsDeltaMean > tolerance) {
+          throw new ModelError('MODEL_PRECISION_CHECK_FAILED', `${ref}: float16 variant not installed: ${figures}; worst ${check.worst} is above the tolerance ${tolerance}`)
+        }
+        for (const { photo, reason } of check.skipped) io.err(`${ref}: skipped ${photo}: ${reason}`)
+        io.out(`${ref}: float16 check passed: ${figures}, tolerance ${tolerance}`)
       }
-      for (const { photo, reason } of check.skipped) io.err(`${ref}: skipped ${photo}: ${reason}`)
-      io.out(`${ref}: float16 check passed: ${figures}, tolerance ${tolerance}`)
+      const { installed, stats } = await installFloat16Variant(dir, base, { ...converted, check })
+      const kind = base.manifest.synthetic ? 'SYNTHETIC ' : ''
+      io.out(
+        `${ref}: installed ${kind}float16 variant ${installed.manifest.version} at ${installed.modelPath} ` +
+          `(${stats.values} weights, max rounding error ${stats.maxAbsRoundingError.toExponential(2)}, ${stats.flushedToZero} flushed to zero)`,
+      )
     }
-    const { installed, stats } = await installFloat16Variant(dir, base, { ...converted, check })
-    const kind = base.manifest.synthetic ? 'SYNTHETIC ' : ''
-    io.out(
-      `${ref}: installed ${kind}float16 variant ${installed.manifest.version} at ${installed.modelPath} ` +
-        `(${stats.values} weights, max rounding error ${stats.maxAbsRoundingError.toExponential(2)}, ${stats.flushedToZero} flushed to zero)`,
-    )
+  } finally {
+    await admission?.close()
   }
   io.out('Serve them with MODEL_PRECISION=float16 (meant for EXECUTION_PROVIDERS=cuda or webgpu; on the CPU provider they are slower, not faster).')
   return 0
@@ -199,17 +206,25 @@ async function importWeights(args: string[], dirOf: (values: Record<string, stri
   const { importKerasModel } = await loadConverter('import', () => import('../model-tools/import.js'))
   const photos = await checkPhotos(values['check'])
   const dir = dirOf(values)
-  const { installed } = await importKerasModel({
-    dir,
-    file,
-    task,
-    id: values['id']!,
-    version: values['version']!,
-    photos,
-    maxInputPixels: cliConfig(io).MAX_INPUT_PIXELS,
-    force,
-    log: io.out,
-  })
+  // The proof's photos decode through the service's admission, with this environment's settings.
+  const admission = photos ? imageAdmission(io) : undefined
+  let installed
+  try {
+    ;({ installed } = await importKerasModel({
+      dir,
+      file,
+      task,
+      id: values['id']!,
+      version: values['version']!,
+      photos,
+      maxInputPixels: cliConfig(io).MAX_INPUT_PIXELS,
+      ...(admission ? { admission } : {}),
+      force,
+      log: io.out,
+    }))
+  } finally {
+    await admission?.close()
+  }
   const m = installed.manifest
   const models = m.task === 'aesthetic' ? `${m.id},technical` : `aesthetic,${m.id}`
   io.out(`${m.id}/${m.version}: installed ${installed.modelPath} (task ${m.task}); serve it with e.g. MODELS=${models}`)

@@ -1,15 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { ImageAdmission } from '../imaging/admission.js'
 import type { ModelManifest } from '../models/manifest.js'
 import { decodeIntoTensor, ManifestModel } from '../models/model-pipeline.js'
 import { FinetuneError } from './finetune-error.js'
 
 /**
  * The backbone's pooled features (the model's `features` output, 1024 values) for each
- * image, computed with exactly the service's preprocessing (src/models/model-pipeline.ts) and
- * cached on disk: `<cacheDir>/<model sha256>-<input spec hash>/<image sha256>.f32`, raw
- * little-endian float32. A cached vector is reused only for the same model bytes and the
+ * image, decoded through the service's admission and preprocessed exactly as it does
+ * (src/models/model-pipeline.ts), and cached on disk:
+ * `<cacheDir>/<model sha256>-<input spec hash>/<image sha256>.f32`, raw little-endian float32. A cached vector is reused only for the same model bytes and the
  * same preprocessing, so a stale cache cannot leak into training.
  */
 export interface FeatureSource {
@@ -24,8 +25,8 @@ export interface FeatureOptions {
   /** Omit to disable the cache. */
   cacheDir?: string
   batchSize?: number
-  /** The service's MAX_INPUT_PIXELS. */
-  maxInputPixels: number
+  /** Where the photos are decoded: the service's image admission (header limits, memory budget, decode processes). */
+  admission: ImageAdmission
   onProgress?: (done: number, total: number, cached: number) => void
 }
 
@@ -98,7 +99,7 @@ export async function extractFeatures(sources: readonly FeatureSource[], options
         const bytes = await s.load()
         let img
         try {
-          img = await decodeIntoTensor(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), model.spec, options.maxInputPixels, input, i)
+          img = await decodeIntoTensor(options.admission, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), model.spec, input, i)
         } catch (err) {
           throw new FinetuneError(`image ${s.id} cannot be decoded: ${(err as Error).message}`, { cause: err })
         }

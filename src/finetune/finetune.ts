@@ -11,6 +11,7 @@ import { evaluate, type EvaluationMetrics } from './math.js'
 import { splitByGroup } from './split.js'
 import { DEFAULT_TRAIN_OPTIONS, trainHead, type EpochLog, type Sample, type TrainOptions } from './train.js'
 import { decodeIntoTensor, ManifestModel } from '../models/model-pipeline.js'
+import type { ImageAdmission } from '../imaging/admission.js'
 
 /**
  * `nima-serve finetune`: labels → features of the base backbone → a new head trained with
@@ -35,8 +36,8 @@ export interface FinetuneOptions {
   testFraction: number
   /** Feature cache folder; undefined disables it. */
   cacheDir?: string
-  /** The service's MAX_INPUT_PIXELS (the CLI reads it from the environment). */
-  maxInputPixels: number
+  /** Where the photos are decoded: the service's image admission, with its settings (the CLI reads them from the environment). */
+  admission: ImageAdmission
   /** Where the evaluation JSON goes; default evaluation.json in the new model's folder. */
   reportPath?: string
   log?: (line: string) => void
@@ -129,12 +130,12 @@ async function verifyInstalled(
   head: Head,
   images: readonly LabelledImage[],
   features: Map<string, Float32Array>,
-  maxInputPixels: number,
+  admission: ImageAdmission,
 ): Promise<EvaluationReport['verification']> {
   const model = await ManifestModel.open(installed.modelPath, installed.manifest, { providers: ['cpu'], intraOpThreads: 0, interOpThreads: 1 })
   try {
     const input = model.batchBuffer(images.length)
-    for (const [i, img] of images.entries()) await decodeIntoTensor(Buffer.from(await img.load()), model.spec, maxInputPixels, input, i)
+    for (const [i, img] of images.entries()) await decodeIntoTensor(admission, Buffer.from(await img.load()), model.spec, input, i)
     const out = await model.run(input, images.length, ['features', 'scores'])
     let featuresMaxAbsDiff = 0
     let scoresMaxAbsDiff = 0
@@ -154,7 +155,7 @@ async function verifyInstalled(
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
   const log = options.log ?? (() => {})
-  const { maxInputPixels } = options
+  const { admission } = options
   const base = await findBase(options.modelsDir, options.base)
   const baseBytes = await readVerifiedModel(base)
   const baseHead = readHead(decodeModel(baseBytes))
@@ -181,7 +182,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       {
         modelPath: base.modelPath,
         manifest: base.manifest,
-        maxInputPixels,
+        admission,
         ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
         onProgress: (done, total) => {
           const pct = Math.floor((100 * done) / total / 10) * 10
@@ -250,7 +251,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     })
 
     const check = [...split.test, ...split.val, ...split.train].slice(0, 4)
-    const verification = await verifyInstalled(installed, result.head, check, feats.features, maxInputPixels)
+    const verification = await verifyInstalled(installed, result.head, check, feats.features, admission)
     if (verification.featuresMaxAbsDiff > 1e-4 || verification.scoresMaxAbsDiff > 1e-4) {
       throw new FinetuneError(
         `the installed model ${installed.modelPath} does not reproduce the trained head (features Δ ${verification.featuresMaxAbsDiff}, scores Δ ${verification.scoresMaxAbsDiff})`,

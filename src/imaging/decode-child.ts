@@ -1,22 +1,18 @@
 /**
  * Entry of a decode process (see decode-pool.ts): decodes one image at a time with
- * decodeImage and sends back only the nearest-neighbour samples the models read, so a
- * decode that overruns can be stopped by killing this process, and its memory goes
- * with it.
+ * decodeForRequest and sends back only what was asked for (the nearest-neighbour samples
+ * the models read, a display copy), so a decode that overruns can be stopped by killing
+ * this process, and its memory goes with it.
  */
 import { isNimaError } from '../errors.js'
-import { decodeImage } from './decode.js'
-import { imageHashes } from './phash.js'
 import { READY, type DecodeJob, type DecodeReply } from './decode-protocol.js'
-import { sampleNearest } from './tensor.js'
-
+import { decodeForRequest } from './sampled-decode.js'
 
 async function handle(job: DecodeJob): Promise<DecodeReply> {
   try {
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength)
-    const img = await decodeImage(bytes, { maxInputPixels: job.maxInputPixels })
-    const samples = job.sizes.map(([w, h]) => sampleNearest(img, w, h).data)
-    return { ok: true, image: { id: img.id, format: img.format, width: img.width, height: img.height, bytes: img.bytes, ...imageHashes(img) }, samples, rss: process.memoryUsage.rss() }
+    const { image, samples, preview } = await decodeForRequest(bytes, job.maxInputPixels, job)
+    return { ok: true, image, samples: samples.map((s) => s.data), preview, rss: process.memoryUsage.rss() }
   } catch (err) {
     if (isNimaError(err)) {
       const cause = err.cause instanceof Error ? err.cause.message : err.cause === undefined ? undefined : String(err.cause)

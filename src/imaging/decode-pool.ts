@@ -2,8 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { NimaError } from '../errors.js'
-import { READY, type DecodedSummary, type DecodeJob, type DecodeReply } from './decode-protocol.js'
-import type { RgbImage } from './tensor.js'
+import { READY, type DecodeJob, type DecodeReply } from './decode-protocol.js'
+import type { DecodedPixels, PixelRequest } from './sampled-decode.js'
 
 export interface DecodePoolOptions {
   /** Decode processes; each decodes one image at a time. */
@@ -17,12 +17,12 @@ export interface DecodePoolOptions {
    * processes each keeping hundreds of MB would defeat the memory budget. Default 192 MiB.
    */
   recycleRssBytes?: number
-}
-
-export interface SampledImage {
-  image: DecodedSummary
-  /** One RGB image per requested size, in the order asked. */
-  samples: RgbImage[]
+  /**
+   * 'now' (default): every process starts with the pool, so the first large image does
+   * not wait for one. 'when-needed': the first decode starts them; for tools, most of
+   * whose images never leave the inline lane.
+   */
+  start?: 'now' | 'when-needed'
 }
 
 /**
@@ -84,8 +84,9 @@ export class DecodePool {
   constructor(options: DecodePoolOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError(`DecodePool: size must be an integer ≥ 1, got ${String(options.size)}`)
     this.#options = options
-    this.#slots = Array.from({ length: options.size }, () => ({ worker: this.#start(), busy: false, settle: undefined }))
-    this.#spare = this.#start()
+    const now = options.start !== 'when-needed'
+    this.#slots = Array.from({ length: options.size }, () => ({ worker: now ? this.#start() : undefined, busy: false, settle: undefined }))
+    this.#spare = now ? this.#start() : undefined
   }
 
   /** Decodes killed for overrunning the timeout, processes that died mid-decode, processes replaced for their RSS. */
@@ -98,7 +99,7 @@ export class DecodePool {
     return this.#slots.map((s) => s.worker?.proc.pid)
   }
 
-  async decode(bytes: Uint8Array, sizes: readonly (readonly [number, number])[]): Promise<SampledImage> {
+  async decode(bytes: Uint8Array, request: PixelRequest): Promise<DecodedPixels> {
     if (this.#closed) throw shuttingDown()
     const slot = this.#slots.find((s) => !s.busy)
     if (!slot) throw new Error(`DecodePool: more decodes at once than its ${this.#slots.length} processes; callers must hold a decode slot`)
@@ -110,7 +111,7 @@ export class DecodePool {
         throw this.#closed ? shuttingDown() : new NimaError('NIMA_INTERNAL', 'A decode process could not start', { cause: err })
       })
       if (this.#closed) throw shuttingDown()
-      const reply = await this.#run(slot, worker, { bytes, sizes, maxInputPixels: this.#options.maxInputPixels })
+      const reply = await this.#run(slot, worker, { bytes, sizes: request.sizes, ...(request.preview !== undefined ? { preview: request.preview } : {}), maxInputPixels: this.#options.maxInputPixels })
       if (reply.rss > (this.#options.recycleRssBytes ?? 192 * 1024 * 1024) && slot.worker === worker && !this.#closed) {
         this.#recycled += 1
         slot.worker = this.#takeSpare()
@@ -121,7 +122,8 @@ export class DecodePool {
         await exited
       }
       if (!reply.ok) throw new NimaError(reply.code, reply.message, reply.cause === undefined ? {} : { cause: new Error(reply.cause) })
-      return { image: reply.image, samples: reply.samples.map((data, i) => ({ data, width: sizes[i]![0], height: sizes[i]![1] })) }
+      const samples = reply.samples.map((data, i) => ({ data, width: request.sizes[i]![0], height: request.sizes[i]![1] }))
+      return reply.preview === undefined ? { image: reply.image, samples } : { image: reply.image, samples, preview: reply.preview }
     } finally {
       slot.busy = false
       if (slot.worker) hold(slot.worker, false)

@@ -4,8 +4,13 @@
  * (blue pulls the mean down, red pushes it up, clear is neutral) and a legend. The map's
  * cells are drawn as the blocks they are (nearest neighbour): each is one 32×32-pixel cell
  * of the 224×224 input, stretched back over the photo as the model's `fill` resize did.
+ *
+ * The photo is the display copy the scoring decode made (admission.ts, sampled-decode.ts):
+ * nothing here decodes the client's bytes, so the overlay costs no decode outside the
+ * admission's memory budget and kill timeout.
  */
 import sharp, { type OverlayOptions as SharpOverlay } from 'sharp'
+import type { RgbImage } from './tensor.js'
 
 export interface OverlayPanel {
   title: string
@@ -13,12 +18,6 @@ export interface OverlayPanel {
   map: readonly (readonly number[])[]
   /** Half-range of the colour scale; 0 draws nothing. */
   maxAbs: number
-}
-
-export interface OverlayOptions {
-  /** Longest side of each panel's photo, in pixels. */
-  displaySize: number
-  maxInputPixels: number
 }
 
 const NEGATIVE = [33, 102, 172] as const
@@ -81,20 +80,10 @@ function heatPixels(panel: OverlayPanel): { data: Buffer; width: number; height:
   return { data, width, height }
 }
 
-/**
- * `bytes` must already have passed the scorer's admission (header, pixels, memory): this
- * decodes it once more, shrunk to display size, with the same orientation rule as decode.ts.
- */
-export async function renderOverlay(bytes: Buffer, panels: readonly OverlayPanel[], options: OverlayOptions): Promise<Buffer> {
-  const size = options.displaySize
-  const photo = await sharp(bytes, { limitInputPixels: options.maxInputPixels, pages: 1, page: 0 })
-    .autoOrient()
-    .resize({ width: size, height: size, fit: 'inside', withoutEnlargement: false })
-    .toColourspace('srgb')
-    .removeAlpha()
-    .png()
-    .toBuffer({ resolveWithObject: true })
-  const { width, height } = photo.info
+/** `photo`: the decoded photo at display size (8-bit sRGB, oriented), one panel per score map. */
+export async function renderOverlay(photo: RgbImage, panels: readonly OverlayPanel[]): Promise<Buffer> {
+  const { width, height } = photo
+  const photoPng = await sharp(photo.data, { raw: { width, height, channels: 3 } }).png().toBuffer()
   const panelHeight = height + LEGEND_HEIGHT
   const composites: SharpOverlay[] = []
   for (const [i, panel] of panels.entries()) {
@@ -104,7 +93,7 @@ export async function renderOverlay(bytes: Buffer, panels: readonly OverlayPanel
       .resize({ width, height, fit: 'fill', kernel: 'nearest' })
       .png()
       .toBuffer()
-    composites.push({ input: photo.data, left, top: 0 }, { input: overlay, left, top: 0 }, { input: legendSvg(width, panel), left, top: height })
+    composites.push({ input: photoPng, left, top: 0 }, { input: overlay, left, top: 0 }, { input: legendSvg(width, panel), left, top: height })
   }
   const canvasWidth = panels.length * width + (panels.length - 1) * GAP
   return sharp({ create: { width: canvasWidth, height: panelHeight, channels: 3, background: '#ffffff' } })

@@ -11,6 +11,7 @@ import { FLOAT32_LIMIT_MEAN, FLOAT32_LIMIT_P, PROOF_ROUNDING_MULTIPLE, runConver
 import { installModel, MANIFEST_FILE, modelManifest, type InstallRequest, type InstalledModel } from './install.js'
 import { gitBlobSha1, sha256Hex } from '../models/integrity.js'
 import { readKerasFile, type KerasWeightsFile } from './keras-hdf5.js'
+import type { ImageAdmission } from '../imaging/admission.js'
 import { ModelManifest } from '../models/manifest.js'
 import { ModelError } from '../models/model-error.js'
 import { photoProofInputs, syntheticProofInputs, type ProofInputs } from './proof-inputs.js'
@@ -37,6 +38,8 @@ export interface ImportOptions {
   proofInputs?: number
   /** MAX_INPUT_PIXELS, so the proof decodes photos as the service would. */
   maxInputPixels: number
+  /** The admission the proof's photos decode through (the CLI's, with the environment's settings); else one with `maxInputPixels` and defaults. */
+  admission?: ImageAdmission
   /** Replace an installed model of the same id and version. */
   force?: boolean
   log?: (line: string) => void
@@ -131,7 +134,7 @@ export async function importKerasModel(options: ImportOptions): Promise<ImportRe
   const spec = tensorSpecOf(manifest)
   const count = options.proofInputs ?? DEFAULT_PROOF_INPUTS
   const inputs =
-    options.photos === undefined ? syntheticProofInputs(PROOF_SEED, count, spec) : await photoProofInputs(options.photos, count, spec, options.maxInputPixels)
+    options.photos === undefined ? syntheticProofInputs(PROOF_SEED, count, spec) : await photoProofInputs(options.photos, count, spec, options.maxInputPixels, options.admission)
   for (const { photo, reason } of inputs.skipped) log(`proof: skipped ${photo}: ${reason}`)
   if (inputs.tensors.length === 0) {
     throw new ModelError('MODEL_USAGE', `--check: none of the ${options.photos?.length ?? 0} images could be decoded, so the conversion cannot be proven`)

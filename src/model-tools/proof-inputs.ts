@@ -5,6 +5,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
+import { loadConfig } from '../config/load.js'
+import { admissionOptions, ImageAdmission } from '../imaging/admission.js'
 import { writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
 import { decodeIntoTensor } from '../models/model-pipeline.js'
 import { mulberry32, type Rng } from '../util/prng.js'
@@ -74,22 +76,35 @@ export function syntheticProofInputs(seed: number, count: number, spec: TensorSp
 }
 
 /**
- * The first `count` photos of `paths` that decode under the service's limits. Photos that
- * do not decode are skipped and reported; none at all is the caller's error to raise.
+ * The first `count` photos of `paths` that pass the service's image admission and decode.
+ * Photos that do not are skipped and reported; none at all is the caller's error to raise.
+ * `admission`: the caller's (the CLI's, with the environment's settings); without one, an
+ * admission with `maxInputPixels` and every other setting at its default, closed here.
  */
-export async function photoProofInputs(paths: readonly string[], count: number, spec: TensorSpec, maxInputPixels: number): Promise<ProofInputs> {
+export async function photoProofInputs(
+  paths: readonly string[],
+  count: number,
+  spec: TensorSpec,
+  maxInputPixels: number,
+  admission?: ImageAdmission,
+): Promise<ProofInputs> {
+  const own = admission ? undefined : new ImageAdmission({ ...admissionOptions(loadConfig({}, { MAX_INPUT_PIXELS: maxInputPixels }), 1), decodeProcessStart: 'when-needed' })
   const inputs: ProofInputs = { kind: 'photos', tensors: [], labels: [], skipped: [] }
-  for (const path of paths) {
-    if (inputs.tensors.length >= count) break
-    const out = new Float32Array(spec.width * spec.height * 3)
-    try {
-      await decodeIntoTensor(await readFile(path), spec, maxInputPixels, out)
-    } catch (err) {
-      inputs.skipped.push({ photo: path, reason: err instanceof Error ? err.message : String(err) })
-      continue
+  try {
+    for (const path of paths) {
+      if (inputs.tensors.length >= count) break
+      const out = new Float32Array(spec.width * spec.height * 3)
+      try {
+        await decodeIntoTensor((admission ?? own)!, await readFile(path), spec, out)
+      } catch (err) {
+        inputs.skipped.push({ photo: path, reason: err instanceof Error ? err.message : String(err) })
+        continue
+      }
+      inputs.tensors.push(out)
+      inputs.labels.push(basename(path))
     }
-    inputs.tensors.push(out)
-    inputs.labels.push(basename(path))
+  } finally {
+    await own?.close()
   }
   return inputs
 }

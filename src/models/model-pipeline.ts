@@ -5,7 +5,8 @@
  * feature extraction and verification, and the benchmark all go through it.
  */
 import { readFile } from 'node:fs/promises'
-import { decodeImage, type DecodedImage } from '../imaging/decode.js'
+import type { ImageAdmission } from '../imaging/admission.js'
+import type { DecodedSummary } from '../imaging/sampled-decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
 import { openThreadedSession } from '../inference/threaded-session.js'
@@ -36,13 +37,13 @@ export function inputKeyOf(manifest: ModelManifest): string {
 }
 
 /**
- * Decodes untrusted bytes and writes the model tensor into `out` at image slot `slot`
- * (a batch buffer), in process. Returns the decoded image, whose full-resolution pixels
- * the caller should drop as soon as it can.
+ * Decodes untrusted bytes through the image admission (src/imaging/admission.ts: header
+ * limits, memory budget, lanes, decode processes, as for the service) and writes the
+ * model tensor into `out` at image slot `slot` (a batch buffer). Returns the image's summary.
  */
-export async function decodeIntoTensor(bytes: Buffer, spec: TensorSpec, maxInputPixels: number, out: Float32Array, slot = 0): Promise<DecodedImage> {
-  const image = await decodeImage(bytes, { maxInputPixels })
-  writeTensor(image, spec, out, slot * tensorSize(spec))
+export async function decodeIntoTensor(admission: ImageAdmission, bytes: Buffer, spec: TensorSpec, out: Float32Array, slot = 0): Promise<DecodedSummary> {
+  const { image, samples } = await admission.pixels(bytes, { sizes: [[spec.width, spec.height]] })
+  writeTensor(samples[0]!, spec, out, slot * tensorSize(spec))
   return image
 }
 

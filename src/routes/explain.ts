@@ -44,14 +44,19 @@ export default async function explainRoute(app: FastifyInstance, ctx: RouteConte
         const models = scorer.resolveModels(parseModelList(request.query.models))
         const { bytes, fetchMs } = await readImage(request, ctx, signals)
         const png = request.query.format === 'png'
-        const result = await withDeadline(explainBytes(scorer, bytes, models, { logits: !png && request.query.logits === 'true', signal: signals.signal }), signals.deadline)
+        // The overlay's photo is a display copy made by the same decode, inside the admission.
+        const explained = await withDeadline(
+          explainBytes(scorer, bytes, models, { logits: !png && request.query.logits === 'true', signal: signals.signal, ...(png ? { preview: DISPLAY_SIZE } : {}) }),
+          signals.deadline,
+        )
+        const result = explained.explanation
         if (png) {
           const panels = Object.values(result.explanations).map((e) => ({
             title: `${e.model.id}${e.model.synthetic ? ' (SYNTHETIC weights: meaningless)' : ''}: mean ${e.score.mean.toFixed(2)}`,
             map: e.scoreMap,
             maxAbs: e.maxAbs,
           }))
-          const picture = await withDeadline(renderOverlay(bytes, panels, { displaySize: DISPLAY_SIZE, maxInputPixels: config.MAX_INPUT_PIXELS }), signals.deadline)
+          const picture = await withDeadline(renderOverlay(explained.preview!, panels), signals.deadline)
           return reply.type('image/png').header('cache-control', 'no-store').send(picture)
         }
         return reply.send({

@@ -1,8 +1,10 @@
 /**
- * Scoring through the score cache (src/cache/), for one request: the cache sits in front
- * of decode and inference, per model. What a cached result skips is exactly those two;
- * everything after (the combined score with this request's weights, ranking, byte-identical
- * and near-duplicate folding, from the cached perceptual hash) runs as for a fresh one.
+ * Scoring through a score cache: the one rule, `scoreThroughStore` (any ScoreStore: the
+ * service's memory + Redis, the batch's LMDB), and the service's per-request session
+ * around it. The cache sits in front of decode and inference, per model. What a cached
+ * result skips is exactly those two; everything after (the combined score with this
+ * request's weights, ranking, byte-identical and near-duplicate folding, from the cached
+ * perceptual hash) runs as for a fresh one.
  *
  * For an image's bytes: sha256 → the image's info and each model's score from the cache;
  * the models missing are the only ones run (after a decode), and their scores are stored.
@@ -23,7 +25,8 @@ import type { ImageSource, SourcedImage } from '../fetching/image-source.js'
 import type { CachingHeaders } from '../fetching/fetch-image.js'
 import { imageId } from '../imaging/decode.js'
 import { modelIdentity, type CachedImageInfo, type UrlRecord } from '../cache/score-key.js'
-import type { CachedImage, TieredScoreCache } from '../cache/tiered-cache.js'
+import type { ScoreStore, StoredImage } from '../cache/score-store.js'
+import type { TieredScoreCache } from '../cache/tiered-cache.js'
 import type { Weights } from './combined.js'
 import type { NimaModel } from './nima-model.js'
 import type { ImageScore, Scorer } from './scorer.js'
@@ -55,6 +58,52 @@ export interface ScoringSessionOptions {
   signal?: AbortSignal | undefined
   /** Hears each failed fetch (the routes count a client gone during a fetch as abandoned there). */
   onFetchError?: (err: unknown) => void
+}
+
+/** What `scoreThroughStore` served: the scores, and where they came from. */
+export interface StoreScored<L extends string> {
+  score: ImageScore
+  /** The store's layer when it had everything (info and every model's score); undefined: something was computed. */
+  layer: L | undefined
+  /** True when a model ran; false when every score came from the store (the image may still have been decoded for its info). */
+  inferred: boolean
+}
+
+/**
+ * The one cache rule: per model, cached? else run, then store. The image's info and each
+ * model's score are looked up; only the models missing run (after the scorer's admission
+ * and decode), and what they computed is stored. Every score cached but not the image's
+ * info (evicted apart, or from before the perceptual hashes): decoded for it, no inference.
+ */
+export async function scoreThroughStore<L extends string>(
+  store: ScoreStore<L>,
+  scorer: Scorer,
+  bytes: Buffer,
+  sha: string,
+  models: readonly NimaModel[],
+  options: { weights?: Weights | undefined; signal?: AbortSignal | undefined } = {},
+): Promise<StoreScored<L>> {
+  const { weights, signal } = options
+  const found = await store.lookup(sha, models.map(modelIdentity))
+  if (complete(found)) return { score: fromStore(scorer, sha, bytes.length, models, found, weights), layer: found.layer, inferred: false }
+  const missing = models.filter((_, i) => found.scores[i] === undefined)
+  const fresh = missing.length > 0 ? await scorer.scoreBytes(bytes, missing, weights, signal) : undefined
+  const image = fresh?.image ?? (await scorer.inspect(bytes, signal))
+  const scores = models.map((m, i) => found.scores[i] ?? fresh!.scores[m.info.id]!)
+  store.store(
+    sha,
+    image,
+    missing.map((m) => [modelIdentity(m), fresh!.scores[m.info.id]!] as const),
+  )
+  const timings = fresh?.timings ?? { decodeMs: 0, inferenceMs: 0 }
+  return { score: scorer.result(image, models, scores, weights, timings), layer: undefined, inferred: fresh !== undefined }
+}
+
+/** An image's result from the store alone (info and every score found). */
+function fromStore(scorer: Scorer, sha: string, bytes: number, models: readonly NimaModel[], found: StoredImage, weights: Weights | undefined): ImageScore {
+  const info: CachedImageInfo = found.image!
+  const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, phash: info.phash, phashCrops: info.phashCrops }
+  return scorer.result(image, models, found.scores as NonNullable<(typeof found.scores)[number]>[], weights, { decodeMs: 0, inferenceMs: 0 })
 }
 
 export class ScoringSession {
@@ -97,21 +146,8 @@ export class ScoringSession {
   async #scoreBytes(bytes: Buffer, sha: string): Promise<Served> {
     const { scorer, cache, models, weights, signal } = this.#o
     if (!cache) return { score: await scorer.scoreBytes(bytes, models, weights, signal), cache: { result: 'off' } }
-    const found = await cache.lookup(sha, this.#identities)
-    if (complete(found)) return { score: this.#fromCache(sha, bytes.length, found), cache: { result: found.layer! } }
-
-    const missing = models.filter((_, i) => found.scores[i] === undefined)
-    // Every score cached but not the image's info (evicted apart): decoded for it, no inference.
-    const fresh = missing.length > 0 ? await scorer.scoreBytes(bytes, missing, weights, signal) : undefined
-    const image = fresh?.image ?? (await scorer.inspect(bytes, signal))
-    const scores = models.map((m, i) => found.scores[i] ?? fresh!.scores[m.info.id]!)
-    cache.store(
-      sha,
-      image,
-      missing.map((m) => [modelIdentity(m), fresh!.scores[m.info.id]!] as const),
-    )
-    const timings = fresh?.timings ?? { decodeMs: 0, inferenceMs: 0 }
-    return { score: scorer.result(image, models, scores, weights, timings), cache: { result: 'miss' } }
+    const served = await scoreThroughStore(cache, scorer, bytes, sha, models, { weights, signal })
+    return { score: served.score, cache: { result: served.layer ?? 'miss' } }
   }
 
   async #scoreUrl(url: string): Promise<Served> {
@@ -124,7 +160,7 @@ export class ScoringSession {
     if (record) {
       const found = await cache.lookup(record.sha256, this.#identities)
       if (complete(found)) {
-        const served = { score: this.#fromCache(record.sha256, record.bytes, found), cache: { result: found.layer! } }
+        const served = { score: fromStore(this.#o.scorer, record.sha256, record.bytes, this.#o.models, found, this.#o.weights), cache: { result: found.layer! } }
         if (record.freshUntil !== undefined && record.freshUntil > Date.now()) {
           cache.observer.revalidated?.('fresh', record.bytes)
           return { ...served, cache: { ...served.cache, upstream: 'fresh' } }
@@ -171,15 +207,9 @@ export class ScoringSession {
     })
   }
 
-  #fromCache(sha: string, bytes: number, found: CachedImage): ImageScore {
-    const { scorer, models, weights } = this.#o
-    const info: CachedImageInfo = found.image!
-    const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, phash: info.phash, phashCrops: info.phashCrops }
-    return scorer.result(image, models, found.scores as NonNullable<(typeof found.scores)[number]>[], weights, { decodeMs: 0, inferenceMs: 0 })
-  }
 }
 
-function complete(found: CachedImage): boolean {
+function complete(found: StoredImage): boolean {
   return found.image !== undefined && found.layer !== undefined && found.scores.every((s) => s !== undefined)
 }
 

@@ -1,9 +1,11 @@
 /**
  * One image → per model its distribution and score map (and on request the logit maps):
  * the scorer's admission, decode and tensors, then each model run once with its feature
- * map, directly rather than through the micro-batcher (nima-model.ts `explainer`).
+ * map, directly rather than through the micro-batcher (nima-model.ts `explainer`). The
+ * overlay's photo (`preview`) comes from that same decode.
  */
 import { NimaError } from '../errors.js'
+import type { RgbImage } from '../imaging/tensor.js'
 import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo } from '../models/model-pipeline.js'
 import type { NimaModel } from './nima-model.js'
@@ -30,6 +32,12 @@ export interface Explanation {
   timings: { decodeMs: number; inferenceMs: number }
 }
 
+/** An explanation, and the photo at display size when it was asked for (`preview`). */
+export interface Explained {
+  explanation: Explanation
+  preview: RgbImage | undefined
+}
+
 /** The models' explainers, or 409 naming the first model whose file lacks the feature map. */
 function explainers(models: readonly NimaModel[]) {
   return models.map((m) => {
@@ -50,10 +58,10 @@ export async function explainBytes(
   scorer: Scorer,
   bytes: Buffer,
   models: readonly NimaModel[],
-  options: { logits?: boolean; signal?: AbortSignal } = {},
-): Promise<Explanation> {
+  options: { logits?: boolean; signal?: AbortSignal; preview?: number } = {},
+): Promise<Explained> {
   const runs = explainers(models)
-  const prepared = await scorer.prepareBytes(bytes, models, options.signal)
+  const prepared = await scorer.prepareBytes(bytes, models, options.signal, options.preview)
   const started = performance.now()
   const outputs = await Promise.all(models.map((m, i) => Promise.all([runs[i]!.run(prepared.tensors.get(m.inputKey)!), runs[i]!.head()])))
   const inferenceMs = performance.now() - started
@@ -75,5 +83,5 @@ export async function explainBytes(
       ...(options.logits ? { logitMaps: maps.map((g) => gridRows(g, fm.width)), bias: Array.from(head.bias) } : {}),
     }
   })
-  return { image: prepared.summary, explanations, timings: { decodeMs: prepared.prepMs, inferenceMs } }
+  return { explanation: { image: prepared.summary, explanations, timings: { decodeMs: prepared.prepMs, inferenceMs } }, preview: prepared.preview }
 }

@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { extname, join } from 'node:path'
+import type { ImageAdmission } from '../imaging/admission.js'
 import { meanOf } from './distribution.js'
 import type { ModelManifest } from '../models/manifest.js'
 import { decodeIntoTensor, ManifestModel } from '../models/model-pipeline.js'
@@ -27,7 +28,7 @@ export async function imageFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * Scores every photo with both models through the service's own decode and tensor code and
+ * Scores every photo with both models through the service's own admission, decode and tensor code and
  * compares the score means. Runs on the CPU provider unless told otherwise, one image per
  * run, so the figure is about the model file and not about batching.
  */
@@ -36,7 +37,7 @@ export async function comparePrecision(
   base: string | Uint8Array,
   variant: string | Uint8Array,
   photos: readonly string[],
-  maxInputPixels: number,
+  admission: ImageAdmission,
   providers: readonly ('cpu' | 'cuda' | 'webgpu')[] = ['cpu'],
 ): Promise<PrecisionCheck> {
   if (photos.length === 0) throw new RangeError('no photos to compare on')
@@ -56,7 +57,7 @@ export async function comparePrecision(
     const skipped: PrecisionCheck['skipped'] = []
     for (const photo of photos) {
       try {
-        await decodeIntoTensor(await readFile(photo), baseModel.spec, maxInputPixels, input)
+        await decodeIntoTensor(admission, await readFile(photo), baseModel.spec, input)
       } catch (err) {
         skipped.push({ photo, reason: err instanceof Error ? err.message : String(err) })
         continue

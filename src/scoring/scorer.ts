@@ -1,9 +1,6 @@
-import { availableParallelism } from 'node:os'
 import { NimaError } from '../errors.js'
-import { decodeImage, type DecodedImage } from '../imaging/decode.js'
-import { decodeBytesEstimate, readImageHeader } from '../imaging/decode-cost.js'
-import { DecodePool } from '../imaging/decode-pool.js'
-import { imageHashes } from '../imaging/phash.js'
+import { ImageAdmission, type AdmissionOptions, type Admitted } from '../imaging/admission.js'
+import type { DecodedSummary } from '../imaging/sampled-decode.js'
 import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
 import { TensorPool } from '../imaging/tensor-pool.js'
 import type { DropStage, ScoringObserver } from './observer.js'
@@ -15,16 +12,9 @@ import { summarize, type ScoreSummary } from './distribution.js'
 import type { ModelInfo } from '../models/model-pipeline.js'
 import type { NimaModel } from './nima-model.js'
 
-export interface ImageSummary {
-  id: string
-  width: number
-  height: number
+/** What scoring reports of an image: a decode's summary (src/imaging/sampled-decode.ts) or the score cache's. */
+export interface ImageSummary extends Omit<DecodedSummary, 'format'> {
   format: string
-  bytes: number
-  /** 64-bit perceptual hash, 16 hex digits (src/imaging/phash.ts): near-duplicate grouping. */
-  phash: string
-  /** pHashes of the four corner crops (src/imaging/phash.ts): a copy cropped on one side still matches. */
-  phashCrops: string[]
 }
 
 export interface ImageScore {
@@ -40,41 +30,17 @@ export interface Prepared {
   summary: ImageSummary
   tensors: Map<string, Float32Array>
   prepMs: number
+  /** The display copy, when asked for (`prepareBytes` with `preview`). */
+  preview?: RgbImage
 }
 
-export interface ScorerOptions {
+/**
+ * The image admission's settings (src/imaging/admission.ts: header limits, memory budget,
+ * lanes, decode processes) and the scoring pipeline's own.
+ */
+export interface ScorerOptions extends AdmissionOptions {
   defaultModels: readonly string[]
   defaultWeights: Weights
-  maxInputPixels: number
-  /**
-   * Images `scoreBytes` decodes and preprocesses at once; the others wait their turn in
-   * arrival order. 0 or absent: os.availableParallelism(). Beyond the core count more
-   * decodes at once only make each slower (on 2 cores, CPU per image rose from 37 to
-   * 45 ms past about 8 at once).
-   */
-  decodeConcurrency?: number
-  /**
-   * 'process': `scoreBytes` decodes in a pool of `decodeConcurrency` child processes, and
-   * a decode past `decodeTimeoutMs` is killed (422 NIMA_DECODE_TIMEOUT). 'inline'
-   * (default): in this process, unstoppable; kept for tools and comparison benchmarks.
-   */
-  decodeIsolation?: 'process' | 'inline'
-  /**
-   * Process isolation: JPEG and PNG images of at most this many pixels are decoded in
-   * this process all the same. Their cost is bounded by construction (pixels × scans,
-   * scans ≤ maxJpegScans; see docs), and for them the round trip to a decode process
-   * would cost more than the decode. 0: every image goes to a decode process. Default 0.
-   */
-  decodeInlineMaxPixels?: number
-  /** Process isolation: longest one decode may run. Default 5,000 ms. */
-  decodeTimeoutMs?: number
-  /**
-   * Estimated bytes (decode-cost.ts) the decodes in flight may hold together; more wait
-   * in arrival order, an image estimated above it alone is refused (413). Default: none.
-   */
-  decodeMemoryBudgetBytes?: number
-  /** Most scans in one JPEG (422 NIMA_TOO_MANY_SCANS past it). Default 100. */
-  maxJpegScans?: number
   /**
    * Ordinary photos (the inline lane) `scoreBytes` holds between admission and their
    * scores (decoding, waiting for a batch, inferring); later ones wait in arrival order as
@@ -97,21 +63,13 @@ export function pipelineImagesFor(batchSize: number, decodeSlots: number): numbe
 }
 
 const NO_BUDGET = Number.MAX_SAFE_INTEGER
-
-/** What the header said: the decode's estimated bytes, and whether it takes the inline lane. */
-interface AdmittedHeader {
-  cost: number
-  inline: boolean
-}
-// Formats whose decode cost the header bounds: pixels (and for JPEG scans, counted).
-const INLINE_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png'])
-const MiB = 1024 * 1024
 const MAX_POOLED_TENSORS = 64
 
 /**
- * Bytes in, scores out: decode (at most `decodeConcurrency` at once) → one tensor per
- * distinct input spec → every requested model concurrently (each through its own
- * micro-batcher) → statistics and combined score.
+ * Bytes in, scores out: the image admission (header, memory budget, lanes, decode
+ * processes; src/imaging/admission.ts) → one tensor per distinct input spec → every
+ * requested model concurrently (each through its own micro-batcher) → statistics and
+ * combined score.
  *
  * `scoreBytes` takes an AbortSignal: an image still waiting for a decode slot or for its
  * batch when the signal fires is dropped there and the call rejects with the signal's
@@ -121,11 +79,8 @@ export class Scorer {
   readonly models: ReadonlyMap<string, NimaModel>
   readonly #options: ScorerOptions
   readonly #observer: ScoringObserver
-  readonly #decodeSlots: Limiter
-  /** Slots of the in-process lane (bounded-cost JPEG/PNG): as many as the decode slots. */
-  readonly #inlineSlots: Limiter
-  readonly #decodeMemory: Limiter
-  readonly #pool: DecodePool | undefined
+  /** The one way from bytes to pixels; the scorer's decodes, and those it does for others. */
+  readonly admission: ImageAdmission
   readonly #admission: Limiter
   /** Images waiting for admission, by the model ids they asked for (nima_queue_depth). */
   readonly #admissionWaiting = new Map<string, number>()
@@ -133,42 +88,29 @@ export class Scorer {
   #calibration: BoundCalibration | undefined
 
   constructor(models: ReadonlyMap<string, NimaModel>, options: ScorerOptions, observer: ScoringObserver = {}) {
-    const decodeConcurrency = options.decodeConcurrency ?? 0
-    if (!Number.isInteger(decodeConcurrency) || decodeConcurrency < 0) {
-      throw new RangeError(`Scorer: decodeConcurrency must be an integer ≥ 0 (0 = os.availableParallelism()), got ${String(options.decodeConcurrency)}`)
-    }
+    this.admission = new ImageAdmission(options)
     this.models = models
     this.#options = options
     this.#observer = observer
-    this.#decodeSlots = createLimiter(decodeConcurrency === 0 ? availableParallelism() : decodeConcurrency)
-    this.#inlineSlots = createLimiter(this.#decodeSlots.limit)
-    this.#decodeMemory = createLimiter(options.decodeMemoryBudgetBytes ?? NO_BUDGET)
     this.#admission = createLimiter(options.pipelineImages ?? NO_BUDGET)
     // Enough idle tensors for every admitted image and every decode in flight; more are
     // only held after a burst of large images, and those are left to the collector.
-    this.#tensors = new TensorPool(Math.min(MAX_POOLED_TENSORS, (options.pipelineImages ?? 0) + 2 * this.#decodeSlots.limit))
-    // One decode process per decode slot: a slot held always finds an idle process.
-    this.#pool =
-      options.decodeIsolation === 'process'
-        ? new DecodePool({ size: this.#decodeSlots.limit, timeoutMs: options.decodeTimeoutMs ?? 5000, maxInputPixels: options.maxInputPixels })
-        : undefined
+    this.#tensors = new TensorPool(Math.min(MAX_POOLED_TENSORS, (options.pipelineImages ?? 0) + 2 * this.admission.decodes.limit))
   }
 
-  /** Decodes running (`running`) and waiting for a slot (`waiting`) in `scoreBytes`, and the limit. */
+  /** Decodes running (`running`) and waiting for a slot (`waiting`), both lanes, and the limit. */
   get decodes(): { running: number; waiting: number; limit: number } {
-    const lanes = [this.#decodeSlots, this.#inlineSlots]
-    return { running: lanes.reduce((a, l) => a + l.active, 0), waiting: lanes.reduce((a, l) => a + l.pending, 0), limit: this.#decodeSlots.limit }
+    return this.admission.decodes
   }
 
   /** Estimated bytes held by decodes in flight, decodes waiting for memory, and the budget. */
   get decodeMemory(): { usedBytes: number; waiting: number; budgetBytes: number } {
-    const m = this.#decodeMemory
-    return { usedBytes: m.used, waiting: m.pending, budgetBytes: m.limit }
+    return this.admission.decodeMemory
   }
 
   /** Decode processes (process isolation only): decodes killed on timeout, processes that died mid-decode. */
   get decodeProcesses(): { size: number; busy: number; timeouts: number; crashes: number; recycled: number } | undefined {
-    return this.#pool?.stats
+    return this.admission.decodeProcesses
   }
 
   /** The models a request asks for, or the defaults; unknown ids are a 400. */
@@ -181,98 +123,22 @@ export class Scorer {
     return wanted.map((id) => this.models.get(id)!)
   }
 
-  /** Decodes in this process, outside the lanes (the batch CLI paces its own decodes). */
-  decode(bytes: Buffer): Promise<DecodedImage> {
-    return traced(SPAN.decode, () => ({ 'nima.decode.lane': 'inline', 'nima.image.bytes': bytes.length }), async (span) => {
-      const decoded = await this.#decode(bytes)
-      span?.setAttributes(imageAttributes(decoded))
-      return decoded
-    })
-  }
-
-  async #decode(bytes: Buffer): Promise<DecodedImage> {
-    const started = performance.now()
-    const decoded = await decodeImage(bytes, { maxInputPixels: this.#options.maxInputPixels })
-    this.#observer.decoded?.(decoded.format, (performance.now() - started) / 1000)
-    return decoded
-  }
-
   /**
-   * Synchronous half of scoring: the tensors each requested model needs (one per
-   * distinct input spec) and the image summary. After this the full-resolution pixels
-   * are no longer needed, so callers that drop their reference free them before inference.
+   * The decode in the image's lane (src/imaging/admission.ts), then one tensor per
+   * distinct model input from the samples it sent back. Sampling is idempotent
+   * (tensor.ts sampleNearest), so these are the tensors the full-resolution pixels give,
+   * value for value. `prepMs` covers the decode and the tensors, not the wait.
    */
-  prepare(image: DecodedImage, models: readonly NimaModel[]): Prepared {
+  async #prepare(admitted: Admitted, models: readonly NimaModel[], signal: AbortSignal | undefined, preview?: number): Promise<Prepared> {
+    const specs = [...new Map(models.map((m) => [`${m.tensorSpec.width}x${m.tensorSpec.height}`, m.tensorSpec] as const)).values()]
+    const sizes = specs.map((s) => [s.width, s.height] as const)
+    const decoded = await this.admission.decode(admitted, { sizes, ...(preview !== undefined ? { preview } : {}) }, signal)
+    this.#observer.decoded?.(decoded.image.format, decoded.decodeMs / 1000)
     const started = performance.now()
-    const tensors = tensorsFor(models, () => image, this.#tensors)
-    const summary = { id: image.id, width: image.width, height: image.height, format: image.format, bytes: image.bytes, ...imageHashes(image) }
-    return { summary, tensors, prepMs: performance.now() - started }
-  }
-
-  /** Decode in this process and `prepare`; `prepMs` covers both. */
-  async #prepareInline(bytes: Buffer, models: readonly NimaModel[]): Promise<Prepared> {
-    const started = performance.now()
-    const prepared = this.prepare(await this.#decode(bytes), models)
-    prepared.prepMs = performance.now() - started
+    const tensors = tensorsFor(models, (spec) => decoded.samples[specs.findIndex((s) => s.width === spec.width && s.height === spec.height)]!, this.#tensors)
+    const prepared: Prepared = { summary: decoded.image, tensors, prepMs: decoded.decodeMs + performance.now() - started }
+    if (decoded.preview) prepared.preview = decoded.preview
     return prepared
-  }
-
-  /**
-   * `prepare` with the decode in a decode process: it sends back only the pixels each
-   * input size samples (tensor.ts sampleNearest), and sampling those again is the
-   * identity, so the tensors are the ones `prepare` makes, value for value.
-   */
-  async #prepareIsolated(pool: DecodePool, bytes: Buffer, models: readonly NimaModel[]): Promise<Prepared> {
-    const started = performance.now()
-    const sizes = [...new Set(models.map((m) => `${m.tensorSpec.width}x${m.tensorSpec.height}`))].map((k) => k.split('x').map(Number) as [number, number])
-    const { image, samples } = await pool.decode(bytes, sizes)
-    this.#observer.decoded?.(image.format, (performance.now() - started) / 1000)
-    const tensors = tensorsFor(models, (spec) => samples[sizes.findIndex(([w, h]) => w === spec.width && h === spec.height)]!, this.#tensors)
-    return { summary: image, tensors, prepMs: performance.now() - started }
-  }
-
-  /**
-   * Cost-based admission: the header is read first (pixels, JPEG scans, estimated bytes);
-   * an image that alone exceeds the memory budget is refused here, before any wait.
-   */
-  async #readHeader(bytes: Buffer): Promise<AdmittedHeader> {
-    const o = this.#options
-    const header = await readImageHeader(bytes, { maxInputPixels: o.maxInputPixels, maxJpegScans: o.maxJpegScans ?? 100 })
-    const cost = Math.max(1, Math.ceil(decodeBytesEstimate(header)))
-    const budget = this.#decodeMemory.limit
-    if (cost > budget) {
-      throw new NimaError(
-        'NIMA_IMAGE_TOO_LARGE',
-        `Decoding this ${header.width}x${header.height} ${header.format.toUpperCase()} image needs about ${Math.ceil(cost / MiB)} MiB, more than DECODE_MEMORY_BUDGET_BYTES (${Math.floor(budget / MiB)} MiB)`,
-      )
-    }
-    // A photo of ordinary size (JPEG/PNG within DECODE_INLINE_MAX_PIXELS, its cost bounded
-    // by pixels and scans) has a lane of its own: it never waits behind large or hostile
-    // images for the memory budget, a decode process or admission. Its memory is bounded by
-    // the lane (slots × the largest inline estimate, about 24 MB each), not by the budget.
-    const inline = INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)
-    return { cost, inline }
-  }
-
-  /**
-   * The decode in the image's lane: inline, a slot of the inline lane; otherwise room in
-   * the memory budget, then a decode slot (and process); in arrival order, left when
-   * `signal` fires.
-   */
-  #decodeInLane(bytes: Buffer, models: readonly NimaModel[], header: AdmittedHeader, signal: AbortSignal | undefined): Promise<Prepared> {
-    const queuedAt = performance.now()
-    if (header.inline) return this.#inlineSlots.run(() => tracedDecode('inline', bytes, queuedAt, () => this.#prepareInline(bytes, models)), signal)
-    const pool = this.#pool
-    const lane = pool ? 'process' : 'inline'
-    return this.#decodeMemory.run(
-      () =>
-        this.#decodeSlots.run(
-          () => tracedDecode(lane, bytes, queuedAt, () => (pool ? this.#prepareIsolated(pool, bytes, models) : this.#prepareInline(bytes, models))),
-          signal,
-        ),
-      signal,
-      header.cost,
-    )
   }
 
   /**
@@ -281,17 +147,18 @@ export class Scorer {
    * no tensors and no inference: for routes that store images rather than score them.
    */
   async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
-    return (await this.#decodeInLane(bytes, [], await this.#readHeader(bytes), signal)).summary
+    return (await this.#prepare(await this.admission.admit(bytes), [], signal)).summary
   }
 
   /**
    * Header admission, decode and tensors as `scoreBytes` does them, without inference:
    * for /explain, which runs the models itself with the feature map (one image, outside
-   * the batches, so outside the pipeline admission too).
+   * the batches, so outside the pipeline admission too). `preview`: also a display copy
+   * of the decoded photo, longest side in pixels (the overlay's photo, from the same decode).
    */
-  async prepareBytes(bytes: Buffer, models: readonly NimaModel[], signal?: AbortSignal): Promise<Prepared> {
+  async prepareBytes(bytes: Buffer, models: readonly NimaModel[], signal?: AbortSignal, preview?: number): Promise<Prepared> {
     try {
-      return await this.#decodeInLane(bytes, models, await this.#readHeader(bytes), signal)
+      return await this.#prepare(await this.admission.admit(bytes), models, signal, preview)
     } catch (err) {
       this.#noteAbandoned('decode', err, signal)
       throw err
@@ -362,22 +229,18 @@ export class Scorer {
     }
   }
 
-  scoreDecoded(image: DecodedImage, models: readonly NimaModel[], weights?: Weights): Promise<ImageScore> {
-    return this.infer(this.prepare(image, models), models, weights)
-  }
-
   /**
    * Decode (under the decode limit), preprocess and infer. `timings.decodeMs` is the
    * decode and preprocessing itself, not the wait for a slot.
    */
   async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
-    const header = await this.#readHeader(bytes).catch((err: unknown) => {
+    const admitted = await this.admission.admit(bytes).catch((err: unknown) => {
       this.#noteAbandoned('decode', err, signal)
       throw err
     })
     const score = async () => {
       // No local holds the decoded image across the inference await.
-      const prepared = await this.#decodeInLane(bytes, models, header, signal).catch((err: unknown) => {
+      const prepared = await this.#prepare(admitted, models, signal).catch((err: unknown) => {
         this.#noteAbandoned('decode', err, signal)
         throw err
       })
@@ -385,7 +248,7 @@ export class Scorer {
     }
     // Large and other-format images are paced by the memory budget and the decode slots
     // already, and must not hold up ordinary photos: only the inline lane is admitted.
-    return header.inline ? this.#admitted(models, signal, score) : score()
+    return admitted.inline ? this.#admitted(models, signal, score) : score()
   }
 
   /**
@@ -480,24 +343,11 @@ export class Scorer {
     if (this.#disposed) return
     this.#disposed = true
     await Promise.all([...this.models.values()].map((m) => m.dispose()))
-    await this.#pool?.close()
+    await this.admission.close()
   }
 }
 
 /** A decode's span: its lane, how long it waited for the lane's slot (and memory), what the image turned out to be. */
-function tracedDecode(lane: 'inline' | 'process', bytes: Buffer, queuedAt: number, run: () => Promise<Prepared>): Promise<Prepared> {
-  const attributes = () => ({ 'nima.decode.lane': lane, 'nima.decode.queued_ms': Math.round((performance.now() - queuedAt) * 1000) / 1000, 'nima.image.bytes': bytes.length })
-  return traced(SPAN.decode, attributes, async (span) => {
-    const prepared = await run()
-    span?.setAttributes(imageAttributes(prepared.summary))
-    return prepared
-  })
-}
-
-function imageAttributes(image: { format: string; width: number; height: number }) {
-  return { 'nima.image.format': image.format, 'nima.image.width': image.width, 'nima.image.height': image.height, 'nima.image.pixels': image.width * image.height }
-}
-
 /** One tensor per distinct model input (models sharing an input spec share it). */
 function tensorsFor(models: readonly NimaModel[], pixelsFor: (spec: TensorSpec) => RgbImage, pool: TensorPool): Map<string, Float32Array> {
   const tensors = new Map<string, Float32Array>()

@@ -22,7 +22,6 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { BatchSummary } from '../../src/batch/pipeline.js'
-import { tensorSize, writeTensor } from '../../src/imaging/tensor.js'
 import { mapPool } from '../../src/util/map-pool.js'
 import { defaultInFlight } from '../../src/cli/batch-command.js'
 import { testModelsDir } from '../helpers/models.js'
@@ -82,11 +81,10 @@ async function main(): Promise<void> {
     const scorer = await loadTestScorer()
     try {
       const [model] = scorer.resolveModels()
-      const spec = model!.tensorSpec
       const bytes = list(count).map((p) => readFileSync(p))
       const started = performance.now()
       const cpu0 = process.cpuUsage()
-      await mapPool(bytes, 4, async (b) => writeTensor(await scorer.decode(b), spec, new Float32Array(tensorSize(spec))))
+      await mapPool(bytes, 4, async (b) => scorer.prepareBytes(b, [model!]))
       const cpu = process.cpuUsage(cpu0)
       return { rate: count / ((performance.now() - started) / 1000), perCpuSecond: count / ((cpu.user + cpu.system) / 1e6) }
     } finally {

@@ -13,6 +13,7 @@ import { findBase } from '../../src/finetune/finetune.js'
 import { decodeModel, headPredict, readHead } from '../../src/finetune/head.js'
 import { evaluate, type EvaluationMetrics } from '../../src/finetune/math.js'
 import { loadConfig } from '../../src/config/load.js'
+import { admissionOptions, ImageAdmission } from '../../src/imaging/admission.js'
 import { splitByGroup } from '../../src/finetune/split.js'
 import { DEFAULT_TRAIN_OPTIONS, trainHead } from '../../src/finetune/train.js'
 import { testModelsDir } from '../helpers/models.js'
@@ -36,7 +37,8 @@ const [from, to] = values.seeds!.split('-').map(Number) as [number, number]
 const base = await findBase(values['models-dir'] ?? (await testModelsDir()), values.base!)
 const head0 = readHead(decodeModel(await readFile(base.modelPath)))
 const data = await loadDataset(db, { ratingStd: 'auto' })
-const { features } = await extractFeatures(data.images, { modelPath: base.modelPath, manifest: base.manifest, cacheDir: join('.cache', 'finetune-features'), maxInputPixels: loadConfig().MAX_INPUT_PIXELS })
+const admission = new ImageAdmission({ ...admissionOptions(loadConfig(), 1), decodeProcessStart: 'when-needed' })
+const { features } = await extractFeatures(data.images, { modelPath: base.modelPath, manifest: base.manifest, cacheDir: join('.cache', 'finetune-features'), admission }).finally(() => admission.close())
 const options = {
   ...DEFAULT_TRAIN_OPTIONS,
   ...(values.lr ? { learningRate: Number(values.lr) } : {}),

@@ -14,6 +14,7 @@ import { float16Model } from '../../src/model-tools/float16-variant.js'
 import { idealoInputSpec, nimaOutputSpec, type ModelManifest } from '../../src/models/manifest.js'
 import { comparePrecision } from '../../src/scoring/precision-check.js'
 import { loadConfig } from '../../src/config/load.js'
+import { admissionOptions, ImageAdmission } from '../../src/imaging/admission.js'
 import { samplePhotos } from '../helpers/paths.js'
 import { imagesDir, loadIdealoInput, referenceDir } from './idealo-input.js'
 import { meanScore } from '../../src/model-tools/reference-forward.js'
@@ -82,7 +83,10 @@ if (weightsDir === undefined || weightsDir === '') {
       // The float16 variant of the real model, on every sample photo: the issue's 0.02.
       const float32 = buildOnnxModel(file.weights, { padding: file.padding.padding })
       const half = float16Model(float32, source.task)
-      const check = await comparePrecision(realManifest(source.task), float32, half.onnx, samplePhotos(), loadConfig({}).MAX_INPUT_PIXELS)
+      // The service's admission with its default settings, as `models fp16 --check` uses it.
+      const admission = new ImageAdmission({ ...admissionOptions(loadConfig({}), 1), decodeProcessStart: 'when-needed' })
+      t.teardown(() => admission.close())
+      const check = await comparePrecision(realManifest(source.task), float32, half.onnx, samplePhotos(), admission)
       t.comment(
         `${source.task} float16 on ${check.images} photos: |Δmean| max ${check.maxAbsDeltaMean.toExponential(2)} (${check.worst}), ` +
           `mean ${check.meanAbsDeltaMean.toExponential(2)}; |Δp| max ${check.maxAbsDeltaP.toExponential(2)}`,

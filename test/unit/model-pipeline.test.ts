@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
+import { ImageAdmission } from '../../src/imaging/admission.js'
 import { scanModels, selectModel } from '../../src/models/catalog.js'
 import { decodeIntoTensor, inputKeyOf, ManifestModel, tensorSpecOf } from '../../src/models/model-pipeline.js'
 import { testModelsDir } from '../helpers/models.js'
@@ -22,7 +23,7 @@ t.test('bytes → tensor slot → both outputs, one row per image', async (t) =>
   t.teardown(() => model.dispose())
   const input = model.batchBuffer(2)
   const photo = readFileSync(samplePhotos()[0]!)
-  await decodeIntoTensor(photo, model.spec, 64_000_000, input, 1)
+  await decodeIntoTensor(new ImageAdmission({ maxInputPixels: 64_000_000 }), photo, model.spec, input, 1)
   t.ok(input.subarray(0, model.tensorSize).every((v) => v === 0), 'slot 0 untouched')
   t.ok(input.subarray(model.tensorSize).some((v) => v !== 0), 'slot 1 written')
   const out = await model.run(input, 2, ['scores', 'features'])
@@ -30,5 +31,5 @@ t.test('bytes → tensor slot → both outputs, one row per image', async (t) =>
   t.equal(out.features.length, 2 * aesthetic.manifest.output.features!.size)
   const sums = [0, 1].map((i) => out.scores.subarray(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0))
   for (const s of sums) t.ok(Math.abs(s - 1) < 1e-5, 'each row is a distribution')
-  await t.rejects(decodeIntoTensor(photo, model.spec, 100, input), { code: 'NIMA_IMAGE_TOO_LARGE' }, 'the pixel limit is the caller’s')
+  await t.rejects(decodeIntoTensor(new ImageAdmission({ maxInputPixels: 100 }), photo, model.spec, input), { code: 'NIMA_IMAGE_TOO_LARGE' }, 'the pixel limit is the admission’s')
 })

@@ -4,10 +4,13 @@ import { readVerifiedModel, scanModels, selectModel } from '../../src/models/cat
 import { float16Model } from '../../src/model-tools/float16-variant.js'
 import { decodeModel, readHead, type Head } from '../../src/models/head.js'
 import { decodeIntoTensor, ManifestModel } from '../../src/models/model-pipeline.js'
+import { ImageAdmission } from '../../src/imaging/admission.js'
 import { meanOf } from '../../src/scoring/distribution.js'
 import { gridMean, gridRows, logitMaps, logitsFromMaps, meanGradient, scoreMap } from '../../src/scoring/score-map.js'
 import { headLogits, headPredict } from '../../src/finetune/head.js'
 import { testModelsDir } from '../helpers/models.js'
+
+const admission = new ImageAdmission({ maxInputPixels: 64_000_000 })
 import { samplePhotos } from '../helpers/paths.js'
 
 t.test('a hand-computed case: 2 channels on a 1×2 grid, 2 bins', async (t) => {
@@ -38,7 +41,7 @@ t.test('on a real model run: the identities hold to float tolerance', async (t) 
   t.teardown(() => model.dispose())
   const photos = samplePhotos().slice(0, 2)
   const input = model.batchBuffer(photos.length)
-  for (const [i, photo] of photos.entries()) await decodeIntoTensor(readFileSync(photo), model.spec, 64_000_000, input, i)
+  for (const [i, photo] of photos.entries()) await decodeIntoTensor(admission, readFileSync(photo), model.spec, input, i)
   const out = await model.run(input, photos.length, ['scores', 'features', 'featureMap'])
   const cells = fm.height * fm.width
   const perImage = fm.channels * cells
@@ -105,7 +108,7 @@ t.test('a float16 variant: its head is read (widened exactly) and the identities
   const model = await ManifestModel.open(fp16, manifest, { providers: ['cpu'], intraOpThreads: 1, interOpThreads: 1 })
   t.teardown(() => model.dispose())
   const input = model.batchBuffer(1)
-  await decodeIntoTensor(readFileSync(samplePhotos()[0]!), model.spec, 64_000_000, input)
+  await decodeIntoTensor(admission, readFileSync(samplePhotos()[0]!), model.spec, input)
   const out = await model.run(input, 1, ['scores', 'featureMap'])
   t.same(await model.head(), head16, 'ManifestModel.head reads the float16 head from the bytes it was opened with')
   const maps = logitMaps(out.featureMap, entry.manifest.output.featureMap!, head16)
