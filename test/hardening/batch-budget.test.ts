@@ -16,7 +16,7 @@ import type { BatchSummary, ResultLine } from '../../src/batch/pipeline.js'
 import { repo } from '../deploy/helpers.js'
 import { manyScanJpeg } from '../helpers/many-scan-jpeg.js'
 import { testModelsDir } from '../helpers/models.js'
-import { rssMb, treeRssMb } from '../helpers/process-tree.js'
+import { sampleRssPeaks } from '../helpers/process-tree.js'
 import { samplePhotos } from '../helpers/paths.js'
 
 const POD_LIMIT_MB = 1536
@@ -56,15 +56,12 @@ t.test('batch: many-scan JPEGs refused at once with NIMA_TOO_MANY_SCANS, the res
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  let peak = 0
-  let peakMain = 0
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, treeRssMb(child.pid!))
-    peakMain = Math.max(peakMain, rssMb(child.pid!))
-  }, 25)
-  t.teardown(() => clearInterval(sampler))
+  const peaks = sampleRssPeaks(child.pid!)
+  t.teardown(peaks.stop)
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  clearInterval(sampler)
+  peaks.stop()
+  const peak = peaks.tree
+  const peakMain = peaks.main
 
   t.equal(code, 0, stderr)
   const summary = JSON.parse(stdout) as BatchSummary

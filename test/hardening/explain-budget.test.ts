@@ -15,7 +15,7 @@ import t from 'tap'
 import { repo } from '../deploy/helpers.js'
 import { startDistService } from '../helpers/dist-service.js'
 import { testModelsDir } from '../helpers/models.js'
-import { rssMb, treeRssMb } from '../helpers/process-tree.js'
+import { rssMb, sampleRssPeaks } from '../helpers/process-tree.js'
 import { samplePhotos } from '../helpers/paths.js'
 
 const POD_LIMIT_MB = 1536
@@ -43,13 +43,8 @@ t.test('eight concurrent /explain?format=png of a 64 MP progressive JPEG stay in
   const tiny = await sharp(photo).resize(64, 48).jpeg().toBuffer()
 
   const mainAtStart = rssMb(child.pid!)
-  let peakTree = 0
-  let peakMain = 0
-  const sampler = setInterval(() => {
-    peakTree = Math.max(peakTree, treeRssMb(child.pid!))
-    peakMain = Math.max(peakMain, rssMb(child.pid!))
-  }, 25)
-  t.teardown(() => clearInterval(sampler))
+  const peaks = sampleRssPeaks(child.pid!)
+  t.teardown(peaks.stop)
 
   const post = (path: string, body: Buffer) => fetch(url + path, { method: 'POST', body, headers: { 'content-type': 'image/jpeg' } })
   let lastExplainDone = 0
@@ -67,7 +62,9 @@ t.test('eight concurrent /explain?format=png of a 64 MP progressive JPEG stay in
   const smallMs = performance.now() - t0
   const smallDone = performance.now()
   const answers = await Promise.all(explains)
-  clearInterval(sampler)
+  peaks.stop()
+  const peakTree = peaks.tree
+  const peakMain = peaks.main
 
   t.equal(small.status, 200, 'the small photo is scored')
   t.ok(smallMs < 2000, `the small /score answered in ${smallMs.toFixed(0)} ms (< 2 s) while the explains were in flight`)

@@ -41,3 +41,21 @@ export function cpuSeconds(pid: number): number {
 
 export const treeRssMb = (root: number): number => processTree(root).reduce((a, p) => a + rssMb(p), 0)
 export const treeCpuSeconds = (root: number): number => processTree(root).reduce((a, p) => a + cpuSeconds(p), 0)
+
+/** Samples the peak RSS of `root` alone and of its whole tree every `everyMs` until `stop()`. */
+export function sampleRssPeaks(root: number, everyMs = 25): { readonly tree: number; readonly main: number; stop: () => void } {
+  const peaks = { tree: 0, main: 0 }
+  const timer = setInterval(() => {
+    peaks.tree = Math.max(peaks.tree, treeRssMb(root))
+    peaks.main = Math.max(peaks.main, rssMb(root))
+  }, everyMs)
+  return {
+    get tree() {
+      return peaks.tree
+    },
+    get main() {
+      return peaks.main
+    },
+    stop: () => clearInterval(timer),
+  }
+}
