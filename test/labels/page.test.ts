@@ -132,7 +132,7 @@ t.test('an empty database: the page says there are no photos yet and how to add 
   await page.dispatchEvent('#api-key', 'change')
   await page.waitForSelector('body[data-state="empty"]')
   const status = await page.textContent('#status')
-  t.match(status, /^No photos to rate yet\. Add some on the server with npx nima-serve labels add-images --db <LABELS_DB> <folder>, or upload them to POST \/labels\/images/)
+  t.match(status, /^No photos to rate yet\. Upload them to POST \/labels\/images \(or, with the service stopped, which owns the database while it runs, npx nima-serve labels add-images --db <LABELS_DB> <folder>\); then reload this page\./)
   t.notMatch(status, /All done/, 'not "all done" when nothing was ever there')
   t.same(await shownParts(page), { stage: false, scale: false })
   await page.screenshot({ path: join(shots, 'empty.png'), fullPage: true })

@@ -67,11 +67,11 @@ async function loadNext() {
     $('remaining').textContent = ''
     const status = $('status')
     status.replaceChildren(
-      'No photos to rate yet. Add some on the server with ',
-      el('code', { textContent: 'npx nima-serve labels add-images --db <LABELS_DB> <folder>' }),
-      ', or upload them to ',
+      'No photos to rate yet. Upload them to ',
       el('a', { href: '/docs#/labelling', textContent: 'POST /labels/images' }),
-      '; then reload this page.',
+      ' (or, with the service stopped, which owns the database while it runs, ',
+      el('code', { textContent: 'npx nima-serve labels add-images --db <LABELS_DB> <folder>' }),
+      '); then reload this page.',
     )
     setState('empty')
     return
