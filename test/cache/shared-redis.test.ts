@@ -22,6 +22,23 @@ async function metric(svc: RunningService, name: string, ...labels: string[]): P
   return metricSample(await (await fetch(`${svc.url}/metrics`)).text(), name, ...labels)
 }
 
+/**
+ * Writes to Redis are not awaited by the request: waits (10 s at most) until those of
+ * `photos` photos have landed, an image's info and one score per model (3 keys a photo),
+ * rather than for a fixed time that a loaded machine can overrun. Returns the key count.
+ */
+async function writesLanded(redis: RedisServer, photos: number): Promise<number> {
+  const { Redis } = await import('ioredis')
+  const client = new Redis(redis.url)
+  try {
+    const deadline = performance.now() + 10_000
+    while ((await client.dbsize()) < photos * 3 && performance.now() < deadline) await sleep(20)
+    return await client.dbsize()
+  } finally {
+    await client.quit()
+  }
+}
+
 const missing = redisMissing()
 if (missing) missingTool(t, 'redis-server', missing)
 else {
@@ -45,8 +62,7 @@ else {
       fromA.map((r) => r.body.cache),
       some.map(() => ({ result: 'miss' })),
     )
-    // Writes to Redis are not awaited by the request: give them a moment.
-    await sleep(200)
+    t.equal(await writesLanded(redis, some.length), some.length * 3, "A's writes reached Redis")
     const fromB = []
     for (const p of some) fromB.push(await score(b, p))
     t.same(
@@ -102,7 +118,7 @@ else {
     for (let i = 0; i < 100 && (await metric(svc, 'nima_cache_redis_up')) === 0; i++) await sleep(100)
     t.equal(await metric(svc, 'nima_cache_redis_up'), 1, 'reconnected')
     t.same((await score(svc, photos[0]!)).body.cache, { result: 'miss' }, 'an empty Redis after the restart')
-    await sleep(200)
+    await writesLanded(redis, 1)
     t.same((await score(svc, photos[0]!)).body.cache, { result: 'redis' }, 'and the cache works again')
   })
 
@@ -111,7 +127,7 @@ else {
     t.teardown(() => svc.server.shutdown())
     const warm = await score(svc, photos[0]!)
     t.equal(warm.status, 200)
-    await sleep(200)
+    await writesLanded(redis, 1)
     t.same((await score(svc, photos[0]!)).body.cache, { result: 'redis' })
 
     redis.pause()

@@ -101,7 +101,7 @@ t.test('batch: one line per file, the refused ones with the service’s code and
   const input = join(dir, 'batch.txt')
   writeFileSync(input, corpus.map((f) => pathOf(f.name)).join('\n') + '\n')
   const output = join(dir, 'batch.jsonl')
-  const r = await run(['src/batch/cli-entry.ts', 'batch', '--input', input, '--output', output, '--no-cache'])
+  const r = await run(['src/cli/batch-entry.ts', 'batch', '--input', input, '--output', output, '--no-cache'])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stderr, /admission: MAX_INPUT_PIXELS 64000000, JPEG_MAX_SCANS 1000, DECODE_MEMORY_BUDGET_BYTES 128 MiB, DECODE_ISOLATION process \(DECODE_TIMEOUT_MS 200/)
   const lines = readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { key: string; error?: { code: string; message: string }; scores?: unknown })

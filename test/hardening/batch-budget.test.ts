@@ -1,6 +1,6 @@
 /**
  * Issue #22's "done when" for `batch`, against the real command (`node
- * dist/batch/cli-entry.js`) with a 2-CPU quota and every budget at its default: a CSV of
+ * dist/cli/batch-entry.js`) with a 2-CPU quota and every budget at its default: a CSV of
  * three ordinary photos, two legal progressive JPEGs of 2,647 scans (192 KB and 685 KB) and
  * one 64-megapixel progressive JPEG. The batch goes through the service's admission: the
  * many-scan files get error lines with NIMA_TOO_MANY_SCANS from their bytes, before any
@@ -24,7 +24,7 @@ const POD_LIMIT_MB = 1536
 // 64 MP decode dominates, a few seconds. Generous for a loaded machine.
 const RUN_LIMIT_S = 20
 
-const why = existsSync(repo('dist/batch/cli-entry.js')) ? undefined : 'dist/batch/cli-entry.js is missing (npm run build)'
+const why = existsSync(repo('dist/cli/batch-entry.js')) ? undefined : 'dist/cli/batch-entry.js is missing (npm run build)'
 
 t.test('batch: many-scan JPEGs refused at once with NIMA_TOO_MANY_SCANS, the rest scored, the tree under the pod limit', { skip: why ?? false }, async (t) => {
   const dir = t.testdir()
@@ -44,7 +44,7 @@ t.test('batch: many-scan JPEGs refused at once with NIMA_TOO_MANY_SCANS, the res
   writeFileSync(input, ['hotel_id,image_id,path', ...Object.keys(files).map((name) => `h1,${name},${join(dir, name)}`)].join('\n') + '\n')
   const output = join(dir, 'results.jsonl')
 
-  const child = spawn(process.execPath, [repo('dist/batch/cli-entry.js'), 'batch', '--input', input, '--output', output, '--no-cache'], {
+  const child = spawn(process.execPath, [repo('dist/cli/batch-entry.js'), 'batch', '--input', input, '--output', output, '--no-cache'], {
     cwd: repo(),
     // A decode timeout above the default 5 s: a loaded machine may take longer than that for
     // the 64 MP decode (about 1 s on a quiet one). The batch may raise its budgets like

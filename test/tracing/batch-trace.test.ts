@@ -1,6 +1,6 @@
 /**
  * The batch CLI exports traces with the same variables as the service: the built command
- * (`node dist/batch/cli-entry.js batch`) sends them to a real OTLP/HTTP receiver, one trace
+ * (`node dist/cli/batch-entry.js batch`) sends them to a real OTLP/HTTP receiver, one trace
  * per chunk of input items, each item a span over its fetch, decode and inference.
  */
 import { spawn } from 'node:child_process'
@@ -14,9 +14,9 @@ import { projectRoot } from '../helpers/paths.js'
 import { startUpstream } from '../helpers/service.js'
 import { smallPhotos } from '../batch/helpers.js'
 
-const entry = join(projectRoot, 'dist/batch/cli-entry.js')
+const entry = join(projectRoot, 'dist/cli/batch-entry.js')
 const photos = smallPhotos(3)
-const why = !existsSync(entry) ? 'dist/batch/cli-entry.js is missing (npm run build)' : photos.length < 3 ? 'fewer than 3 sample photos in ../shared/images' : undefined
+const why = !existsSync(entry) ? 'dist/cli/batch-entry.js is missing (npm run build)' : photos.length < 3 ? 'fewer than 3 sample photos in ../shared/images' : undefined
 
 t.test('nima-serve batch: a trace per chunk, an item span per line, the same spans below as a request', { skip: why ?? false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'nima-batch-trace-'))
