@@ -155,7 +155,12 @@ export class Scorer {
    * no tensors and no inference: for routes that store images rather than score them.
    */
   async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
-    return (await this.#prepare(await this.admission.admit(bytes), [], signal)).summary
+    if (this.preprocess === 'exact') return (await this.#prepare(await this.admission.admit(bytes), [], signal)).summary
+    // A fast decode's size follows the model inputs, and the hashes read its pixels: decode
+    // as scoring does, so the hashes match those stored with the scores (the tensors go unused).
+    const prepared = await this.#prepare(await this.admission.admit(bytes), [...this.models.values()], signal)
+    for (const t of prepared.tensors.values()) this.#tensors.give(t)
+    return prepared.summary
   }
 
   /**
