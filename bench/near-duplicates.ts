@@ -11,13 +11,19 @@
  * model's 1024-value pooled features; then the cost of hashing against decoding on the
  * full-resolution photos.
  *
- *   npx tsx bench/near-duplicates.ts [--features] [--mirrored-crops]
+ * With --preprocess fast the hashes come from the decode PREPROCESS=fast makes (shrink on
+ * load to cover twice the 224×224 input; src/imaging/sampled-decode.ts), as the service
+ * computes them in that mode.
+ *
+ *   npx tsx bench/near-duplicates.ts [--features] [--mirrored-crops] [--preprocess exact|fast]
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import sharp, { type Sharp } from 'sharp'
 import { decodeImage, type DecodedImage } from '../src/imaging/decode.js'
 import { hammingDistance, imageHashes, nearDuplicateDistance, phash } from '../src/imaging/phash.js'
+import { PREPROCESS_MODES, type Preprocess } from '../src/imaging/preprocess.js'
+import { decodeForRequest } from '../src/imaging/sampled-decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../src/imaging/tensor.js'
 import { openSession, type ModelSession } from '../src/inference/onnx-backend.js'
 
@@ -27,6 +33,12 @@ const THRESHOLDS = [4, 6, 8, 10, 12, 14, 16, 18]
 const COSINES = [0.8, 0.9, 0.95, 0.98, 0.99]
 const withFeatures = process.argv.includes('--features')
 const mirroredCrops = process.argv.includes('--mirrored-crops')
+const preprocessArg = process.argv[process.argv.indexOf('--preprocess') + 1]
+const preprocess: Preprocess = process.argv.includes('--preprocess') ? (preprocessArg as Preprocess) : 'exact'
+if (!PREPROCESS_MODES.includes(preprocess)) throw new Error(`--preprocess: expected one of ${PREPROCESS_MODES.join(', ')}, got ${String(preprocessArg)}`)
+/** The hashes the service computes under `preprocess` (exact: those of the full decode). */
+const hashesOf = async (bytes: Buffer, d: DecodedImage) =>
+  preprocess === 'exact' ? imageHashes(d) : (await decodeForRequest(bytes, MAX_PIXELS, { sizes: [[224, 224]], preprocess })).image
 if (process.argv.includes('--help')) {
   console.log(`npx tsx bench/near-duplicates.ts [--features] [--mirrored-crops]
 
@@ -34,6 +46,7 @@ Builds the variant set in memory from ../shared/images and prints the threshold 
 (whole-frame pHash alone, and with the corner-crop hashes) and the hashing cost.
   --features        also sweep cosine similarity of the aesthetic model's pooled features
                     (synthetic test model from .cache/test-models-v2) and time asking for them
+  --preprocess fast hash the pixels PREPROCESS=fast decodes (default: exact, the full decode)
   --mirrored-crops  add one-sided crops off the right and bottom edges (3, 5, 8 %): not a
                     variant kind of the issue, a check that the crop hashes are not tuned to
                     the top-left direction the issue's one-sided crops happen to take`)
@@ -139,7 +152,7 @@ async function main(): Promise<void> {
     const bytes = readFileSync(join(images, name))
     sources.push(bytes)
     const d = await decodeImage(bytes, { maxInputPixels: MAX_PIXELS })
-    const hashes = imageHashes(d)
+    const hashes = await hashesOf(bytes, d)
     const tid = /^tid2013\/dist_(I\d+)\.png$/.exec(name)
     const source = tid ? `tid2013/ref_${tid[1]}.png` : (SAME_SCENE[name] ?? name)
     const kind = tid ? 'TID2013 distorted' : SAME_SCENE[name] ? 'idealo JPEG / blur of the same shot' : 'original'
@@ -150,7 +163,7 @@ async function main(): Promise<void> {
       const out = await encode(v.edit(sharp(bytes).autoOrient(), d.width, d.height), d.format)
       const vd = await decodeImage(out, { maxInputPixels: MAX_PIXELS })
       const vf = await features(vd)
-      items.push({ source, kind: v.kind, hashes: imageHashes(vd), ...(vf ? { features: vf } : {}) })
+      items.push({ source, kind: v.kind, hashes: await hashesOf(out, vd), ...(vf ? { features: vf } : {}) })
     }
   }
 

@@ -28,6 +28,7 @@ import type { ScoreCache } from './score-cache.js'
 import { inShard, type Shard } from './shard.js'
 import { createLimiter } from '../util/limiter.js'
 import { TraceChunks } from './trace-chunks.js'
+import type { Preprocess } from '../imaging/preprocess.js'
 
 /** One line of the results file. Exactly one of `scores` (with `combined`, `models`) or `error` is present. */
 export interface ResultLine {
@@ -41,6 +42,8 @@ export interface ResultLine {
   height?: number
   format?: string
   bytes?: number
+  /** Which preprocessing produced the scores (PREPROCESS: src/imaging/preprocess.ts). */
+  preprocess?: Preprocess
   /** 64-bit perceptual hash (src/imaging/phash.ts), 16 hex digits: rank-hotels groups near-duplicates by it. */
   phash?: string
   /** The four corner-crop hashes (src/imaging/phash.ts cornerHashes): one-sided crops still group. */
@@ -241,6 +244,7 @@ export async function runBatch(options: BatchRunOptions, deps: BatchRunDeps): Pr
         width: r.image.width,
         height: r.image.height,
         format: r.image.format,
+        preprocess: r.image.preprocess,
         phash: r.image.phash,
         phashCrops: r.image.phashCrops,
         scores: r.scores,

@@ -7,6 +7,7 @@
  * Entries and keys are those of src/cache/score-key.ts, shared with the service's cache:
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → { mean, std, distribution }
  *   i1/<image sha256>                                                   → { width, height, format, phash, phashCrops }
+ *   (both with /fast at the end under PREPROCESS=fast: src/cache/score-key.ts)
  * An i1 entry without a phash or phashCrops (written before they existed) counts as
  * missing, so the image is decoded once more to hash it; scores already cached are kept.
  * Values are MessagePack (float64 numbers), so a cached score is bit-identical to
@@ -21,6 +22,7 @@ import { join } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
 import { imageKey, imageValue, isImageInfo, isScore, scoreKey, scoreValue, type CachedImageInfo, type ModelIdentity } from '../cache/score-key.js'
 import type { ScoreStore, StoredImage } from '../cache/score-store.js'
+import type { Preprocess } from '../imaging/preprocess.js'
 import type { ScoreSummary } from '../scoring/distribution.js'
 
 export { modelCacheId, type CachedImageInfo, type ModelIdentity } from '../cache/score-key.js'
@@ -53,9 +55,9 @@ export class ScoreCache implements ScoreStore<'lmdb'> {
   }
 
   /** The image's info and its scores for `models`; `stats` counts a hit or miss per score. Memory-mapped reads. */
-  async lookup(sha: string, models: readonly ModelIdentity[]): Promise<StoredImage<'lmdb'>> {
+  async lookup(sha: string, preprocess: Preprocess, models: readonly ModelIdentity[]): Promise<StoredImage<'lmdb'>> {
     const scores = models.map((m) => {
-      const v = this.#db.get(scoreKey(sha, m))
+      const v = this.#db.get(scoreKey(sha, preprocess, m))
       if (isScore(v)) {
         this.stats.hits += 1
         return scoreValue(v)
@@ -63,19 +65,19 @@ export class ScoreCache implements ScoreStore<'lmdb'> {
       this.stats.misses += 1
       return undefined
     })
-    const image = this.getImage(sha)
+    const image = this.getImage(sha, preprocess)
     return { image, scores, layer: image !== undefined || scores.some((s) => s !== undefined) ? 'lmdb' : undefined }
   }
 
-  getImage(sha: string): CachedImageInfo | undefined {
-    const v = this.#db.get(imageKey(sha))
+  getImage(sha: string, preprocess: Preprocess): CachedImageInfo | undefined {
+    const v = this.#db.get(imageKey(sha, preprocess))
     return isImageInfo(v) ? imageValue(v) : undefined
   }
 
   /** Stores an image's info and scores; the write is batched by lmdb and committed asynchronously. */
-  store(sha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
-    const writes = [this.#db.put(imageKey(sha), imageValue(image))]
-    for (const [m, s] of scores) writes.push(this.#db.put(scoreKey(sha, m), scoreValue(s)))
+  store(sha: string, preprocess: Preprocess, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, ScoreSummary]>): void {
+    const writes = [this.#db.put(imageKey(sha, preprocess), imageValue(image))]
+    for (const [m, s] of scores) writes.push(this.#db.put(scoreKey(sha, preprocess, m), scoreValue(s)))
     for (const w of writes) {
       w.then(
         () => {

@@ -5,16 +5,20 @@
  *
  *   s1/<image sha256>/<model id>@<version>#<model file sha256, 16 hex>  → CachedScore
  *   i1/<image sha256>                                                   → CachedImageInfo (phash and phashCrops)
+ *   s1/<image sha256>/<model>/fast, i1/<image sha256>/fast              → the same, under PREPROCESS=fast
  *   u1/<sha256 of the URL>                                              → UrlRecord (service only)
  *
  * The image part is the sha256 of the bytes (the `image.id` of a response). The model part
  * changes with the model's version or its weights file, so a new model (or re-generated
  * synthetic weights) misses instead of serving stale scores. A URL is hashed: URLs are
  * unbounded and may carry secrets in their query string, neither of which belongs in a
- * key that operators list. Bump the `s1`/`i1`/`u1` prefix when a value's shape changes.
+ * key that operators list. The preprocessing is part of the key, so exact and fast
+ * results never mix; exact keeps the keys it always had, so a cache filled before
+ * PREPROCESS existed stays valid. Bump the `s1`/`i1`/`u1` prefix when a value's shape changes.
  */
 import { createHash } from 'node:crypto'
 import { isPhash, isPhashCrops } from '../imaging/phash.js'
+import type { Preprocess } from '../imaging/preprocess.js'
 
 /**
  * A model's score as the cache keeps it. Scoring's ScoreSummary (src/scoring/distribution.ts)
@@ -68,8 +72,9 @@ export function modelCacheId(m: ModelIdentity): string {
   return `${m.id}@${m.version}#${m.sha256.slice(0, 16)}`
 }
 
-export const scoreKey = (imageSha: string, model: ModelIdentity): string => `s1/${imageSha}/${modelCacheId(model)}`
-export const imageKey = (imageSha: string): string => `i1/${imageSha}`
+const preprocessSuffix = (p: Preprocess): string => (p === 'exact' ? '' : `/${p}`)
+export const scoreKey = (imageSha: string, preprocess: Preprocess, model: ModelIdentity): string => `s1/${imageSha}/${modelCacheId(model)}${preprocessSuffix(preprocess)}`
+export const imageKey = (imageSha: string, preprocess: Preprocess): string => `i1/${imageSha}${preprocessSuffix(preprocess)}`
 export const urlKey = (url: string): string => `u1/${createHash('sha256').update(url).digest('hex')}`
 
 export function isScore(v: unknown): v is CachedScore {

@@ -4,6 +4,7 @@
  * tiered cache (memory + Redis, tiered-cache.ts) and the batch's LMDB file
  * (src/batch/score-cache.ts) implement it, with the entries of score-key.ts.
  */
+import type { Preprocess } from '../imaging/preprocess.js'
 import type { CachedImageInfo, CachedScore, ModelIdentity } from './score-key.js'
 
 /** An image's entries as found: `L` names the layer that served them. */
@@ -17,8 +18,8 @@ export interface StoredImage<L extends string = string> {
 }
 
 export interface ScoreStore<L extends string = string> {
-  /** The image's info and its scores for `models`. Never throws: a failing layer reads as missing. */
-  lookup(imageSha: string, models: readonly ModelIdentity[]): Promise<StoredImage<L>>
-  /** Stores an image's info and the scores just computed. Never throws and is never waited for. */
-  store(imageSha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, CachedScore]>): void
+  /** The image's info and its scores for `models` under `preprocess`. Never throws: a failing layer reads as missing. */
+  lookup(imageSha: string, preprocess: Preprocess, models: readonly ModelIdentity[]): Promise<StoredImage<L>>
+  /** Stores an image's info and the scores just computed under `preprocess`. Never throws and is never waited for. */
+  store(imageSha: string, preprocess: Preprocess, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, CachedScore]>): void
 }

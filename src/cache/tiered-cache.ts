@@ -7,6 +7,7 @@
  * Nothing here throws into a request: an unparsable or foreign value reads as missing, and
  * Redis's failures are bypasses (redis-store.ts).
  */
+import type { Preprocess } from '../imaging/preprocess.js'
 import type { MemoryLru } from './memory-lru.js'
 import type { BypassReason, RedisStore } from './redis-store.js'
 import { SPAN, traced } from '../util/tracing.js'
@@ -57,8 +58,8 @@ export class TieredScoreCache implements ScoreStore<CacheLayer> {
   }
 
   /** The image's info and its scores for `models`. */
-  async lookup(imageSha: string, models: readonly ModelIdentity[]): Promise<CachedImage> {
-    const keys = [imageKey(imageSha), ...models.map((m) => scoreKey(imageSha, m))]
+  async lookup(imageSha: string, preprocess: Preprocess, models: readonly ModelIdentity[]): Promise<CachedImage> {
+    const keys = [imageKey(imageSha, preprocess), ...models.map((m) => scoreKey(imageSha, preprocess, m))]
     const { values, layer } = await this.#getMany(keys)
     const [info, ...scores] = values.map((v) => parse(v))
     return {
@@ -69,8 +70,11 @@ export class TieredScoreCache implements ScoreStore<CacheLayer> {
   }
 
   /** Stores an image's info and the scores just computed. */
-  store(imageSha: string, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, CachedScore]>): void {
-    this.#setMany([[imageKey(imageSha), JSON.stringify(imageValue(image))], ...scores.map(([m, s]) => [scoreKey(imageSha, m), JSON.stringify(scoreValue(s))] as const)])
+  store(imageSha: string, preprocess: Preprocess, image: CachedImageInfo, scores: ReadonlyArray<readonly [ModelIdentity, CachedScore]>): void {
+    this.#setMany([
+      [imageKey(imageSha, preprocess), JSON.stringify(imageValue(image))],
+      ...scores.map(([m, s]) => [scoreKey(imageSha, preprocess, m), JSON.stringify(scoreValue(s))] as const),
+    ])
   }
 
   async getUrl(url: string): Promise<UrlRecord | undefined> {

@@ -149,12 +149,12 @@ function cliLogger(io: CliIo, level: string): FastifyBaseLogger {
   ) as unknown as FastifyBaseLogger
 }
 
-/** The admission settings in force, for the start line: what a refused image was held to. */
+/** The admission settings in force, for the start line: what a refused image was held to, and how pixels were made. */
 function describeAdmission(c: Config): string {
   const MiB = 1024 * 1024
   return (
     `MAX_INPUT_PIXELS ${c.MAX_INPUT_PIXELS}, JPEG_MAX_SCANS ${c.JPEG_MAX_SCANS}, DECODE_MEMORY_BUDGET_BYTES ${Math.round(c.DECODE_MEMORY_BUDGET_BYTES / MiB)} MiB, ` +
-    `DECODE_ISOLATION ${c.DECODE_ISOLATION}${c.DECODE_ISOLATION === 'process' ? ` (DECODE_TIMEOUT_MS ${c.DECODE_TIMEOUT_MS}, DECODE_INLINE_MAX_PIXELS ${c.DECODE_INLINE_MAX_PIXELS})` : ''}`
+    `DECODE_ISOLATION ${c.DECODE_ISOLATION}${c.DECODE_ISOLATION === 'process' ? ` (DECODE_TIMEOUT_MS ${c.DECODE_TIMEOUT_MS}, DECODE_INLINE_MAX_PIXELS ${c.DECODE_INLINE_MAX_PIXELS})` : ''}, PREPROCESS ${c.PREPROCESS}`
   )
 }
 

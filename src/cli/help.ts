@@ -35,6 +35,16 @@ export const MODELS_COMMANDS: readonly SubcommandHelp[] = [
     ],
   },
   {
+    name: 'check-preprocess',
+    summary: 'what PREPROCESS=fast changes in the scores',
+    args: '--photos DIR [--dir DIR] [--id ID]',
+    lines: [
+      'score the photos in folder DIR with each installed model, exact and fast',
+      '(PREPROCESS); per model: max and mean |Δmean|, the Spearman rank',
+      'correlation of the two orders, the largest rank change',
+    ],
+  },
+  {
     name: 'import',
     summary: 'convert and install your own Keras weights',
     args: 'FILE --task T --id ID --version V [--dir DIR] [--check PHOTOS] [--force]',

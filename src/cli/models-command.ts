@@ -144,16 +144,16 @@ function parseTolerance(text: string | undefined): number {
 export const DEFAULT_FLOAT16_TOLERANCE = 0.02
 
 /** The photos of `--check DIR` (recursively, sorted), or undefined without the option; an unreadable or empty folder is a usage error. */
-async function checkPhotos(folder: string | undefined): Promise<string[] | undefined> {
+async function checkPhotos(folder: string | undefined, flag = '--check'): Promise<string[] | undefined> {
   if (folder === undefined) return undefined
   const { imageFiles } = await import('../scoring/precision-check.js')
   let photos: string[]
   try {
     photos = await imageFiles(folder)
   } catch (err) {
-    throw usage(`--check: cannot read folder ${folder}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+    throw usage(`${flag}: cannot read folder ${folder}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
   }
-  if (photos.length === 0) throw usage(`--check: no images in ${folder}`)
+  if (photos.length === 0) throw usage(`${flag}: no images in ${folder}`)
   return photos
 }
 
@@ -197,6 +197,44 @@ async function fp16(dir: string, values: Record<string, string | undefined>, io:
     await admission?.close()
   }
   io.out('Serve them with MODEL_PRECISION=float16 (meant for EXECUTION_PROVIDERS=cuda or webgpu; on the CPU provider they are slower, not faster).')
+  return 0
+}
+
+/**
+ * `models check-preprocess --photos DIR`: what PREPROCESS=fast would change, per installed
+ * model (src/scoring/preprocess-check.ts). Reports; never fails on the figures, which only
+ * the operator can judge against the decisions the scores feed.
+ */
+async function checkPreprocess(dir: string, values: Record<string, string | undefined>, io: CliIo): Promise<number> {
+  if (values['photos'] === undefined) throw usage('check-preprocess: --photos DIR is required')
+  const photos = (await checkPhotos(values['photos'], '--photos'))!
+  const { scanModels, selectModel } = await import('../models/catalog.js')
+  const { comparePreprocessing } = await import('../scoring/preprocess-check.js')
+  const { entries, problems } = await scanModels(dir)
+  for (const p of problems) io.err(`unreadable manifest ${p.path}: ${p.error}`)
+  const ids = values['id'] !== undefined ? [values['id']] : [...new Set(entries.map((e) => e.manifest.id))]
+  const models = ids.map((id) => selectModel(entries, id) ?? id)
+  const missing = models.filter((m) => typeof m === 'string')
+  if (ids.length === 0 || missing.length > 0) throw usage(`check-preprocess: no model ${missing.length > 0 ? `${missing.join(', ')} ` : ''}in ${dir}; run \`nima-serve models ensure\` or \`pull\` first`)
+  const admission = imageAdmission(io)
+  let check
+  try {
+    check = await comparePreprocessing(models.filter((m) => typeof m !== 'string'), photos, admission)
+  } finally {
+    await admission.close()
+  }
+  for (const { photo, reason } of check.skipped) io.err(`skipped ${photo}: ${reason}`)
+  const f = (x: number) => x.toFixed(4)
+  io.out(['model', 'photos', 'max |Δmean|', 'mean |Δmean|', 'spearman', 'largest rank change', 'worst |Δmean| photo'].join('\t'))
+  for (const m of check.models) {
+    const moved = m.largestRankChange
+    const change = `${Math.abs(moved.exact - moved.fast)} (${moved.photo}: ${moved.exact} → ${moved.fast})`
+    io.out([`${m.id}/${m.version}${m.synthetic ? ' SYNTHETIC' : ''}`, m.images, f(m.maxAbsDeltaMean), f(m.meanAbsDeltaMean), f(m.spearman), change, m.worst].join('\t'))
+  }
+  if (check.models.some((m) => m.synthetic)) {
+    io.out('SYNTHETIC models (seeded random weights): these figures say how random weights react to the pixels, nothing about real scores. Run it again after `npx nima-serve models pull`.')
+  }
+  io.out('How to read them: docs/models.md, "Fast preprocessing": |Δmean| against the score gaps your decisions depend on, the rank correlation and rank change against how you use the order.')
   return 0
 }
 
@@ -269,6 +307,10 @@ export async function runModelsCommand(args: readonly string[], io: CliIo, deps:
     case 'fp16': {
       const values = parse(rest, { id: { type: 'string' }, check: { type: 'string' }, tolerance: { type: 'string' } })
       return fp16(dir(values), values, io)
+    }
+    case 'check-preprocess': {
+      const values = parse(rest, { photos: { type: 'string' }, id: { type: 'string' } })
+      return checkPreprocess(dir(values), values, io)
     }
     case 'import':
       return importWeights(rest, dir, io)

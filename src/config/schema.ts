@@ -63,6 +63,11 @@ export const ConfigSchema = Type.Object({
     maximum: 256,
     description: 'Images decoded and preprocessed at once, the others wait in arrival order (0: the CPU budget, see CPU_LIMIT)',
   }),
+  PREPROCESS: Type.Union([Type.Literal('exact'), Type.Literal('fast')], {
+    default: 'exact',
+    description:
+      "exact: the full decode and the Keras nearest-neighbour rule, pixel for pixel (scores comparable with the published models); fast: shrink-on-load (JPEG DCT scaling) to the smallest size covering twice the model input, then the same nearest rule: much less decode on large photos, slightly different scores (measure with `nima-serve models check-preprocess`). Responses say which (`image.preprocess`); the score cache keeps the two apart",
+  }),
   DECODE_ISOLATION: Type.Union([Type.Literal('process'), Type.Literal('inline')], {
     default: 'process',
     description:

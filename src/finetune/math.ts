@@ -8,6 +8,11 @@
  * and the batch loss is the mean of the per-sample values.
  */
 
+import { checkSameLength, mean, pearson, rankWithTies, spearman, std } from '../util/correlation.js'
+
+// The statistics below scoring's tools share (src/util/correlation.ts), still exported here for fine-tuning's callers.
+export { mean, pearson, rankWithTies, spearman, std }
+
 /** Numerically stable softmax (max subtracted first). */
 export function softmax(logits: ArrayLike<number>): Float64Array {
   const n = logits.length
@@ -35,9 +40,6 @@ export function cdf(p: ArrayLike<number>): Float64Array {
   return out
 }
 
-function checkSameLength(p: ArrayLike<number>, q: ArrayLike<number>): void {
-  if (p.length !== q.length || p.length === 0) throw new RangeError(`distributions must have the same non-zero length, got ${p.length} and ${q.length}`)
-}
 
 /** EMD with r = 2 between two distributions over the same ordered bins. */
 export function emd(p: ArrayLike<number>, q: ArrayLike<number>): number {
@@ -99,62 +101,6 @@ export function meanScore(p: ArrayLike<number>, values?: ArrayLike<number>): num
   let m = 0
   for (let i = 0; i < p.length; i++) m += p[i]! * (values ? values[i]! : i + 1)
   return m
-}
-
-export function mean(xs: ArrayLike<number>): number {
-  if (xs.length === 0) return NaN
-  let s = 0
-  for (let i = 0; i < xs.length; i++) s += xs[i]!
-  return s / xs.length
-}
-
-/** Population standard deviation (divides by n). */
-export function std(xs: ArrayLike<number>): number {
-  const m = mean(xs)
-  let v = 0
-  for (let i = 0; i < xs.length; i++) v += (xs[i]! - m) ** 2
-  return Math.sqrt(v / xs.length)
-}
-
-/** Pearson's linear correlation coefficient; NaN when either side is constant. */
-export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  checkSameLength(x, y)
-  const mx = mean(x)
-  const my = mean(y)
-  let sxy = 0
-  let sxx = 0
-  let syy = 0
-  for (let i = 0; i < x.length; i++) {
-    const dx = x[i]! - mx
-    const dy = y[i]! - my
-    sxy += dx * dy
-    sxx += dx * dx
-    syy += dy * dy
-  }
-  if (sxx === 0 || syy === 0) return NaN
-  return sxy / Math.sqrt(sxx * syy)
-}
-
-/** Ranks 1..n, tied values sharing the average of the ranks they span (fractional ranking). */
-export function rankWithTies(xs: ArrayLike<number>): Float64Array {
-  const n = xs.length
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => xs[a]! - xs[b]!)
-  const ranks = new Float64Array(n)
-  let i = 0
-  while (i < n) {
-    let j = i
-    while (j + 1 < n && xs[order[j + 1]!]! === xs[order[i]!]!) j++
-    const avg = (i + j) / 2 + 1
-    for (let k = i; k <= j; k++) ranks[order[k]!] = avg
-    i = j + 1
-  }
-  return ranks
-}
-
-/** Spearman's rank correlation: Pearson of the tie-averaged ranks (exact with ties). */
-export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  checkSameLength(x, y)
-  return pearson(rankWithTies(x), rankWithTies(y))
 }
 
 /** Fraction of samples on the same side of `threshold` (pred ≥ t exactly when label ≥ t). */

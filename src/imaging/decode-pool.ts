@@ -111,7 +111,13 @@ export class DecodePool {
         throw this.#closed ? shuttingDown() : new NimaError('NIMA_INTERNAL', 'A decode process could not start', { cause: err })
       })
       if (this.#closed) throw shuttingDown()
-      const reply = await this.#run(slot, worker, { bytes, sizes: request.sizes, ...(request.preview !== undefined ? { preview: request.preview } : {}), maxInputPixels: this.#options.maxInputPixels })
+      const reply = await this.#run(slot, worker, {
+        bytes,
+        sizes: request.sizes,
+        ...(request.preview !== undefined ? { preview: request.preview } : {}),
+        ...(request.preprocess !== undefined ? { preprocess: request.preprocess } : {}),
+        maxInputPixels: this.#options.maxInputPixels,
+      })
       if (reply.rss > (this.#options.recycleRssBytes ?? 192 * 1024 * 1024) && slot.worker === worker && !this.#closed) {
         this.#recycled += 1
         slot.worker = this.#takeSpare()

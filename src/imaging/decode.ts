@@ -7,6 +7,12 @@ import type { RgbImage } from './tensor.js'
 export interface DecodeLimits {
   /** Largest width*height accepted; checked from the header before pixels are decoded. */
   maxInputPixels: number
+  /**
+   * PREPROCESS=fast (preprocess.ts): shrink on load (JPEG DCT scaling, WebP scaled decode)
+   * and reduce with libvips' nearest neighbour until the oriented image just covers this
+   * box, never enlarging. Absent: the full decode, as the exact rule needs.
+   */
+  cover?: { width: number; height: number }
 }
 
 export interface DecodedImage extends RgbImage {
@@ -30,13 +36,14 @@ export function imageId(bytes: Uint8Array): string {
  * multi-page files; EXIF orientation applied, so the model sees what a viewer shows;
  * alpha dropped without compositing, as PIL's convert('RGB') did for the original
  * training data; greyscale and palette expanded to RGB; CMYK converted through its
- * ICC profile; 16-bit reduced to 8-bit. No shrink-on-load: JPEG DCT scaling changes
- * pixels, and parity with the original pipeline needs the fully decoded image.
+ * ICC profile; 16-bit reduced to 8-bit. No shrink-on-load unless `limits.cover` asks
+ * for it: JPEG DCT scaling changes pixels, and parity with the original pipeline needs
+ * the fully decoded image.
  */
 export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
   const format = acceptedFormat(bytes)
   try {
-    const { data, info } = await sharp(bytes, {
+    const decoder = sharp(bytes, {
       limitInputPixels: limits.maxInputPixels,
       // libtiff reports a strip cut short or placed past the end of the file as an error
       // that libvips only warns about at 'truncated', and then reads the gap as black.
@@ -44,8 +51,12 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
       pages: 1,
       page: 0,
       sequentialRead: true,
-    })
-      .autoOrient()
+    }).autoOrient()
+    // sharp picks the largest shrink-on-load factor the box allows (it skips a factor
+    // equal to the whole shrink, for libjpeg's rounding) and reduces the rest with the kernel.
+    const cover = limits.cover
+    if (cover) decoder.resize({ width: cover.width, height: cover.height, fit: 'outside', kernel: 'nearest', withoutEnlargement: true, fastShrinkOnLoad: true })
+    const { data, info } = await decoder
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })

@@ -9,6 +9,7 @@ import sharp from 'sharp'
 import { decodeImage } from './decode.js'
 import type { ImageFormat } from './formats.js'
 import { imageHashes } from './phash.js'
+import { fastCover, type Preprocess } from './preprocess.js'
 import { sampleNearest, type RgbImage } from './tensor.js'
 
 /** What a caller asks of the pixels. */
@@ -20,6 +21,8 @@ export interface PixelRequest {
    * kernel): the photo under /explain's score maps. Absent: none.
    */
   preview?: number
+  /** preprocess.ts: 'exact' (absent) decodes in full; 'fast' shrinks on load first. */
+  preprocess?: Preprocess
 }
 
 export interface DecodedSummary {
@@ -29,7 +32,9 @@ export interface DecodedSummary {
   width: number
   height: number
   bytes: number
-  /** Perceptual hash of the full-resolution pixels (phash.ts). */
+  /** Which preprocessing made the samples (and the pixels the hashes read). */
+  preprocess: Preprocess
+  /** Perceptual hash of the decoded pixels (phash.ts): full resolution, or the fast decode's. */
   phash: string
   /** Its four corner-crop hashes (phash.ts cornerHashes). */
   phashCrops: string[]
@@ -48,8 +53,12 @@ export interface DecodedPixels {
  * returns what `request` asks for. The caller has admitted the bytes (admission.ts).
  */
 export async function decodeForRequest(bytes: Buffer, maxInputPixels: number, request: PixelRequest): Promise<DecodedPixels> {
-  const img = await decodeImage(bytes, { maxInputPixels })
-  const image = { id: img.id, format: img.format, width: img.width, height: img.height, bytes: img.bytes, ...imageHashes(img) }
+  const preprocess = request.preprocess ?? 'exact'
+  const cover = preprocess === 'fast' ? fastCover(request.sizes, request.preview) : undefined
+  const img = await decodeImage(bytes, { maxInputPixels, ...(cover ? { cover } : {}) })
+  // A fast decode is smaller than the photo: the summary reports the photo's own size.
+  const { width, height } = cover ? await orientedSize(bytes) : img
+  const image = { id: img.id, format: img.format, width, height, bytes: img.bytes, preprocess, ...imageHashes(img) }
   const samples = request.sizes.map(([w, h]) => sampleNearest(img, w, h))
   return request.preview === undefined ? { image, samples } : { image, samples, preview: await displayCopy(img, request.preview) }
 }
@@ -64,4 +73,10 @@ async function displayCopy(img: RgbImage, longest: number): Promise<RgbImage> {
     .raw()
     .toBuffer({ resolveWithObject: true })
   return { data, width: info.width, height: info.height }
+}
+
+/** The photo's width and height as a viewer shows it (EXIF orientation applied), from its header. */
+async function orientedSize(bytes: Buffer): Promise<{ width: number; height: number }> {
+  const { autoOrient } = await sharp(bytes, { limitInputPixels: false, pages: 1 }).metadata()
+  return autoOrient
 }

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { ImageAdmission } from '../imaging/admission.js'
+import type { Preprocess } from '../imaging/preprocess.js'
 import type { DecodedSummary } from '../imaging/sampled-decode.js'
 import { normalizationTable, tensorSize, writeTensor, type TensorSpec } from '../imaging/tensor.js'
 import { openSession, type ModelSession, type ProviderFailure, type SessionOptions } from '../inference/onnx-backend.js'
@@ -39,10 +40,11 @@ export function inputKeyOf(manifest: ModelManifest): string {
 /**
  * Decodes untrusted bytes through the image admission (src/imaging/admission.ts: header
  * limits, memory budget, lanes, decode processes, as for the service) and writes the
- * model tensor into `out` at image slot `slot` (a batch buffer). Returns the image's summary.
+ * model tensor into `out` at image slot `slot` (a batch buffer), preprocessed as `preprocess`
+ * says (src/imaging/preprocess.ts). Returns the image's summary.
  */
-export async function decodeIntoTensor(admission: ImageAdmission, bytes: Buffer, spec: TensorSpec, out: Float32Array, slot = 0): Promise<DecodedSummary> {
-  const { image, samples } = await admission.pixels(bytes, { sizes: [[spec.width, spec.height]] })
+export async function decodeIntoTensor(admission: ImageAdmission, bytes: Buffer, spec: TensorSpec, out: Float32Array, slot = 0, preprocess: Preprocess = 'exact'): Promise<DecodedSummary> {
+  const { image, samples } = await admission.pixels(bytes, { sizes: [[spec.width, spec.height]], preprocess })
   writeTensor(samples[0]!, spec, out, slot * tensorSize(spec))
   return image
 }

@@ -82,6 +82,10 @@ export const ImageInfo = Type.Object(
     height: Type.Integer(),
     format: Type.String(),
     bytes: Type.Integer(),
+    preprocess: Type.Union([Type.Literal('exact'), Type.Literal('fast')], {
+      description:
+        'Which preprocessing produced the scores (PREPROCESS): exact (full decode, the published models\' rule pixel for pixel) or fast (shrink-on-load, then the same nearest rule; scores differ slightly). Compare scores only within one',
+    }),
     phash: Type.String({ pattern: '^[0-9a-f]{16}$', description: '64-bit perceptual hash (DCT of a 32×32 luma thumbnail), 16 hex digits; near-duplicates differ in few bits' }),
     phashCrops: Type.Array(Type.String({ pattern: '^[0-9a-f]{16}$' }), {
       minItems: 4,

@@ -84,7 +84,9 @@ export async function scoreThroughStore<L extends string>(
   options: { weights?: Weights | undefined; signal?: AbortSignal | undefined } = {},
 ): Promise<StoreScored<L>> {
   const { weights, signal } = options
-  const found = await store.lookup(sha, models.map(modelIdentity))
+  // The scorer's preprocessing is part of every key: exact and fast results never mix.
+  const preprocess = scorer.preprocess
+  const found = await store.lookup(sha, preprocess, models.map(modelIdentity))
   if (complete(found)) return { score: fromStore(scorer, sha, bytes.length, models, found, weights), layer: found.layer, inferred: false }
   const missing = models.filter((_, i) => found.scores[i] === undefined)
   const fresh = missing.length > 0 ? await scorer.scoreBytes(bytes, missing, weights, signal) : undefined
@@ -92,6 +94,7 @@ export async function scoreThroughStore<L extends string>(
   const scores = models.map((m, i) => found.scores[i] ?? fresh!.scores[m.info.id]!)
   store.store(
     sha,
+    preprocess,
     image,
     missing.map((m) => [modelIdentity(m), fresh!.scores[m.info.id]!] as const),
   )
@@ -102,7 +105,7 @@ export async function scoreThroughStore<L extends string>(
 /** An image's result from the store alone (info and every score found). */
 function fromStore(scorer: Scorer, sha: string, bytes: number, models: readonly NimaModel[], found: StoredImage, weights: Weights | undefined): ImageScore {
   const info: CachedImageInfo = found.image!
-  const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, phash: info.phash, phashCrops: info.phashCrops }
+  const image = { id: sha, width: info.width, height: info.height, format: info.format, bytes, preprocess: scorer.preprocess, phash: info.phash, phashCrops: info.phashCrops }
   return scorer.result(image, models, found.scores as NonNullable<(typeof found.scores)[number]>[], weights, { decodeMs: 0, inferenceMs: 0 })
 }
 
@@ -158,7 +161,7 @@ export class ScoringSession {
     }
     const record = await cache.getUrl(url)
     if (record) {
-      const found = await cache.lookup(record.sha256, this.#identities)
+      const found = await cache.lookup(record.sha256, this.#o.scorer.preprocess, this.#identities)
       if (complete(found)) {
         const served = { score: fromStore(this.#o.scorer, record.sha256, record.bytes, this.#o.models, found, this.#o.weights), cache: { result: found.layer! } }
         if (record.freshUntil !== undefined && record.freshUntil > Date.now()) {

@@ -66,6 +66,7 @@ export async function loadScorer(
         maxJpegScans: config.JPEG_MAX_SCANS,
         pipelineImages: config.PIPELINE_MAX_IMAGES || pipelineImagesFor(config.BATCH_MAX_SIZE, threads.decodeSlots.value),
         maxWaiting: config.QUEUE_MAX,
+        preprocess: config.PREPROCESS,
       },
       observer,
     )

@@ -1,5 +1,6 @@
 import { NimaError } from '../errors.js'
 import { ImageAdmission, type AdmissionOptions, type Admitted } from '../imaging/admission.js'
+import type { Preprocess } from '../imaging/preprocess.js'
 import type { DecodedSummary } from '../imaging/sampled-decode.js'
 import { tensorSize, writeTensor, type RgbImage, type TensorSpec } from '../imaging/tensor.js'
 import { TensorPool } from '../imaging/tensor-pool.js'
@@ -50,6 +51,8 @@ export interface ScorerOptions extends AdmissionOptions {
   pipelineImages?: number
   /** Images waiting for admission before `scoreBytes` refuses with 503 NIMA_OVERLOADED. Default: no limit. */
   maxWaiting?: number
+  /** PREPROCESS (src/imaging/preprocess.ts): how every decode of this scorer makes the models' pixels. Default 'exact'. */
+  preprocess?: Preprocess
 }
 
 /**
@@ -98,6 +101,11 @@ export class Scorer {
     this.#tensors = new TensorPool(Math.min(MAX_POOLED_TENSORS, (options.pipelineImages ?? 0) + 2 * this.admission.decodes.limit))
   }
 
+  /** The deployment's preprocessing (PREPROCESS): every image this scorer decodes uses it, and the score cache keys carry it. */
+  get preprocess(): Preprocess {
+    return this.#options.preprocess ?? 'exact'
+  }
+
   /** Decodes running (`running`) and waiting for a slot (`waiting`), both lanes, and the limit. */
   get decodes(): { running: number; waiting: number; limit: number } {
     return this.admission.decodes
@@ -129,10 +137,10 @@ export class Scorer {
    * (tensor.ts sampleNearest), so these are the tensors the full-resolution pixels give,
    * value for value. `prepMs` covers the decode and the tensors, not the wait.
    */
-  async #prepare(admitted: Admitted, models: readonly NimaModel[], signal: AbortSignal | undefined, preview?: number): Promise<Prepared> {
+  async #prepare(admitted: Admitted, models: readonly NimaModel[], signal: AbortSignal | undefined, preview?: number, preprocess = this.preprocess): Promise<Prepared> {
     const specs = [...new Map(models.map((m) => [`${m.tensorSpec.width}x${m.tensorSpec.height}`, m.tensorSpec] as const)).values()]
     const sizes = specs.map((s) => [s.width, s.height] as const)
-    const decoded = await this.admission.decode(admitted, { sizes, ...(preview !== undefined ? { preview } : {}) }, signal)
+    const decoded = await this.admission.decode(admitted, { sizes, preprocess, ...(preview !== undefined ? { preview } : {}) }, signal)
     this.#observer.decoded?.(decoded.image.format, decoded.decodeMs / 1000)
     const started = performance.now()
     const tensors = tensorsFor(models, (spec) => decoded.samples[specs.findIndex((s) => s.width === spec.width && s.height === spec.height)]!, this.#tensors)
@@ -147,7 +155,12 @@ export class Scorer {
    * no tensors and no inference: for routes that store images rather than score them.
    */
   async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
-    return (await this.#prepare(await this.admission.admit(bytes), [], signal)).summary
+    if (this.preprocess === 'exact') return (await this.#prepare(await this.admission.admit(bytes), [], signal)).summary
+    // A fast decode's size follows the model inputs, and the hashes read its pixels: decode
+    // as scoring does, so the hashes match those stored with the scores (the tensors go unused).
+    const prepared = await this.#prepare(await this.admission.admit(bytes), [...this.models.values()], signal)
+    for (const t of prepared.tensors.values()) this.#tensors.give(t)
+    return prepared.summary
   }
 
   /**
@@ -231,16 +244,17 @@ export class Scorer {
 
   /**
    * Decode (under the decode limit), preprocess and infer. `timings.decodeMs` is the
-   * decode and preprocessing itself, not the wait for a slot.
+   * decode and preprocessing itself, not the wait for a slot. `preprocess`: the
+   * deployment's unless a tool compares both (`models check-preprocess`).
    */
-  async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal): Promise<ImageScore> {
+  async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal, preprocess = this.preprocess): Promise<ImageScore> {
     const admitted = await this.admission.admit(bytes).catch((err: unknown) => {
       this.#noteAbandoned('decode', err, signal)
       throw err
     })
     const score = async () => {
       // No local holds the decoded image across the inference await.
-      const prepared = await this.#prepare(admitted, models, signal).catch((err: unknown) => {
+      const prepared = await this.#prepare(admitted, models, signal, undefined, preprocess).catch((err: unknown) => {
         this.#noteAbandoned('decode', err, signal)
         throw err
       })

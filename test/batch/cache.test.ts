@@ -60,8 +60,8 @@ t.test('first run scores each distinct image once; a second run (cache reopened 
   const run2b = byKey(readResults(join(dir, 'run2b.jsonl')))
   for (const r of run1) t.same(content(run2b.get(r.key)!), content(r), `${r.key}: the hash recomputed from the pixels, the same`)
   const cache4 = await ScoreCache.open(cacheDir)
-  t.ok(run1.every((r) => cache4.getImage(r.sha256!)?.phash === r.phash), 'the image info was rewritten with the hash')
-  t.ok(run1.every((r) => cache4.getImage(r.sha256!)?.phashCrops.join() === r.phashCrops!.join()), 'and with the crop hashes')
+  t.ok(run1.every((r) => cache4.getImage(r.sha256!, 'exact')?.phash === r.phash), 'the image info was rewritten with the hash')
+  t.ok(run1.every((r) => cache4.getImage(r.sha256!, 'exact')?.phashCrops.join() === r.phashCrops!.join()), 'and with the crop hashes')
   await cache4.close()
 
   const nocache = await runInProcess(scorer, { path: input, format: 'jsonl' }, { output: join(dir, 'run3.jsonl') })
@@ -98,10 +98,11 @@ t.test('the LMDB store: a write is seen by the next lookup at once, before its c
   const sha = 'ab'.repeat(32)
   const model = { id: 'aesthetic', version: 'v1', sha256: 'cd'.repeat(32) }
   const other = { ...model, id: 'technical' }
-  t.same(await cache.lookup(sha, [model]), { image: undefined, scores: [undefined], layer: undefined }, 'nothing before')
+  t.same(await cache.lookup(sha, 'exact', [model]), { image: undefined, scores: [undefined], layer: undefined }, 'nothing before')
   const image = { width: 4, height: 3, format: 'jpeg', phash: '0123456789abcdef', phashCrops: ['0123456789abcdef', '0123456789abcdef', '0123456789abcdef', '0123456789abcdef'] }
   const score = { mean: 5.5, std: 1.25, distribution: [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1] }
-  cache.store(sha, image, [[model, score]])
-  t.same(await cache.lookup(sha, [model, other]), { image, scores: [score, undefined], layer: 'lmdb' }, 'what was stored, at once; the other model still missing')
+  cache.store(sha, 'exact', image, [[model, score]])
+  t.same(await cache.lookup(sha, 'exact', [model, other]), { image, scores: [score, undefined], layer: 'lmdb' }, 'what was stored, at once; the other model still missing')
   t.match(cache.stats, { hits: 1, misses: 2 })
+  t.same(await cache.lookup(sha, 'fast', [model]), { image: undefined, scores: [undefined], layer: undefined }, 'PREPROCESS=fast never reads what exact stored')
 })

@@ -6,11 +6,18 @@ const model = { id: 'aesthetic', version: 'v2', sha256: '0123456789abcdef'.repea
 
 t.test('the key names the image bytes and the model fingerprint (id, version, file sha256)', async (t) => {
   t.equal(modelCacheId(model), 'aesthetic@v2#0123456789abcdef')
-  t.equal(scoreKey(sha, model), `s1/${sha}/aesthetic@v2#0123456789abcdef`)
-  t.equal(imageKey(sha), `i1/${sha}`)
-  t.not(scoreKey(sha, { ...model, version: 'v3' }), scoreKey(sha, model), 'a new version misses')
-  t.not(scoreKey(sha, { ...model, sha256: 'f'.repeat(64) }), scoreKey(sha, model), 'new weights under the same version miss')
-  t.not(scoreKey('b'.repeat(64), model), scoreKey(sha, model), 'other bytes miss')
+  t.equal(scoreKey(sha, 'exact', model), `s1/${sha}/aesthetic@v2#0123456789abcdef`, 'exact keeps the keys it had before PREPROCESS existed')
+  t.equal(imageKey(sha, 'exact'), `i1/${sha}`)
+  t.not(scoreKey(sha, 'exact', { ...model, version: 'v3' }), scoreKey(sha, 'exact', model), 'a new version misses')
+  t.not(scoreKey(sha, 'exact', { ...model, sha256: 'f'.repeat(64) }), scoreKey(sha, 'exact', model), 'new weights under the same version miss')
+  t.not(scoreKey('b'.repeat(64), 'exact', model), scoreKey(sha, 'exact', model), 'other bytes miss')
+})
+
+t.test('the preprocessing is part of the key: exact and fast results never mix', async (t) => {
+  t.equal(scoreKey(sha, 'fast', model), `s1/${sha}/aesthetic@v2#0123456789abcdef/fast`)
+  t.equal(imageKey(sha, 'fast'), `i1/${sha}/fast`)
+  t.not(scoreKey(sha, 'fast', model), scoreKey(sha, 'exact', model))
+  t.not(imageKey(sha, 'fast'), imageKey(sha, 'exact'), 'the perceptual hashes too: a fast decode hashes its own pixels')
   t.same(modelIdentity({ manifest: { ...model, task: 'aesthetic' } as never }), model, 'only the fingerprint is taken from a manifest')
 })
 

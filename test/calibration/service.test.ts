@@ -39,7 +39,7 @@ t.test('without SCORE_CALIBRATION the answers are shaped exactly as before', asy
   t.teardown(() => svc.server.shutdown())
   const score = await scoreUpload(svc.url, photos[0]!)
   t.same(shape(score), [
-    '.requestId', '.image', '.image.id', '.image.width', '.image.height', '.image.format', '.image.bytes', '.image.phash', '.image.phashCrops', '.image.phashCrops[]',
+    '.requestId', '.image', '.image.id', '.image.width', '.image.height', '.image.format', '.image.bytes', '.image.preprocess', '.image.phash', '.image.phashCrops', '.image.phashCrops[]',
     '.scores', '.scores.*.mean', '.scores.*.std', '.scores.*.distribution', '.scores.*.distribution[]',
     '.combined', '.combined.score', '.combined.weights',
     '.models', '.models.*.id', '.models.*.version', '.models.*.task', '.models.*.synthetic', '.models.*.provider',

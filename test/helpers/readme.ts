@@ -36,7 +36,7 @@ export function withSample(markdown: string, sample: string): string {
 }
 
 interface ScoreAnswer {
-  image: { id: string; width: number; height: number; format: string; bytes: number; phash: string; phashCrops: string[] }
+  image: { id: string; width: number; height: number; format: string; bytes: number; preprocess: string; phash: string; phashCrops: string[] }
   scores: Record<string, { mean: number; std: number; distribution: number[] }>
   combined: { score: number; weights: Record<string, number> }
   models: Record<string, { id: string; version: string; task: string; synthetic: boolean; provider: string }>
@@ -64,7 +64,7 @@ export function formatScoreSample(a: ScoreAnswer): string {
     '```json',
     '{',
     '  "requestId": "…",',
-    `  "image": { "id": "${i.id.slice(0, 12)}…", "width": ${i.width}, "height": ${i.height}, "format": ${q(i.format)}, "bytes": ${i.bytes}, "phash": ${q(i.phash)}, "phashCrops": […] },`,
+    `  "image": { "id": "${i.id.slice(0, 12)}…", "width": ${i.width}, "height": ${i.height}, "format": ${q(i.format)}, "bytes": ${i.bytes}, "preprocess": ${q(i.preprocess)}, "phash": ${q(i.phash)}, "phashCrops": […] },`,
     '  "scores": {',
     scores.join(',\n'),
     '  },',

@@ -27,7 +27,7 @@ t.test('the samples that come back equal sampling the image decoded in this proc
     const bytes = readFileSync(path)
     const here = await decodeImage(bytes, { maxInputPixels: 64_000_000 })
     const there = await pool.decode(bytes, { sizes: [[224, 224], [100, 60]] })
-    t.same(there.image, { id: here.id, format: here.format, width: here.width, height: here.height, bytes: here.bytes, ...imageHashes(here) }, `${basename(path)}: the same summary and perceptual hash`)
+    t.same(there.image, { id: here.id, format: here.format, width: here.width, height: here.height, bytes: here.bytes, preprocess: 'exact', ...imageHashes(here) }, `${basename(path)}: the same summary and perceptual hash`)
     t.same(Buffer.from(there.samples[0]!.data), Buffer.from(sampleNearest(here, 224, 224).data), `${basename(path)} 224x224 identical`)
     t.same(Buffer.from(there.samples[1]!.data), Buffer.from(sampleNearest(here, 100, 60).data), `${basename(path)} 100x60 identical`)
   }

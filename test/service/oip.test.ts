@@ -163,7 +163,7 @@ t.test('JPEG as a binary BYTES tensor over a real socket: the distribution /scor
     t.equal(res.status, 200, res.status === 200 ? 'ok' : res.body.toString())
     t.equal(res.headers['content-type'], 'application/octet-stream')
     const { json, tensors } = parseBinary(res)
-    t.same({ ...json, outputs: undefined }, { model_name: id, model_version: version, id: 'req-1', parameters: { synthetic: true }, outputs: undefined })
+    t.same({ ...json, outputs: undefined }, { model_name: id, model_version: version, id: 'req-1', parameters: { synthetic: true, preprocess: 'exact' }, outputs: undefined })
     t.same(json.outputs, [
       { name: 'distribution', shape: [1, 10], datatype: 'FP32', parameters: { binary_data_size: 40 } },
       { name: 'mean', shape: [1], datatype: 'FP32', parameters: { binary_data_size: 4 } },

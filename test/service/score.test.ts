@@ -65,7 +65,7 @@ t.test('raw body, models filter, and x-request-id honoured', async (t) => {
   t.equal(r.json.requestId, 'abc-123')
   t.same(Object.keys(r.json.scores), ['technical'])
   t.same(r.json.combined, { score: r.json.scores.technical.mean, weights: { technical: 1 } }, 'one model: its mean, its share 1 (not the configured 0.4)')
-  t.same(r.json.image, { id: r.json.image.id, width: 600, height: 400, format: 'png', bytes: readFileSync(png).length, phash: r.json.image.phash, phashCrops: r.json.image.phashCrops })
+  t.same(r.json.image, { id: r.json.image.id, width: 600, height: 400, format: 'png', bytes: readFileSync(png).length, preprocess: 'exact', phash: r.json.image.phash, phashCrops: r.json.image.phashCrops })
   t.match(r.json.image.phash, /^[0-9a-f]{16}$/, 'the perceptual hash, 16 hex digits')
   t.ok(r.json.image.phashCrops.length === 4 && r.json.image.phashCrops.every((h: string) => /^[0-9a-f]{16}$/.test(h)), 'four corner-crop hashes')
 })

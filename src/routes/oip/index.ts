@@ -127,7 +127,8 @@ export default async function oipRoutes(app: FastifyInstance, opts: OipOptions) 
             model_name: model.info.id,
             model_version: model.info.version,
             ...(body.id !== undefined ? { id: body.id } : {}),
-            parameters: { synthetic: model.info.synthetic },
+            // Images were decoded here, with the deployment's preprocessing; a tensor came preprocessed.
+            parameters: { synthetic: model.info.synthetic, ...(input.kind === 'image' ? { preprocess: scorer.preprocess } : {}) },
             outputs,
           }
           if (binary.length === 0) return reply.send(response)

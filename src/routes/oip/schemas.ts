@@ -73,7 +73,12 @@ export const InferResponse = Type.Object(
     model_name: Type.String(),
     model_version: Type.String(),
     id: Type.Optional(Type.String()),
-    parameters: Type.Object({ synthetic: Type.Boolean({ description: 'true: the model has seeded random weights and its scores mean nothing' }) }),
+    parameters: Type.Object({
+      synthetic: Type.Boolean({ description: 'true: the model has seeded random weights and its scores mean nothing' }),
+      preprocess: Type.Optional(
+        Type.Union([Type.Literal('exact'), Type.Literal('fast')], { description: 'Image (BYTES) inputs: the preprocessing that made their tensors (PREPROCESS); absent for FP32 tensors, preprocessed by the client' }),
+      ),
+    }),
     outputs: Type.Array(InferResponseOutput),
   },
   {
