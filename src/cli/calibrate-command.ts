@@ -2,10 +2,10 @@ import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { buildCalibration, raterMeans, type CatalogueImage, type EntryReport, type RaterMean } from '../calibration/build.js'
 import { readFileLines } from '../batch/line-reader.js'
-import { ConfigError, loadConfig } from '../config/load.js'
 import { ExportParseError, parseExport } from '../labels/export.js'
+import { kFailureKind } from '../errors.js'
 import { combinedScore } from '../scoring/combined.js'
-import type { CliIo } from './io.js'
+import { cliConfig, reportFailure, type CliIo } from './io.js'
 import { version } from './version.js'
 
 export const CALIBRATE_USAGE = `usage: nima-serve calibrate --input RESULTS.jsonl [--input MORE.jsonl ...] --output CALIBRATION.json [options]
@@ -25,11 +25,13 @@ Each distinct image (by the sha256 of its bytes) counts once; failed lines are s
 
 class UsageError extends Error {
   override name = 'UsageError'
+  readonly [kFailureKind] = 'usage' as const
 }
 
 /** Input that cannot be calibrated (unreadable, no scored line, lines without model hashes). */
 class CalibrateError extends Error {
   override name = 'CalibrateError'
+  readonly [kFailureKind] = 'failed' as const
 }
 
 /** What calibrate needs of one batch line (src/batch/pipeline.ts ResultLine). */
@@ -190,13 +192,8 @@ export async function runCalibrateCommand(argv: readonly string[], io: CliIo): P
     const output = v['output'] as string | undefined
     if (inputs.length === 0) throw new UsageError('--input is required')
     if (output === undefined) throw new UsageError('--output is required')
-    let weights: Record<string, number>
-    try {
-      weights = v['weights'] !== undefined ? parseWeights(v['weights'] as string) : { ...loadConfig(io.env ?? {}).combinedWeights }
-    } catch (err) {
-      if (err instanceof ConfigError) throw new UsageError(err.message)
-      throw err
-    }
+    // A bad COMBINED_WEIGHTS is a ConfigError: a usage error, like --weights.
+    const weights: Record<string, number> = v['weights'] !== undefined ? parseWeights(v['weights'] as string) : { ...cliConfig(io).combinedWeights }
     const folds = intOption(v['folds'] as string | undefined, 'folds', 2, 1000)
     const seed = intOption(v['seed'] as string | undefined, 'seed', 0, 0xffffffff)
     const maxImages = intOption(v['max-images'] as string | undefined, 'max-images', 10, 100_000_000) ?? 1_000_000
@@ -265,14 +262,6 @@ export async function runCalibrateCommand(argv: readonly string[], io: CliIo): P
     io.out(JSON.stringify({ output, read: stats, entries: report }))
     return 0
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(`nima-serve calibrate: ${err.message}\n${CALIBRATE_USAGE}`)
-      return 2
-    }
-    if (err instanceof CalibrateError) {
-      io.err(`nima-serve calibrate: ${err.message}`)
-      return 1
-    }
-    throw err
+    return reportFailure(io, 'calibrate', err, CALIBRATE_USAGE)
   }
 }
