@@ -8,9 +8,9 @@
  *    by magic bytes, the pixels against `maxInputPixels`, a JPEG's scans against
  *    `maxJpegScans`, and the bytes the decode will hold; an image that alone needs more
  *    than the memory budget is refused there.
- * 2. `decode` runs it in its lane. A JPEG or PNG within `decodeInlineMaxPixels` (its cost
- *    bounded by pixels and scans) decodes in this process, in a lane of its own, so it
- *    never waits behind large or hostile images. Any other image waits in arrival order
+ * 2. `decode` runs it in its lane. A JPEG or PNG whose decode makes at most
+ *    `decodeInlineMaxPixels` (its cost bounded by pixels and scans) decodes in this
+ *    process, in a lane of its own, so it never waits behind large or hostile images. Any other image waits in arrival order
  *    for room in the memory budget, then for a decode slot, and with process isolation
  *    decodes in a child process that is killed past `decodeTimeoutMs` (decode-pool.ts).
  *
@@ -25,6 +25,7 @@ import { createLimiter, type Limiter } from '../util/limiter.js'
 import { SPAN, traced } from '../util/tracing.js'
 import { decodeBytesEstimate, readImageHeader, type ImageHeader } from './decode-cost.js'
 import { DecodePool } from './decode-pool.js'
+import { fastCover, fastDecodedSize } from './preprocess.js'
 import { decodeForRequest, type DecodedPixels, type PixelRequest } from './sampled-decode.js'
 
 export interface AdmissionOptions {
@@ -67,6 +68,8 @@ export interface AdmissionOptions {
 /** An image whose header passed: what its decode will cost, and its lane. */
 export interface Admitted {
   readonly bytes: Buffer
+  /** What the decode is to give: the estimate and the lane follow from it (a fast decode reduces on load). */
+  readonly request: PixelRequest
   readonly header: ImageHeader
   /** Estimated bytes the decode holds at its peak (decode-cost.ts decodeBytesEstimate). */
   readonly cost: number
@@ -154,11 +157,15 @@ export class ImageAdmission {
   /**
    * Reads the header (pixels, JPEG scans, estimated bytes) and refuses what must never be
    * decoded: too many pixels or scans, an unknown format, more than the whole memory budget.
+   * `request` is what the decode will be asked for.
    */
-  async admit(bytes: Buffer): Promise<Admitted> {
+  async admit(bytes: Buffer, request: PixelRequest): Promise<Admitted> {
     const o = this.#options
-    const header = await readImageHeader(bytes, { maxInputPixels: o.maxInputPixels, maxJpegScans: o.maxJpegScans ?? 100 })
-    const cost = Math.max(1, Math.ceil(decodeBytesEstimate(header)))
+    const maxScans = o.maxJpegScans ?? 100
+    const header = await readImageHeader(bytes, { maxInputPixels: o.maxInputPixels, maxJpegScans: maxScans })
+    const cover = request.preprocess === 'fast' ? fastCover(request.sizes, request.preview) : undefined
+    const decoded = cover ? fastDecodedSize(header.format, header.width, header.height, cover) : header
+    const cost = Math.max(1, Math.ceil(decodeBytesEstimate(header, decoded)))
     const budget = this.#decodeMemory.limit
     if (cost > budget) {
       throw new NimaError(
@@ -168,18 +175,24 @@ export class ImageAdmission {
     }
     // A photo of ordinary size has a lane of its own: it never waits behind large or
     // hostile images for the memory budget or a decode process. Its memory is bounded by
-    // the lane (slots × the largest inline estimate, about 24 MB each), not by the budget.
-    const inline = INLINE_FORMATS.has(header.format) && header.width * header.height <= (o.decodeInlineMaxPixels ?? 0)
-    return { bytes, header, cost, inline }
+    // the lane (slots × the largest inline estimate, about 24 MB each), not by the budget:
+    // what the decode makes counts, a fast decode's reduced image, but a progressive JPEG's
+    // coefficients at full size. Its time is bounded by the scan passes over every block
+    // (at most those of a full-size photo with JPEG_MAX_SCANS) and the body's size.
+    const inlineMax = o.decodeInlineMaxPixels ?? 0
+    const pixels = header.width * header.height
+    const made = header.coefficientBytes > 0 ? pixels : decoded.width * decoded.height
+    const inline = INLINE_FORMATS.has(header.format) && made <= inlineMax && pixels * header.scans <= inlineMax * maxScans
+    return { bytes, request, header, cost, inline }
   }
 
   /**
-   * Decodes an admitted image in its lane: inline, a slot of the inline lane; otherwise
-   * room in the memory budget, then a decode slot (and process); in arrival order, left
-   * when `signal` fires (rejecting with its reason).
+   * Decodes an admitted image in its lane, as its request asks: inline, a slot of the
+   * inline lane; otherwise room in the memory budget, then a decode slot (and process); in
+   * arrival order, left when `signal` fires (rejecting with its reason).
    */
-  decode(admitted: Admitted, request: PixelRequest, signal?: AbortSignal): Promise<DecodeOutcome> {
-    const { bytes } = admitted
+  decode(admitted: Admitted, signal?: AbortSignal): Promise<DecodeOutcome> {
+    const { bytes, request } = admitted
     const pool = this.#pool
     const lane = admitted.inline || !pool ? 'inline' : 'process'
     const queuedAt = performance.now()
@@ -204,7 +217,7 @@ export class ImageAdmission {
 
   /** `admit`, then `decode`: for callers that need nothing between the two. */
   async pixels(bytes: Buffer, request: PixelRequest, signal?: AbortSignal): Promise<DecodeOutcome> {
-    return this.decode(await this.admit(bytes), request, signal)
+    return this.decode(await this.admit(bytes, request), signal)
   }
 
   /** Stops the decode processes; decodes in flight there fail with 503 NIMA_NOT_READY. */

@@ -24,6 +24,8 @@ export interface ImageHeader {
   bytesPerSample: number
   /** int16 DCT coefficients a progressive JPEG decode holds; 0 for everything else. */
   coefficientBytes: number
+  /** A JPEG's scans (SOS segments); 1 for everything else. */
+  scans: number
 }
 
 // libjpeg-turbo's JPEG_MAX_DIMENSION: larger frames fail inside the decoder.
@@ -37,9 +39,14 @@ const BYTES_PER_SAMPLE: Record<string, number> = { uchar: 1, char: 1, ushort: 2,
  * rotation, interlaced PNG, WebP, AVIF and tiled TIFF; a baseline JPEG streams and uses
  * less), the 8-bit RGB output (3 bytes per pixel), and for a progressive JPEG every DCT
  * coefficient of every component (64 int16 per 8×8 block) until the last scan.
+ * `decoded`: the size the decoder makes where it reduces on load (PREPROCESS=fast,
+ * preprocess.ts fastDecodedSize); the coefficients stay at the photo's full size.
  */
-export function decodeBytesEstimate(h: Pick<ImageHeader, 'width' | 'height' | 'channels' | 'bytesPerSample' | 'coefficientBytes'>): number {
-  const pixels = h.width * h.height
+export function decodeBytesEstimate(
+  h: Pick<ImageHeader, 'width' | 'height' | 'channels' | 'bytesPerSample' | 'coefficientBytes'>,
+  decoded: { width: number; height: number } = h,
+): number {
+  const pixels = decoded.width * decoded.height
   return pixels * h.channels * h.bytesPerSample + pixels * 3 + h.coefficientBytes
 }
 
@@ -71,6 +78,7 @@ function jpegHeader(bytes: Buffer, limits: DecodeCostLimits): ImageHeader {
     channels: f.components.length,
     bytesPerSample: 1,
     coefficientBytes: f.progressive ? progressiveCoefficientBytes(f) : 0,
+    scans: s.scans,
   }
 }
 
@@ -85,5 +93,5 @@ async function sharpHeader(bytes: Buffer, format: ImageFormat): Promise<ImageHea
   const width = m.width ?? 0
   const height = m.pageHeight ?? m.height ?? 0
   if (width === 0 || height === 0) throw new NimaError('NIMA_UNDECODABLE_IMAGE', `The ${format.toUpperCase()} image is corrupt or not a valid ${format.toUpperCase()} file`)
-  return { format, width, height, channels: m.channels ?? 4, bytesPerSample: BYTES_PER_SAMPLE[m.depth ?? 'uchar'] ?? 1, coefficientBytes: 0 }
+  return { format, width, height, channels: m.channels ?? 4, bytesPerSample: BYTES_PER_SAMPLE[m.depth ?? 'uchar'] ?? 1, coefficientBytes: 0, scans: 1 }
 }

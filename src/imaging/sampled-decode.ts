@@ -9,7 +9,7 @@ import sharp from 'sharp'
 import { decodeImage } from './decode.js'
 import type { ImageFormat } from './formats.js'
 import { imageHashes } from './phash.js'
-import { fastCover, type Preprocess } from './preprocess.js'
+import { fastCover, jpegShrinkOnLoad, type Preprocess, type Size } from './preprocess.js'
 import { sampleNearest, type RgbImage } from './tensor.js'
 
 /** What a caller asks of the pixels. */
@@ -55,12 +55,29 @@ export interface DecodedPixels {
 export async function decodeForRequest(bytes: Buffer, maxInputPixels: number, request: PixelRequest): Promise<DecodedPixels> {
   const preprocess = request.preprocess ?? 'exact'
   const cover = preprocess === 'fast' ? fastCover(request.sizes, request.preview) : undefined
-  const img = await decodeImage(bytes, { maxInputPixels, ...(cover ? { cover } : {}) })
-  // A fast decode is smaller than the photo: the summary reports the photo's own size.
-  const { width, height } = cover ? await orientedSize(bytes) : img
+  const reduced = cover ? await decoderReduction(bytes, cover) : undefined
+  const img = await decodeImage(bytes, { maxInputPixels, ...(reduced ? { cover: cover! } : {}) })
+  // A reduced decode is smaller than the photo: the summary reports the photo's own size.
+  const { width, height } = reduced ?? img
   const image = { id: img.id, format: img.format, width, height, bytes: img.bytes, preprocess, ...imageHashes(img) }
   const samples = request.sizes.map(([w, h]) => sampleNearest(img, w, h))
   return request.preview === undefined ? { image, samples } : { image, samples, preview: await displayCopy(img, request.preview) }
+}
+
+/**
+ * Whether the decoder can reduce this image on load and still cover `cover` (preprocess.ts):
+ * libjpeg by a factor of 2 or more, libwebp by any; then the photo's size as a viewer shows
+ * it (EXIF orientation applied), from the header. Undefined: a fast decode is the full one.
+ */
+async function decoderReduction(bytes: Buffer, cover: Size): Promise<Size | undefined> {
+  // Unreadable here: the full decode gives the error every path gives.
+  const meta = await sharp(bytes, { limitInputPixels: false, pages: 1 }).metadata().catch(() => undefined)
+  if (!meta?.width || !meta.height) return undefined
+  // sharp measures a turned photo against the box turned the same way.
+  const box = (meta.orientation ?? 1) >= 5 ? { width: cover.height, height: cover.width } : cover
+  const reduces =
+    meta.format === 'jpeg' ? jpegShrinkOnLoad(meta.width, meta.height, box) > 1 : meta.format === 'webp' && Math.min(meta.width / box.width, meta.height / box.height) > 1
+  return reduces ? meta.autoOrient : undefined
 }
 
 /**
@@ -73,10 +90,4 @@ async function displayCopy(img: RgbImage, longest: number): Promise<RgbImage> {
     .raw()
     .toBuffer({ resolveWithObject: true })
   return { data, width: info.width, height: info.height }
-}
-
-/** The photo's width and height as a viewer shows it (EXIF orientation applied), from its header. */
-async function orientedSize(bytes: Buffer): Promise<{ width: number; height: number }> {
-  const { autoOrient } = await sharp(bytes, { limitInputPixels: false, pages: 1 }).metadata()
-  return autoOrient
 }

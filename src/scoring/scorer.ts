@@ -132,18 +132,26 @@ export class Scorer {
   }
 
   /**
+   * The header admission for a decode that gives each distinct input size of `models` (and
+   * the display copy `preview`) under `preprocess`: its cost and lane depend on it.
+   */
+  #admit(bytes: Buffer, models: readonly NimaModel[], preprocess = this.preprocess, preview?: number): Promise<Admitted> {
+    const sizes = [...new Map(models.map((m) => [`${m.tensorSpec.width}x${m.tensorSpec.height}`, [m.tensorSpec.width, m.tensorSpec.height] as const])).values()]
+    return this.admission.admit(bytes, { sizes, preprocess, ...(preview !== undefined ? { preview } : {}) })
+  }
+
+  /**
    * The decode in the image's lane (src/imaging/admission.ts), then one tensor per
    * distinct model input from the samples it sent back. Sampling is idempotent
    * (tensor.ts sampleNearest), so these are the tensors the full-resolution pixels give,
    * value for value. `prepMs` covers the decode and the tensors, not the wait.
    */
-  async #prepare(admitted: Admitted, models: readonly NimaModel[], signal: AbortSignal | undefined, preview?: number, preprocess = this.preprocess): Promise<Prepared> {
-    const specs = [...new Map(models.map((m) => [`${m.tensorSpec.width}x${m.tensorSpec.height}`, m.tensorSpec] as const)).values()]
-    const sizes = specs.map((s) => [s.width, s.height] as const)
-    const decoded = await this.admission.decode(admitted, { sizes, preprocess, ...(preview !== undefined ? { preview } : {}) }, signal)
+  async #prepare(admitted: Admitted, models: readonly NimaModel[], signal: AbortSignal | undefined): Promise<Prepared> {
+    const { sizes } = admitted.request
+    const decoded = await this.admission.decode(admitted, signal)
     this.#observer.decoded?.(decoded.image.format, decoded.decodeMs / 1000)
     const started = performance.now()
-    const tensors = tensorsFor(models, (spec) => decoded.samples[specs.findIndex((s) => s.width === spec.width && s.height === spec.height)]!, this.#tensors)
+    const tensors = tensorsFor(models, (spec) => decoded.samples[sizes.findIndex(([w, h]) => w === spec.width && h === spec.height)]!, this.#tensors)
     const prepared: Prepared = { summary: decoded.image, tensors, prepMs: decoded.decodeMs + performance.now() - started }
     if (decoded.preview) prepared.preview = decoded.preview
     return prepared
@@ -155,10 +163,11 @@ export class Scorer {
    * no tensors and no inference: for routes that store images rather than score them.
    */
   async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
-    if (this.preprocess === 'exact') return (await this.#prepare(await this.admission.admit(bytes), [], signal)).summary
+    if (this.preprocess === 'exact') return (await this.#prepare(await this.#admit(bytes, []), [], signal)).summary
     // A fast decode's size follows the model inputs, and the hashes read its pixels: decode
     // as scoring does, so the hashes match those stored with the scores (the tensors go unused).
-    const prepared = await this.#prepare(await this.admission.admit(bytes), [...this.models.values()], signal)
+    const models = [...this.models.values()]
+    const prepared = await this.#prepare(await this.#admit(bytes, models), models, signal)
     for (const t of prepared.tensors.values()) this.#tensors.give(t)
     return prepared.summary
   }
@@ -171,7 +180,7 @@ export class Scorer {
    */
   async prepareBytes(bytes: Buffer, models: readonly NimaModel[], signal?: AbortSignal, preview?: number): Promise<Prepared> {
     try {
-      return await this.#prepare(await this.admission.admit(bytes), models, signal, preview)
+      return await this.#prepare(await this.#admit(bytes, models, this.preprocess, preview), models, signal)
     } catch (err) {
       this.#noteAbandoned('decode', err, signal)
       throw err
@@ -248,13 +257,13 @@ export class Scorer {
    * deployment's unless a tool compares both (`models check-preprocess`).
    */
   async scoreBytes(bytes: Buffer, models: readonly NimaModel[], weights?: Weights, signal?: AbortSignal, preprocess = this.preprocess): Promise<ImageScore> {
-    const admitted = await this.admission.admit(bytes).catch((err: unknown) => {
+    const admitted = await this.#admit(bytes, models, preprocess).catch((err: unknown) => {
       this.#noteAbandoned('decode', err, signal)
       throw err
     })
     const score = async () => {
       // No local holds the decoded image across the inference await.
-      const prepared = await this.#prepare(admitted, models, signal, undefined, preprocess).catch((err: unknown) => {
+      const prepared = await this.#prepare(admitted, models, signal).catch((err: unknown) => {
         this.#noteAbandoned('decode', err, signal)
         throw err
       })

@@ -20,16 +20,16 @@ t.test('estimate: source image at its depth + 8-bit RGB output + progressive coe
 
 t.test('header of a progressive JPEG: frame from the walker, coefficients counted', async (t) => {
   const h = await readImageHeader(manyScanJpeg({ width: 160, height: 80, maxScans: 20 }), limits)
-  t.same(h, { format: 'jpeg', width: 160, height: 80, channels: 3, bytesPerSample: 1, coefficientBytes: 20 * 10 * 3 * 128 })
+  t.same(h, { format: 'jpeg', width: 160, height: 80, channels: 3, bytesPerSample: 1, coefficientBytes: 20 * 10 * 3 * 128, scans: 20 })
   const baseline = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#406080' } }).jpeg().toBuffer()
   t.equal((await readImageHeader(baseline, limits)).coefficientBytes, 0, 'baseline: none kept')
 })
 
 t.test('header of other formats from sharp metadata (no pixels decoded)', async (t) => {
   const png16 = await sharp({ create: { width: 30, height: 20, channels: 4, background: '#102030' } }).png().toBuffer()
-  t.same(await readImageHeader(png16, limits), { format: 'png', width: 30, height: 20, channels: 4, bytesPerSample: 1, coefficientBytes: 0 })
+  t.same(await readImageHeader(png16, limits), { format: 'png', width: 30, height: 20, channels: 4, bytesPerSample: 1, coefficientBytes: 0, scans: 1 })
   const tiff = stripTiff(64, 32, 8, () => [1, 2, 3]).bytes
-  t.same(await readImageHeader(tiff, limits), { format: 'tiff', width: 64, height: 32, channels: 3, bytesPerSample: 1, coefficientBytes: 0 })
+  t.same(await readImageHeader(tiff, limits), { format: 'tiff', width: 64, height: 32, channels: 3, bytesPerSample: 1, coefficientBytes: 0, scans: 1 })
 })
 
 t.test('refusals from the header, with clean messages', async (t) => {

@@ -2,7 +2,7 @@ import sharp from 'sharp'
 import t from 'tap'
 import { ImageAdmission } from '../../src/imaging/admission.js'
 import { decodeImage } from '../../src/imaging/decode.js'
-import { fastCover } from '../../src/imaging/preprocess.js'
+import { fastCover, fastDecodedSize, jpegShrinkOnLoad } from '../../src/imaging/preprocess.js'
 import { decodeForRequest } from '../../src/imaging/sampled-decode.js'
 
 // Photo-like JPEGs: smooth noise enlarged, so DCT scaling and a full decode differ a little.
@@ -47,12 +47,30 @@ t.test('fast: the photo’s own size and its preprocessing reported, samples of 
   t.same(await decodeForRequest(large, 64_000_000, { ...request, preprocess: 'exact' }), exact, "'exact' is what no preprocess field asks for")
 })
 
-t.test('fast never enlarges: a photo smaller than the box is decoded as exact does', async (t) => {
-  const small = await photo(400, 300)
-  const exact = await decodeForRequest(small, 64_000_000, request)
-  const quick = await decodeForRequest(small, 64_000_000, fast)
-  t.equal(encode(quick.samples[0]!), encode(exact.samples[0]!))
-  t.equal(quick.image.phash, exact.image.phash)
+t.test('the decoder’s reduction on load: sharp’s rule for JPEG', async (t) => {
+  const box = { width: 448, height: 448 }
+  t.equal(jpegShrinkOnLoad(4000, 3000, box), 4, '12 MP: a shrink of 6.7')
+  t.equal(jpegShrinkOnLoad(2251, 1688, box), 2, '3.8 MP: 3.8')
+  t.equal(jpegShrinkOnLoad(8000, 6000, box), 8, '48 MP: 13.4')
+  t.equal(jpegShrinkOnLoad(1633, 1225, box), 1, '2 MP: 2.7, whose integer part is the factor: halved (libjpeg rounding)')
+  t.equal(jpegShrinkOnLoad(3584, 3584, box), 4, 'exactly 8: halved too')
+  t.equal(jpegShrinkOnLoad(400, 300, box), 1, 'smaller than the box: never enlarged')
+  t.same(fastDecodedSize('jpeg', 4000, 3000, box), { width: 1000, height: 750 })
+  t.same(fastDecodedSize('jpeg', 4001, 3001, box), { width: 1001, height: 751 }, 'libjpeg rounds up')
+  t.same(fastDecodedSize('jpeg', 8000, 2000, { width: 448, height: 224 }), { width: 4000, height: 1000 }, 'the smaller factor of the two ways the photo may be turned')
+  t.same(fastDecodedSize('png', 4000, 3000, box), { width: 4000, height: 3000 }, 'other formats: no reduction assumed')
+})
+
+t.test('fast where the decoder cannot reduce on load: the full decode, exact pixel for pixel', async (t) => {
+  for (const [w, h] of [[400, 300], [1600, 1200]] as const) {
+    const img = await photo(w, h)
+    const exact = await decodeForRequest(img, 64_000_000, request)
+    const quick = await decodeForRequest(img, 64_000_000, fast)
+    t.equal(encode(quick.samples[0]!), encode(exact.samples[0]!), `${w}×${h}: the same samples`)
+    t.same({ ...quick.image, preprocess: 'exact' }, exact.image, `${w}×${h}: the same summary and hashes`)
+  }
+  const png = await sharp(noise, { raw: { width: 64, height: 48, channels: 3 } }).resize(2400, 1800).png().toBuffer()
+  t.equal(encode((await decodeForRequest(png, 64_000_000, fast)).samples[0]!), encode((await decodeForRequest(png, 64_000_000, request)).samples[0]!), 'PNG: no reduction on load')
 })
 
 t.test('fast applies EXIF orientation before it measures: the size is the one a viewer shows', async (t) => {
