@@ -7,8 +7,9 @@
  *     spans (src/util/tracing.ts) cost a context look-up each;
  *   - on: OTEL_TRACES_SAMPLER=always_on, every span exported (OTLP http/protobuf) to a sink in
  *     this process that reads and acknowledges each export;
- *   - before (with --baseline-entry PATH): another build's main.cjs, e.g. the commit before
- *     tracing existed, for the direct "off vs no tracing code at all" comparison.
+ *   - before (with --baseline-entry PATH): another build's main.cjs: the same commit with
+ *     the seam compiled out (bench/tracing-ab/build.sh), for the direct "off vs no tracing
+ *     code at all" comparison.
  * The services run side by side and take turns, ROUNDS times in rotating order, so a
  * machine whose load drifts during the run disturbs each of them alike; each round reports
  * images/s, latency and the service's CPU per image, and the table gives the median round.
@@ -18,6 +19,9 @@
  * /score image makes, against the CPU per image measured for `off`.
  *
  *   npm run build && npm run bench:tracing [-- --rounds 3 --duration 20 --connections 8 --baseline-entry DIR/dist/main.cjs]
+ *
+ * The pure A/B (the same commit with the tracing seam compiled out, bench/tracing-ab/build.sh):
+ *   npm run bench:tracing -- --entry DIR/seam/dist/main.cjs --baseline-entry DIR/none/dist/main.cjs --skip-on
  */
 import { AsyncResource } from 'node:async_hooks'
 import { createServer } from 'node:http'
@@ -42,11 +46,13 @@ const { values: args } = parseArgs({
     settle: { type: 'string', default: '6' },
     images: { type: 'string', default: resolve(projectRoot, '../shared/images') },
     'baseline-entry': { type: 'string' },
+    entry: { type: 'string' },
+    'skip-on': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 })
 const ROUNDS = Number(args.rounds)
-const entry = join(projectRoot, 'dist', 'main.cjs')
+const entry = resolve(args.entry ?? join(projectRoot, 'dist', 'main.cjs'))
 if (!existsSync(entry)) throw new Error(`${entry} is missing: npm run build first`)
 
 // ---- the OTLP sink: every export read to the end and acknowledged, as a collector would ----
@@ -67,11 +73,10 @@ interface Variant {
   entry: string
   env: Record<string, string>
 }
-const variants: Variant[] = [
-  { name: 'off (default)', entry, env: {} },
-  { name: 'on, always_on', entry, env: { OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl, OTEL_TRACES_SAMPLER: 'always_on' } },
-]
-if (args['baseline-entry']) variants.unshift({ name: `before tracing (${args['baseline-entry']})`, entry: resolve(args['baseline-entry']), env: {} })
+const variants: Variant[] = [{ name: 'off (default)', entry, env: {} }]
+if (!args['skip-on']) variants.push({ name: 'on, always_on', entry, env: { OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl, OTEL_TRACES_SAMPLER: 'always_on' } })
+const BASELINE = 'before tracing'
+if (args['baseline-entry']) variants.unshift({ name: BASELINE, entry: resolve(args['baseline-entry']), env: {} })
 
 const modelsDir = await testModelsDir()
 const stamp = timestamp()
@@ -123,6 +128,21 @@ try {
     ),
   )
   print(`exported while on: ${exports} OTLP requests, ${round(exportedBytes / 1e6, 1)} MB`)
+  if (args['baseline-entry']) {
+    // Paired by round: the two ran seconds apart, so a drift of the machine's load between
+    // rounds cancels out of each round's ratio; the spread of the ratios is the noise.
+    const paired = (key: 'cpuMsPerImage' | 'imagesPerSec') =>
+      Array.from({ length: ROUNDS }, (_, r) => {
+        const at = (name: string) => rows.find((x) => x.variant === name && x.round === r + 1)![key]
+        return (at('off (default)') - at(BASELINE)) / at(BASELINE)
+      }).sort((a, b) => a - b)
+    const pct = (x: number) => `${x >= 0 ? '+' : ''}${round(x * 100, 2)} %`
+    section(`Off against ${args['baseline-entry']}, paired by round`)
+    for (const key of ['cpuMsPerImage', 'imagesPerSec'] as const) {
+      const d = paired(key)
+      print(`${key === 'cpuMsPerImage' ? 'CPU per image' : 'images/s'}: median ${pct(median(d))}, rounds ${d.map(pct).join(', ')}`)
+    }
+  }
 
   // ---- the off path, priced call by call (this process has no SDK registered) ----
   const micro = offPathNs()
