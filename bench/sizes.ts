@@ -22,9 +22,14 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import sharp from 'sharp'
+import { loadConfig } from '../src/config/load.js'
+import { ImageAdmission } from '../src/imaging/admission.js'
+import { writeTensor, type TensorSpec } from '../src/imaging/tensor.js'
+import { planThreads } from '../src/threads/plan-threads.js'
 import { cpuSeconds, processTree } from '../test/helpers/process-tree.js'
 import { testModelsDir } from '../test/helpers/models.js'
 import { loadSampleJpegs } from './lib/images.js'
+import { loadModels, measureModel } from './lib/raw.js'
 import { runLoadSampled } from './lib/load.js'
 import { waitIdle } from './lib/probes.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
@@ -72,6 +77,35 @@ async function writeSized(samples: ReturnType<typeof loadSampleJpegs>, mp: numbe
     bytes += out.length
   }
   return { meanMp: pixels / samples.length / 1e6, meanKiB: bytes / samples.length / 1024 }
+}
+
+/**
+ * CPU ms per photo of the stages in this process, one photo at a time (no HTTP, no
+ * queueing): the decode and preprocessing as the inline lane runs them (header, decode,
+ * hashes, samples; the mode's PREPROCESS), then the tensor; inference is measured apart.
+ */
+async function decodeStageMs(dir: string, mode: (typeof MODES)[number], spec: TensorSpec): Promise<{ decodeMs: number; tensorMs: number }> {
+  const photos = loadSampleJpegs(dir)
+  const admission = new ImageAdmission({ maxInputPixels: loadConfig({}).MAX_INPUT_PIXELS })
+  const request = { sizes: [[spec.width, spec.height]] as const, preprocess: mode }
+  const tensor = new Float32Array(spec.width * spec.height * 3)
+  await admission.pixels(photos[0]!.bytes, request)
+  let decode = 0
+  let convert = 0
+  const rounds = 3
+  for (let r = 0; r < rounds; r++) {
+    for (const p of photos) {
+      const a = process.cpuUsage()
+      const { samples } = await admission.pixels(p.bytes, request)
+      const b = process.cpuUsage()
+      writeTensor(samples[0]!, spec, tensor)
+      const c = process.cpuUsage()
+      decode += b.user + b.system - a.user - a.system
+      convert += c.user + c.system - b.user - b.system
+    }
+  }
+  const n = rounds * photos.length
+  return { decodeMs: decode / 1000 / n, tensorMs: convert / 1000 / n }
 }
 
 async function main() {
@@ -132,9 +166,44 @@ async function main() {
     ]
     print('\nRatios of images/s (same run, same machine):\n')
     print(mdTable(['ratio', 'value'], ratios.map((r) => [r.what, r.value])))
+    // Where the time goes: the stages priced in this process once the services are idle.
+    const config = loadConfig({})
+    const threads = planThreads(config, 'started')
+    const models = await loadModels(modelsDir, config.models.slice(0, 2), {
+      providers: config.executionProviders,
+      intraOpThreads: threads.ortIntraOpThreads.value,
+      interOpThreads: config.ORT_INTER_OP_THREADS,
+      allowSpinning: config.ORT_ALLOW_SPINNING,
+      thread: config.INFERENCE_THREAD,
+    })
+    const spec = models[0]!.spec
+    let inferenceMs = 0
+    try {
+      const tensors = Array.from({ length: 8 }, (_, i) => new Float32Array(spec.width * spec.height * 3).fill((i % 5) / 5 - 0.5))
+      for (const m of models) inferenceMs += (await measureModel(m, tensors, 8, 3000)).cpuMsPerImage
+    } finally {
+      for (const m of models) await m.session.dispose()
+    }
+    const cores = machine.cpus
+    const split = []
+    for (const set of sets) {
+      for (const mode of MODES) {
+        const { decodeMs, tensorMs } = await decodeStageMs(set.dir, mode, spec)
+        const row = rows.find((r) => r.set === set.label && r.mode === mode)!
+        const stagesMs = decodeMs + tensorMs + inferenceMs
+        const limit = (cores * 1000) / stagesMs
+        split.push({ set: set.label, mode, decodeMs: round(decodeMs, 1), tensorMs: round(tensorMs, 2), inferenceMs: round(inferenceMs, 1), restMs: round(row.cpuMsPerImage - stagesMs, 1), serviceCpuMs: row.cpuMsPerImage, limit: round(limit, 1), serviceOverLimit: round(row.imagesPerSec / limit, 2) })
+      }
+    }
+    section('Where the CPU goes, by stage (ms per photo)')
+    print(
+      `Decode + preprocessing (header, decode, hashes, samples) and the tensor: this process, one photo at a time, inline lane, the mode's PREPROCESS. Inference: both models at batch 8, CPU of all ORT threads per image, ${config.models.slice(0, 2).join(' + ')}. ` +
+        `The rest: the service's CPU per image (table above) less those stages: HTTP, the decode process round trip where the photo goes there, batching, logging, GC. Limit: ${cores} cores kept busy with the stages alone.\n`,
+    )
+    print(mdTable(['photos', 'mode', 'decode + preprocess', 'tensor', 'inference', 'rest (HTTP, IPC, …)', 'service CPU/image', 'limit images/s', 'service / limit'], split.map((r) => [r.set, r.mode, r.decodeMs, r.tensorMs, r.inferenceMs, r.restMs, r.serviceCpuMs, r.limit, r.serviceOverLimit])))
     const uptimeAfter = uptime()
     print(`\n${uptimeAfter}`)
-    writeJson(outFile, { kind: 'nima-serve-bench-sizes', startedAt: stamp, machine: { ...machine, uptimeAfter }, env, connections, durationSec, warmupSec, sets: sets.map(({ dir: _dir, ...s }) => s), rows, ratios })
+    writeJson(outFile, { kind: 'nima-serve-bench-sizes', startedAt: stamp, machine: { ...machine, uptimeAfter }, env, connections, durationSec, warmupSec, sets: sets.map(({ dir: _dir, ...s }) => s), rows, ratios, split })
     print(`\nwrote ${outFile}`)
   } finally {
     for (const svc of services.values()) await svc.stop()
