@@ -66,7 +66,7 @@ export const ConfigSchema = Type.Object({
   PREPROCESS: Type.Union([Type.Literal('exact'), Type.Literal('fast')], {
     default: 'exact',
     description:
-      "exact: the full decode and the Keras nearest-neighbour rule, pixel for pixel (scores comparable with the published models); fast: shrink-on-load (JPEG DCT scaling) to the smallest size covering twice the model input, then the same nearest rule: much less decode on large photos, slightly different scores (measure with `nima-serve models check-preprocess`). Responses say which (`image.preprocess`); the score cache keeps the two apart",
+      "exact: the full decode and the Keras nearest-neighbour rule, pixel for pixel (scores comparable with the published models); fast: where the decoder can shrink on load (JPEG DCT scaling from about 3 MP up, WebP), to the smallest size covering twice the model input, then the same nearest rule: much less decode on large photos, slightly different scores (measure with `nima-serve models check-preprocess`); elsewhere the same pixels as exact. Responses say which (`image.preprocess`); the score cache keeps the two apart",
   }),
   DECODE_ISOLATION: Type.Union([Type.Literal('process'), Type.Literal('inline')], {
     default: 'process',
@@ -77,7 +77,7 @@ export const ConfigSchema = Type.Object({
     default: 2_000_000,
     minimum: 0,
     description:
-      'process isolation: JPEG and PNG images up to this many pixels decode in the server process (cost bounded by pixels and JPEG_MAX_SCANS; the round trip would cost more than the decode); 0 sends every image to a decode process',
+      'process isolation: JPEG and PNG images whose decode makes at most this many pixels (the photo; under PREPROCESS=fast a baseline JPEG\'s DCT-scaled image) decode in the server process (cost bounded by pixels and JPEG_MAX_SCANS; the round trip would cost more than the decode); 0 sends every image to a decode process',
   }),
   DECODE_TIMEOUT_MS: Type.Integer({
     default: 5000,
