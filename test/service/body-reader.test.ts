@@ -88,14 +88,15 @@ async function onEveryRoute(parts: Part[] | ((route: string) => Part[])): Promis
   return answers
 }
 
-function sameEverywhere(t: Test, answers: Map<string, Answer>, status: number, code: string): void {
+/** The same answer from every route; `same` picks what of the message must be the same (all of it by default). */
+function sameEverywhere(t: Test, answers: Map<string, Answer>, status: number, code: string, same = (message: string) => message): void {
   for (const [route, a] of answers) {
-    t.equal(a.error, undefined, `${route}: no ${a.error} on the socket`)
+    t.equal(a.error, undefined, `${route}: no socket error`)
     t.ok(a.sent, `${route}: the whole body was read`)
     t.equal(a.status, status, `${route}: ${status}`)
     t.equal(a.json?.error?.code, code, `${route}: ${code} (${a.json?.error?.message})`)
   }
-  const messages = new Set([...answers.values()].map((a) => a.json?.error?.message))
+  const messages = new Set([...answers.values()].map((a) => same(String(a.json?.error?.message))))
   t.equal(messages.size, 1, `one message for the four routes: ${[...messages].join(' | ')}`)
 }
 
@@ -113,7 +114,8 @@ t.test('a text field the route does not take, then an image: 400 with one messag
     { name: 'note', body: 'hello' },
     { name: 'image', filename: 'b.png', body: large },
   ])
-  sameEverywhere(t, answers, 400, 'NIMA_INVALID_REQUEST')
+  // The message goes on to list the text fields the route takes, which differ.
+  sameEverywhere(t, answers, 400, 'NIMA_INVALID_REQUEST', (m) => m.split(' and ')[0]!)
   t.match(answers.get('/rank')?.json?.error?.message, /"note"/, 'the message names the field')
 })
 
