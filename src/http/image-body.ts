@@ -20,12 +20,11 @@ import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
  * busboy's limits only stop a body already refused.
  *
  * After the first fault the reader keeps reading and drops the rest of the body, then
- * throws. A body the parser stopped reading (busboy blocked on a file part nobody
- * consumes) is never finished; Node then closes the connection on unread bytes when it
- * answers, and a client still sending sees a reset instead of the JSON error (EPIPE on
- * /score, /explain and /labels/images before this reader: test/service/body-reader.test.ts).
- * A client that stalls while its rest is dropped is cut off by BODY_TIMEOUT_MS as any
- * slow upload is (src/http/timeouts.ts).
+ * throws. Answered at the fault, a form's body stays half-read (busboy stops on the next
+ * file part, which nobody consumes), and a client still sending it lost the JSON error to
+ * EPIPE (/score, /explain and /labels/images before this reader, with a 4 MiB part after
+ * a bad one: test/service/body-reader.test.ts). A client that stalls while its rest is
+ * dropped is cut off by BODY_TIMEOUT_MS, as any slow upload is (src/http/timeouts.ts).
  */
 
 /** A limit and the setting that sets it: the error names the setting, so an operator knows what to raise. */
