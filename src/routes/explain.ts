@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { renderOverlay } from '../imaging/overlay.js'
-import { scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import { acceptOneImage, configLimit } from '../http/image-body.js'
+import { countAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
 import { explainBytes } from '../scoring/explain.js'
 import { parseModelList, type RouteContext } from './context.js'
 import { ExplainQuery, ExplainResponse, ExplainUrlBody } from './explain-schemas.js'
 import { ErrorResponse } from './schemas.js'
-import { acceptOneImage, readImage } from './score.js'
 
 /** Longest side of each panel of the PNG answer: what a review page shows, not the photo's full size. */
 const DISPLAY_SIZE = 512
@@ -17,11 +17,11 @@ const DISPLAY_SIZE = 512
  */
 export default async function explainRoute(app: FastifyInstance, ctx: RouteContext) {
   const { config } = ctx
-  await acceptOneImage(app, config)
+  const body = await acceptOneImage(app, { imageBytes: configLimit(config, 'BODY_LIMIT_BYTES'), fields: [], fieldBytes: 0 })
   app.withTypeProvider<TypeBoxTypeProvider>().post(
     '/explain',
     {
-      bodyLimit: config.BODY_LIMIT_BYTES,
+      ...body.routeOptions,
       schema: {
         summary: 'Explain the scores of one image: where it raises or lowers each model’s mean',
         description:
@@ -42,7 +42,15 @@ export default async function explainRoute(app: FastifyInstance, ctx: RouteConte
       scoringRequest(ctx, request, reply, async (signals, scorer) => {
         const started = performance.now()
         const models = scorer.resolveModels(parseModelList(request.query.models))
-        const { bytes, fetchMs } = await readImage(request, ctx, signals)
+        const input = await body.readOne(request)
+        // A URL is fetched here, past the score cache: /explain always decodes and infers.
+        const { bytes, fetchMs } =
+          'bytes' in input
+            ? { bytes: input.bytes, fetchMs: undefined }
+            : await ctx.images.fetch(input.url, signals.signal).catch((err: unknown) => {
+                countAbandoned(ctx.metrics, 'fetch', err)
+                throw err
+              })
         const png = request.query.format === 'png'
         // The overlay's photo is a display copy made by the same decode, inside the admission.
         const explained = await withDeadline(

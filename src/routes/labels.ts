@@ -1,8 +1,7 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import multipart from '@fastify/multipart'
+import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
-import { RAW_BODY_MEDIA_TYPES } from '../imaging/formats.js'
+import { acceptOneImage, configLimit } from '../http/image-body.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
 import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { registerPage } from '../http/static-page.js'
@@ -83,11 +82,8 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   if (ownStore) app.addHook('onClose', async () => store.close())
   if (store.recovered) app.log.warn({ labelsDb: store.path }, `label database recovered after a crash: ${store.recovered}`)
 
-  await app.register(multipart, {
-    limits: { fileSize: config.BODY_LIMIT_BYTES, files: 1, fields: 2, parts: 3, fieldSize: 256 },
-  })
-  app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser([...RAW_BODY_MEDIA_TYPES], { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body))
+  // The group is a Name (labels-schemas.ts): 256 bytes hold any of them.
+  const upload = await acceptOneImage(app, { imageBytes: configLimit(config, 'BODY_LIMIT_BYTES'), fields: ['group'], fieldBytes: 256 })
 
   const api = app.withTypeProvider<TypeBoxTypeProvider>()
   const errors = { '4xx': ErrorResponse, '5xx': ErrorResponse }
@@ -118,7 +114,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   api.post(
     '/labels/images',
     {
-      bodyLimit: config.BODY_LIMIT_BYTES,
+      ...upload.routeOptions,
       schema: {
         tags,
         summary: 'Add an image to label',
@@ -134,23 +130,19 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     async (request, reply) =>
       scoringRequest(opts, request, reply, async (signals, scorer) => {
         let result: { image: LabelImage; created: boolean }
-        if (request.isMultipart()) {
-          const { bytes, group } = await readMultipart(request)
-          result = await storeBytes(scorer, signals, bytes, group ?? request.query.group)
-        } else if (Buffer.isBuffer(request.body)) {
-          result = await storeBytes(scorer, signals, request.body, request.query.group)
+        const input = await upload.readOne<AddImageUrlBody>(request)
+        if ('bytes' in input) {
+          result = await storeBytes(scorer, signals, input.bytes, input.fields.group || request.query.group)
         } else {
-          const body = request.body as AddImageUrlBody | undefined
-          if (!body || typeof body.url !== 'string') throw new NimaError('NIMA_MISSING_IMAGE', 'send an image as multipart field "image", as a raw image body, or JSON {"url": ...}')
-          const known = run(() => store.imageByUrl(body.url))
+          const known = run(() => store.imageByUrl(input.url))
           if (known) {
             result = { image: known, created: false }
           } else {
-            const { bytes } = await withDeadline(opts.images.fetch(body.url, signals.signal), signals.deadline).catch((err: unknown) => {
+            const { bytes } = await withDeadline(opts.images.fetch(input.url, signals.signal), signals.deadline).catch((err: unknown) => {
               countAbandoned(opts.metrics, 'fetch', err)
               throw err
             })
-            result = await storeBytes(scorer, signals, bytes, body.group ?? request.query.group, body.url)
+            result = await storeBytes(scorer, signals, bytes, input.group ?? request.query.group, input.url)
           }
         }
         return reply.code(result.created ? 201 : 200).send(result)
@@ -287,25 +279,3 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
 
 export { labelRoutes }
 
-async function readMultipart(request: FastifyRequest): Promise<{ bytes: Buffer; group?: string }> {
-  let bytes: Buffer | undefined
-  let group: string | undefined
-  try {
-    for await (const part of request.parts()) {
-      if (part.type === 'field') {
-        if (part.fieldname === 'group' && typeof part.value === 'string' && part.value !== '') group = part.value
-        continue
-      }
-      if (part.fieldname !== 'image') {
-        part.file.resume()
-        throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send the image as field "image"`)
-      }
-      bytes = await part.toBuffer()
-    }
-  } catch (err) {
-    if (err instanceof NimaError || (err as { statusCode?: number }).statusCode) throw err
-    throw new NimaError('NIMA_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`, { cause: err })
-  }
-  if (!bytes) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file field "image"')
-  return { bytes, ...(group !== undefined ? { group } : {}) }
-}

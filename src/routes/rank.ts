@@ -1,10 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import multipart from '@fastify/multipart'
+import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config/load.js'
-import { NimaError, deadlineError, multipartError, toNimaError } from '../errors.js'
+import { NimaError, deadlineError, toNimaError } from '../errors.js'
 import { countFailure } from '../http/error-handler.js'
+import { acceptImageForm, configLimit, type ImageForm } from '../http/image-body.js'
 import type { BoundCalibration } from '../calibration/bound-calibration.js'
 import { normalizeWeights, resolveWeights } from '../scoring/combined.js'
 import type { NimaModel } from '../scoring/nima-model.js'
@@ -33,16 +33,20 @@ const checkUploadOptions = TypeCompiler.Compile(RankUploadOptions)
  * fetched, decoded or inferred are dropped.
  */
 export default async function rankRoute(app: FastifyInstance, ctx: RouteContext) {
-  const { config, state, metrics } = ctx
-  await app.register(multipart, {
-    // One file over the count so that NIMA_TOO_MANY_IMAGES, not busboy's limit, answers it.
-    limits: { fileSize: config.BODY_LIMIT_BYTES, files: config.RANK_MAX_IMAGES + 1, fields: 1, parts: config.RANK_MAX_IMAGES + 2, fieldSize: 64 * 1024 },
+  const { config, metrics } = ctx
+  // Every image is held in memory until scoring starts: at most RANK_MAX_IMAGES of
+  // BODY_LIMIT_BYTES each, RANK_UPLOAD_MAX_BYTES in all, which the upload budget reserves.
+  const uploads = await acceptImageForm(app, {
+    imageBytes: configLimit(config, 'BODY_LIMIT_BYTES'),
+    images: configLimit(config, 'RANK_MAX_IMAGES'),
+    totalBytes: configLimit(config, 'RANK_UPLOAD_MAX_BYTES'),
+    fields: ['options'],
+    fieldBytes: 64 * 1024,
   })
   app.withTypeProvider<TypeBoxTypeProvider>().post(
     '/rank',
     {
-      // Uploads may add up to RANK_UPLOAD_MAX_BYTES: the upload budget reserves up to that.
-      config: { uploadLimit: config.RANK_UPLOAD_MAX_BYTES },
+      ...uploads.routeOptions,
       schema: {
         summary: "Rank a set of images (e.g. one hotel's photos) by combined score",
         description:
@@ -55,7 +59,7 @@ export default async function rankRoute(app: FastifyInstance, ctx: RouteContext)
       scoringRequest(ctx, request, reply, async (signals, scorer) => {
         const { signal } = signals
         const started = performance.now()
-        const { inputs, options } = request.isMultipart() ? await readUploads(request, config) : fromJson(request.body as RankBody | undefined, config)
+        const { inputs, options } = request.isMultipart() ? fromForm(await uploads.readForm(request)) : fromJson(request.body as RankBody | undefined, config)
         const models = scorer.resolveModels(options.models)
         const weights = options.weights
         const rankOptions = resolveRankOptions(options)
@@ -168,62 +172,20 @@ function fromJson(body: RankBody | undefined, config: Config): { inputs: Input[]
   return { inputs: images.map(({ url, id }) => ({ url, ref: { url, ...(id !== undefined ? { id } : {}) } })), options }
 }
 
-/**
- * The multipart form: file parts named `image` (each part's filename is its id) and at
- * most one field `options` (JSON, RankUploadOptions). Every image is read into memory
- * before scoring starts: at most RANK_MAX_IMAGES parts of BODY_LIMIT_BYTES each, and
- * RANK_UPLOAD_MAX_BYTES in all.
- *
- * After the first bad part the rest of the body is still read (and dropped) before the
- * error is answered: Node closes a connection whose request body was left unread, and a
- * client still sending would see the reset instead of the error.
- */
-async function readUploads(request: FastifyRequest, config: Config): Promise<{ inputs: Input[]; options: RankUploadOptions }> {
-  const inputs: Input[] = []
-  let options: RankUploadOptions = {}
-  let total = 0
-  let failure: unknown
-  try {
-    for await (const part of request.parts()) {
-      if (failure !== undefined) {
-        if (part.type === 'file') part.file.resume()
-        continue
-      }
-      try {
-        if (part.type === 'field') {
-          if (part.fieldname !== 'options') throw new NimaError('NIMA_INVALID_REQUEST', `unexpected field ${JSON.stringify(part.fieldname)}; the only field is "options" (JSON)`)
-          options = parseUploadOptions(part.value)
-          continue
-        }
-        if (part.fieldname !== 'image') {
-          throw new NimaError('NIMA_INVALID_REQUEST', `unexpected file field ${JSON.stringify(part.fieldname)}; send each image as a part named "image"`)
-        }
-        checkCount(inputs.length + 1, config)
-        const bytes = await part.toBuffer()
-        total += bytes.length
-        if (total > config.RANK_UPLOAD_MAX_BYTES) {
-          throw new NimaError('NIMA_PAYLOAD_TOO_LARGE', `the uploaded images add up to more than RANK_UPLOAD_MAX_BYTES (${config.RANK_UPLOAD_MAX_BYTES} bytes)`)
-        }
-        const index = inputs.length
-        const id = part.filename ? part.filename.slice(0, 256) : undefined
-        inputs.push({ bytes, ref: { ...(id !== undefined ? { id } : {}), part: index } })
-      } catch (err) {
-        failure = err
-        if (part.type === 'file') part.file.resume()
-      }
-    }
-  } catch (err) {
-    failure ??= err
-  }
-  if (failure !== undefined) throw multipartError(failure)
-  if (inputs.length === 0) throw new NimaError('NIMA_MISSING_IMAGE', 'multipart body has no file part "image"')
+/** The multipart form: each image part's filename is its id; the field `options` is JSON (RankUploadOptions). */
+function fromForm({ images, fields }: ImageForm): { inputs: Input[]; options: RankUploadOptions } {
+  const options = fields.options === undefined ? {} : parseUploadOptions(fields.options)
+  const inputs = images.map(({ bytes, filename, index }): Input => {
+    const id = filename?.slice(0, 256)
+    return { bytes, ref: { ...(id !== undefined ? { id } : {}), part: index } }
+  })
   return { inputs, options }
 }
 
-function parseUploadOptions(value: unknown): RankUploadOptions {
+function parseUploadOptions(value: string): RankUploadOptions {
   let parsed: unknown
   try {
-    parsed = JSON.parse(String(value))
+    parsed = JSON.parse(value)
   } catch (err) {
     throw new NimaError('NIMA_INVALID_REQUEST', `field "options" is not JSON: ${(err as Error).message}`)
   }

@@ -55,6 +55,11 @@ export default async function oipRoutes(app: FastifyInstance, opts: OipOptions) 
   // One reader for every body, whatever its Content-Type (Triton's clients send none with
   // binary data): the JSON part is parsed here and validated against InferRequest by the
   // route schema like any JSON body; the binary part waits beside it for tensors.ts.
+  // Its limits tell the upload routes' story (src/http/image-body.ts): each image at most
+  // BODY_LIMIT_BYTES, at most RANK_MAX_IMAGES of them (tensors.ts), the body at most
+  // RANK_UPLOAD_MAX_BYTES, which the upload budget reserves. The framing is the protocol's,
+  // not a form's, so the body keeps this parser of its own, which fastify runs over the
+  // whole body before the handler (no part is left unread behind a fault, as in a form).
   const binaryParts = new WeakMap<FastifyRequest, Buffer>()
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.RANK_UPLOAD_MAX_BYTES }, (request, body, done) => {
