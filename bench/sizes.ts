@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util'
 import sharp from 'sharp'
 import { loadConfig } from '../src/config/load.js'
 import { ImageAdmission } from '../src/imaging/admission.js'
+import { decodeImage } from '../src/imaging/decode.js'
 import { writeTensor, type TensorSpec } from '../src/imaging/tensor.js'
 import { planThreads } from '../src/threads/plan-threads.js'
 import { cpuSeconds, processTree } from '../test/helpers/process-tree.js'
@@ -84,14 +85,17 @@ async function writeSized(samples: ReturnType<typeof loadSampleJpegs>, mp: numbe
  * queueing): the decode and preprocessing as the inline lane runs them (header, decode,
  * hashes, samples; the mode's PREPROCESS), then the tensor; inference is measured apart.
  */
-async function decodeStageMs(dir: string, mode: (typeof MODES)[number], spec: TensorSpec): Promise<{ decodeMs: number; tensorMs: number }> {
+async function decodeStageMs(dir: string, mode: (typeof MODES)[number], spec: TensorSpec): Promise<{ decodeMs: number; tensorMs: number; floorMs: number }> {
   const photos = loadSampleJpegs(dir)
-  const admission = new ImageAdmission({ maxInputPixels: loadConfig({}).MAX_INPUT_PIXELS })
+  const maxInputPixels = loadConfig({}).MAX_INPUT_PIXELS
+  const admission = new ImageAdmission({ maxInputPixels })
   const request = { sizes: [[spec.width, spec.height]] as const, preprocess: mode }
   const tensor = new Float32Array(spec.width * spec.height * 3)
   await admission.pixels(photos[0]!.bytes, request)
+  const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000
   let decode = 0
   let convert = 0
+  let floor = 0
   const rounds = 3
   for (let r = 0; r < rounds; r++) {
     for (const p of photos) {
@@ -100,12 +104,17 @@ async function decodeStageMs(dir: string, mode: (typeof MODES)[number], spec: Te
       const b = process.cpuUsage()
       writeTensor(samples[0]!, spec, tensor)
       const c = process.cpuUsage()
-      decode += b.user + b.system - a.user - a.system
-      convert += c.user + c.system - b.user - b.system
+      // The least any decode of this JPEG costs: DCT scaling by 8 (a box of 1×1 to cover),
+      // which leaves only the entropy decoding and a pass per block.
+      await decodeImage(p.bytes, { maxInputPixels, cover: { width: 1, height: 1 } })
+      const d = process.cpuUsage()
+      decode += cpuMs(b) - cpuMs(a)
+      convert += cpuMs(c) - cpuMs(b)
+      floor += cpuMs(d) - cpuMs(c)
     }
   }
   const n = rounds * photos.length
-  return { decodeMs: decode / 1000 / n, tensorMs: convert / 1000 / n }
+  return { decodeMs: decode / n, tensorMs: convert / n, floorMs: floor / n }
 }
 
 async function main() {
@@ -131,6 +140,27 @@ async function main() {
     print(`\n${samples.length} photos per set: ${sets.map((s) => `${s.label} (mean ${round(s.meanMp, 2)} MP, ${Math.round(s.meanKiB)} KiB)`).join('; ')}`)
 
     const modelsDir = resolve(args['models-dir'] ?? (await testModelsDir()))
+    // Where the time goes: the stages priced in this process before any service starts, so
+    // nothing else runs beside them (the services' idle processes would add their own CPU).
+    const config = loadConfig({})
+    const threads = planThreads(config, 'started')
+    const models = await loadModels(modelsDir, config.models.slice(0, 2), {
+      providers: config.executionProviders,
+      intraOpThreads: threads.ortIntraOpThreads.value,
+      interOpThreads: config.ORT_INTER_OP_THREADS,
+      allowSpinning: config.ORT_ALLOW_SPINNING,
+      thread: config.INFERENCE_THREAD,
+    })
+    const spec = models[0]!.spec
+    let inferenceMs = 0
+    try {
+      const tensors = Array.from({ length: 8 }, (_, i) => new Float32Array(spec.width * spec.height * 3).fill((i % 5) / 5 - 0.5))
+      for (const m of models) inferenceMs += (await measureModel(m, tensors, 8, 3000)).cpuMsPerImage
+    } finally {
+      for (const m of models) await m.session.dispose()
+    }
+    const stages = new Map<string, { decodeMs: number; tensorMs: number; floorMs: number }>()
+    for (const set of sets) for (const mode of MODES) stages.set(`${set.label}/${mode}`, await decodeStageMs(set.dir, mode, spec))
     for (const mode of MODES) {
       const logFile = join(projectRoot, 'bench', 'results', `server-sizes-${mode}.log`)
       services.set(mode, await startService({ entry: 'tsx', modelsDir, env: { SCORE_CACHE: 'off', ...env, PREPROCESS: mode }, logFile }))
@@ -166,41 +196,23 @@ async function main() {
     ]
     print('\nRatios of images/s (same run, same machine):\n')
     print(mdTable(['ratio', 'value'], ratios.map((r) => [r.what, r.value])))
-    // Where the time goes: the stages priced in this process once the services are idle.
-    const config = loadConfig({})
-    const threads = planThreads(config, 'started')
-    const models = await loadModels(modelsDir, config.models.slice(0, 2), {
-      providers: config.executionProviders,
-      intraOpThreads: threads.ortIntraOpThreads.value,
-      interOpThreads: config.ORT_INTER_OP_THREADS,
-      allowSpinning: config.ORT_ALLOW_SPINNING,
-      thread: config.INFERENCE_THREAD,
-    })
-    const spec = models[0]!.spec
-    let inferenceMs = 0
-    try {
-      const tensors = Array.from({ length: 8 }, (_, i) => new Float32Array(spec.width * spec.height * 3).fill((i % 5) / 5 - 0.5))
-      for (const m of models) inferenceMs += (await measureModel(m, tensors, 8, 3000)).cpuMsPerImage
-    } finally {
-      for (const m of models) await m.session.dispose()
-    }
     const cores = machine.cpus
     const split = []
     for (const set of sets) {
       for (const mode of MODES) {
-        const { decodeMs, tensorMs } = await decodeStageMs(set.dir, mode, spec)
+        const { decodeMs, tensorMs, floorMs } = stages.get(`${set.label}/${mode}`)!
         const row = rows.find((r) => r.set === set.label && r.mode === mode)!
         const stagesMs = decodeMs + tensorMs + inferenceMs
         const limit = (cores * 1000) / stagesMs
-        split.push({ set: set.label, mode, decodeMs: round(decodeMs, 1), tensorMs: round(tensorMs, 2), inferenceMs: round(inferenceMs, 1), restMs: round(row.cpuMsPerImage - stagesMs, 1), serviceCpuMs: row.cpuMsPerImage, limit: round(limit, 1), serviceOverLimit: round(row.imagesPerSec / limit, 2) })
+        split.push({ set: set.label, mode, floorMs: round(floorMs, 1), decodeMs: round(decodeMs, 1), tensorMs: round(tensorMs, 2), inferenceMs: round(inferenceMs, 1), restMs: round(row.cpuMsPerImage - stagesMs, 1), serviceCpuMs: row.cpuMsPerImage, limit: round(limit, 1), serviceOverLimit: round(row.imagesPerSec / limit, 2) })
       }
     }
     section('Where the CPU goes, by stage (ms per photo)')
     print(
-      `Decode + preprocessing (header, decode, hashes, samples) and the tensor: this process, one photo at a time, inline lane, the mode's PREPROCESS. Inference: both models at batch 8, CPU of all ORT threads per image, ${config.models.slice(0, 2).join(' + ')}. ` +
+      `Decode floor: the same JPEG decoded by libjpeg at ⅛ (entropy decoding and a pass per block: the least any decode of it costs). Decode + preprocessing (header, decode, hashes, samples) and the tensor: this process before the services started, one photo at a time, inline lane, the mode's PREPROCESS. Inference: both models at batch 8, CPU of all ORT threads per image, ${config.models.slice(0, 2).join(' + ')}. ` +
         `The rest: the service's CPU per image (table above) less those stages: HTTP, the decode process round trip where the photo goes there, batching, logging, GC. Limit: ${cores} cores kept busy with the stages alone.\n`,
     )
-    print(mdTable(['photos', 'mode', 'decode + preprocess', 'tensor', 'inference', 'rest (HTTP, IPC, …)', 'service CPU/image', 'limit images/s', 'service / limit'], split.map((r) => [r.set, r.mode, r.decodeMs, r.tensorMs, r.inferenceMs, r.restMs, r.serviceCpuMs, r.limit, r.serviceOverLimit])))
+    print(mdTable(['photos', 'mode', 'decode floor (DCT ⅛)', 'decode + preprocess', 'tensor', 'inference', 'rest (HTTP, IPC, …)', 'service CPU/image', 'limit images/s', 'service / limit'], split.map((r) => [r.set, r.mode, r.floorMs, r.decodeMs, r.tensorMs, r.inferenceMs, r.restMs, r.serviceCpuMs, r.limit, r.serviceOverLimit])))
     const uptimeAfter = uptime()
     print(`\n${uptimeAfter}`)
     writeJson(outFile, { kind: 'nima-serve-bench-sizes', startedAt: stamp, machine: { ...machine, uptimeAfter }, env, connections, durationSec, warmupSec, sets: sets.map(({ dir: _dir, ...s }) => s), rows, ratios, split })
