@@ -34,7 +34,7 @@ import { loadModels, measureModel } from './lib/raw.js'
 import { runLoadSampled } from './lib/load.js'
 import { waitIdle } from './lib/probes.js'
 import { machineInfo, mdTable, print, section, timestamp, uptime, writeJson } from './lib/report.js'
-import { projectRoot, startService, type RunningService } from './lib/server.js'
+import { buildDist, projectRoot, startService, type RunningService } from './lib/server.js'
 import { round } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -161,9 +161,13 @@ async function main() {
     }
     const stages = new Map<string, { decodeMs: number; tensorMs: number; floorMs: number }>()
     for (const set of sets) for (const mode of MODES) stages.set(`${set.label}/${mode}`, await decodeStageMs(set.dir, mode, spec))
+    // The compiled server, as deployed: under tsx each decode process it starts (and restarts,
+    // after a large decode, decode-pool.ts) would load TypeScript too.
+    const entry = buildDist((m) => print(m)) ?? 'tsx'
+    print(`\nservers: ${entry === 'tsx' ? 'tsx src/main.ts' : 'compiled (bench/results/build)'}`)
     for (const mode of MODES) {
       const logFile = join(projectRoot, 'bench', 'results', `server-sizes-${mode}.log`)
-      services.set(mode, await startService({ entry: 'tsx', modelsDir, env: { SCORE_CACHE: 'off', ...env, PREPROCESS: mode }, logFile }))
+      services.set(mode, await startService({ entry, modelsDir, env: { SCORE_CACHE: 'off', ...env, PREPROCESS: mode }, logFile }))
     }
     const rows: { set: string; mode: string; imagesPerSec: number; p50Ms: number; p99Ms: number; errors: number; cpuMsPerImage: number; treeCores: number }[] = []
     for (const set of sets) {

@@ -188,7 +188,7 @@ export function buildDist(note: (msg: string) => void): string | undefined {
   try {
     execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: projectRoot, stdio: 'pipe' })
     // The pages' static files, as `npm run build` copies them (src/http/static-page.ts).
-    for (const folder of ['labels/page', 'gallery/page']) cpSync(join(projectRoot, 'src', folder), join(outDir, folder), { recursive: true })
+    for (const folder of ['labels/page', 'gallery/page', 'http/page-kit']) cpSync(join(projectRoot, 'src', folder), join(outDir, folder), { recursive: true })
     return join(outDir, 'main.js')
   } catch (err) {
     note(`(could not compile src for the dist server: ${String((err as { stdout?: Buffer }).stdout ?? err).slice(0, 300)})`)
