@@ -6,16 +6,7 @@
  */
 import { trace, type Attributes, type Context, type Span } from '@opentelemetry/api'
 
-export const SPAN = {
-  fetch: 'image fetch',
-  cacheLookup: 'cache lookup',
-  admissionWait: 'admission wait',
-  decode: 'decode',
-  batchWait: 'batch wait',
-  inference: 'inference',
-  batchChunk: 'batch chunk',
-  batchItem: 'batch item',
-} as const
+export { SPAN } from './span-names.js'
 
 export function recordingContext(): Context | undefined {
   return undefined
