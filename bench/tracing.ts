@@ -140,7 +140,7 @@ try {
     section(`Off against ${args['baseline-entry']}, paired by round`)
     for (const key of ['cpuMsPerImage', 'imagesPerSec'] as const) {
       const d = paired(key)
-      print(`${key === 'cpuMsPerImage' ? 'CPU per image' : 'images/s'}: median ${pct(median(d))}, rounds ${d.map(pct).join(', ')}`)
+      print(`${key === 'cpuMsPerImage' ? 'CPU per image' : 'images/s'}: median ${pct(median(d))} (nearest rank), rounds ${d.map(pct).join(', ')}`)
     }
   }
 
