@@ -295,14 +295,14 @@ async function batch(a: BatchArgs, io: CliIo, deps: BatchCommandDeps): Promise<n
   // (MAX_INPUT_PIXELS, JPEG_MAX_SCANS, DECODE_MEMORY_BUDGET_BYTES, DECODE_ISOLATION,
   // DECODE_TIMEOUT_MS, ...): a machine of its own may raise them, never skip them. A bad
   // value is a ConfigError: a usage error (exit 2) through reportFailure.
-  let config: Config = loadConfig(io.env ?? {}, a.overrides)
-  const batchSize = config.BATCH_MAX_SIZE
+  const read: Config = loadConfig(io.env ?? {}, a.overrides)
+  const batchSize = read.BATCH_MAX_SIZE
   const scoreSlots = a.inFlight ?? defaultInFlight(batchSize)
   const concurrency = a.concurrency ?? defaultConcurrency(scoreSlots)
   // The pipeline's own gate (scoreSlots) paces scoring: the scorer's admission of ordinary
-  // photos must neither hold back fewer nor refuse the ones waiting (QUEUE_MAX).
-  const pacing = { QUEUE_MAX: Math.max(config.QUEUE_MAX, scoreSlots), PIPELINE_MAX_IMAGES: scoreSlots }
-  config = loadConfig(io.env ?? {}, { ...a.overrides, ...pacing })
+  // photos must neither hold back fewer nor refuse the ones waiting (QUEUE_MAX). Both are
+  // plain counts that nothing else in the configuration derives from.
+  const config: Config = { ...read, QUEUE_MAX: Math.max(read.QUEUE_MAX, scoreSlots), PIPELINE_MAX_IMAGES: scoreSlots }
   applyGcSettings(config)
   let policy
   try {
