@@ -20,7 +20,7 @@ import { createAddressPolicy } from '../fetching/address-policy.js'
 import { createImageSource } from '../fetching/image-source.js'
 import { applyGcSettings } from '../gc-settings.js'
 import { loadScorer } from '../scoring/load-scorer.js'
-import { reportFailure, type CliIo } from './io.js'
+import { reportFailure, UsageError, type CliIo } from './io.js'
 import { tracingSettings } from '../tracing/settings.js'
 import type { StopTracing } from '../tracing/sdk.js'
 
@@ -94,11 +94,6 @@ export function defaultInFlight(batchSize: number): number {
  */
 export function defaultConcurrency(inFlight: number): number {
   return 2 * inFlight + 16
-}
-
-class UsageError extends Error {
-  override name = 'UsageError'
-  readonly [kFailureKind] = 'usage' as const
 }
 
 /** Expected fatal failures (models missing, …): one message, no stack. */

@@ -5,7 +5,7 @@ import { readFileLines } from '../batch/line-reader.js'
 import { ExportParseError, parseExport } from '../labels/export.js'
 import { kFailureKind } from '../errors.js'
 import { combinedScore } from '../scoring/combined.js'
-import { cliConfig, reportFailure, type CliIo } from './io.js'
+import { cliConfig, reportFailure, UsageError, type CliIo } from './io.js'
 import { version } from './version.js'
 
 export const CALIBRATE_USAGE = `usage: nima-serve calibrate --input RESULTS.jsonl [--input MORE.jsonl ...] --output CALIBRATION.json [options]
@@ -22,11 +22,6 @@ for the weights below; with --labels, the monotone map from score to the raters'
   --max-images N         distinct images kept (default 1000000); beyond, a uniform sample by image hash
 
 Each distinct image (by the sha256 of its bytes) counts once; failed lines are skipped.`
-
-class UsageError extends Error {
-  override name = 'UsageError'
-  readonly [kFailureKind] = 'usage' as const
-}
 
 /** Input that cannot be calibrated (unreadable, no scored line, lines without model hashes). */
 class CalibrateError extends Error {

@@ -1,5 +1,5 @@
 import { loadConfig, type Config } from '../config/load.js'
-import { EXIT_CODES, failureKind, isNimaError } from '../errors.js'
+import { EXIT_CODES, failureKind, isNimaError, kFailureKind } from '../errors.js'
 
 /** What a command may touch of the outside world; tests pass their own. */
 export interface CliIo {
@@ -8,6 +8,12 @@ export interface CliIo {
   /** Where a progress bar may be drawn; a bar appears only if this is a TTY. */
   progressStream?: NodeJS.WriteStream
   env?: NodeJS.ProcessEnv
+}
+
+/** A bad option or argument of a command: exit 2 and the usage (reportFailure). */
+export class UsageError extends Error {
+  override name = 'UsageError'
+  readonly [kFailureKind] = 'usage' as const
 }
 
 const configs = new WeakMap<CliIo, Config>()
