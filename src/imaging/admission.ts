@@ -10,9 +10,10 @@
  *    than the memory budget is refused there.
  * 2. `decode` runs it in its lane. A JPEG or PNG whose decode makes at most
  *    `decodeInlineMaxPixels` (its cost bounded by pixels and scans) decodes in this
- *    process, in a lane of its own, so it never waits behind large or hostile images. Any other image waits in arrival order
- *    for room in the memory budget, then for a decode slot, and with process isolation
- *    decodes in a child process that is killed past `decodeTimeoutMs` (decode-pool.ts).
+ *    process, in a lane of its own, so it never waits behind large or hostile images.
+ *    Any other image waits in arrival order for room in the memory budget, then for a
+ *    decode slot, and with process isolation decodes in a child process that is killed
+ *    past `decodeTimeoutMs` (decode-pool.ts).
  *
  * Either lane runs the same function (sampled-decode.ts), and only what the caller asked
  * for comes back (model-size samples, a display copy): full-resolution pixels stay inside
