@@ -6,6 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
+import type { ImageSource, SourcedImage } from '../fetching/image-source.js'
 import { NimaError, deadlineError } from '../errors.js'
 import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import type { Scorer } from '../scoring/scorer.js'
@@ -131,6 +132,18 @@ function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs
  */
 export function countAbandoned(metrics: Pick<Metrics, 'abandoned'>, stage: AbandonStage, reason: unknown): void {
   if (isClientGone(reason)) metrics.abandoned.inc({ stage })
+}
+
+/**
+ * An image URL a request fetches itself (past the score cache): aborted with the request,
+ * NIMA_DEADLINE_EXCEEDED at its deadline, and counted as abandoned at 'fetch' when its
+ * client left.
+ */
+export function fetchForRequest(images: ImageSource, metrics: Pick<Metrics, 'abandoned'>, url: string, signals: RequestSignals): Promise<SourcedImage> {
+  return withDeadline(images.fetch(url, signals.signal), signals.deadline).catch((err: unknown) => {
+    countAbandoned(metrics, 'fetch', err)
+    throw err
+  })
 }
 
 export interface LifecycleDeps {

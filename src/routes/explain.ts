@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { renderOverlay } from '../imaging/overlay.js'
 import { acceptOneImage, configLimit } from '../http/image-body.js'
-import { countAbandoned, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
+import { fetchForRequest, scoringRequest, withDeadline } from '../http/request-lifecycle.js'
 import { explainBytes } from '../scoring/explain.js'
 import { parseModelList, type RouteContext } from './context.js'
 import { ExplainQuery, ExplainResponse, ExplainUrlBody } from './explain-schemas.js'
@@ -44,13 +44,7 @@ export default async function explainRoute(app: FastifyInstance, ctx: RouteConte
         const models = scorer.resolveModels(parseModelList(request.query.models))
         const input = await body.readOne(request)
         // A URL is fetched here, past the score cache: /explain always decodes and infers.
-        const { bytes, fetchMs } =
-          'bytes' in input
-            ? { bytes: input.bytes, fetchMs: undefined }
-            : await ctx.images.fetch(input.url, signals.signal).catch((err: unknown) => {
-                countAbandoned(ctx.metrics, 'fetch', err)
-                throw err
-              })
+        const { bytes, fetchMs } = 'bytes' in input ? { bytes: input.bytes, fetchMs: undefined } : await fetchForRequest(ctx.images, ctx.metrics, input.url, signals)
         const png = request.query.format === 'png'
         // The overlay's photo is a display copy made by the same decode, inside the admission.
         const explained = await withDeadline(

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { acceptOneImage, configLimit } from '../http/image-body.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
-import { countAbandoned, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
+import { countAbandoned, fetchForRequest, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { registerPage } from '../http/static-page.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
 import type { Scorer } from '../scoring/scorer.js'
@@ -138,10 +138,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
           if (known) {
             result = { image: known, created: false }
           } else {
-            const { bytes } = await withDeadline(opts.images.fetch(input.url, signals.signal), signals.deadline).catch((err: unknown) => {
-              countAbandoned(opts.metrics, 'fetch', err)
-              throw err
-            })
+            const { bytes } = await fetchForRequest(opts.images, opts.metrics, input.url, signals)
             result = await storeBytes(scorer, signals, bytes, input.group ?? request.query.group, input.url)
           }
         }
