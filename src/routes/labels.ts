@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { acceptOneImage, configLimit } from '../http/image-body.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
-import { countAbandoned, fetchForRequest, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
+import { fetchForRequest, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { registerPage } from '../http/static-page.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
 import type { Scorer } from '../scoring/scorer.js'
@@ -94,10 +94,8 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
    * and process) with the request's deadline and client-gone signal, then stores.
    */
   async function storeBytes(scorer: Scorer, signals: RequestSignals, bytes: Buffer, group: string | undefined, sourceUrl?: string): Promise<{ image: LabelImage; created: boolean }> {
-    const decoded = await withDeadline(scorer.inspect(bytes, signals.signal), signals.deadline).catch((err: unknown) => {
-      countAbandoned(opts.metrics, 'decode', signals.clientGone.aborted ? signals.clientGone.reason : err)
-      throw err
-    })
+    // The scorer counts a decode its client abandoned, as it does for scoring.
+    const decoded = await withDeadline(scorer.inspect(bytes, signals.signal), signals.deadline)
     return run(() =>
       store.addImage({
         id: decoded.id,

@@ -163,13 +163,17 @@ export class Scorer {
    * no tensors and no inference: for routes that store images rather than score them.
    */
   async inspect(bytes: Buffer, signal?: AbortSignal): Promise<ImageSummary> {
-    if (this.preprocess === 'exact') return (await this.#prepare(await this.#admit(bytes, []), [], signal)).summary
     // A fast decode's size follows the model inputs, and the hashes read its pixels: decode
     // as scoring does, so the hashes match those stored with the scores (the tensors go unused).
-    const models = [...this.models.values()]
-    const prepared = await this.#prepare(await this.#admit(bytes, models), models, signal)
-    for (const t of prepared.tensors.values()) this.#tensors.give(t)
-    return prepared.summary
+    const models = this.preprocess === 'exact' ? [] : [...this.models.values()]
+    try {
+      const prepared = await this.#prepare(await this.#admit(bytes, models), models, signal)
+      for (const t of prepared.tensors.values()) this.#tensors.give(t)
+      return prepared.summary
+    } catch (err) {
+      this.#noteAbandoned('decode', err, signal)
+      throw err
+    }
   }
 
   /**
