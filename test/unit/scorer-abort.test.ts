@@ -71,6 +71,23 @@ t.test('a client gone while its image waits for a decode slot: dropped there and
   t.equal(await abandoned('queue'), 0)
 })
 
+t.test('inspect (what /labels/images stores): a client gone while the decode waits for a slot is counted at stage decode too', async (t) => {
+  const { scorer, abandoned } = scorerWith(1)
+  const first = scorer.inspect(image)
+  const client = new AbortController()
+  const waiting = scorer.inspect(image, client.signal)
+  await headersRead()
+  t.equal(scorer.decodes.waiting, 1)
+  const reason = new ClientGoneError()
+  client.abort(reason)
+  t.equal(await waiting.catch((e: unknown) => e), reason)
+  t.equal((await first).width, 64, 'the image decoding meanwhile is unaffected')
+  t.equal(await abandoned('decode'), 1)
+  const late = await scorer.inspect(image, AbortSignal.abort(deadlineError())).catch((e: unknown) => e)
+  t.ok(isNimaError(late) && late.code === 'NIMA_DEADLINE_EXCEEDED')
+  t.equal(await abandoned('decode'), 1, 'a deadline is not a client going away')
+})
+
 t.test('an already aborted signal: nothing decoded; only a client-gone reason is counted', async (t) => {
   const { scorer, abandoned } = scorerWith(1)
   const models = scorer.resolveModels()
