@@ -20,7 +20,7 @@ import { createAddressPolicy } from '../fetching/address-policy.js'
 import { createImageSource } from '../fetching/image-source.js'
 import { applyGcSettings } from '../gc-settings.js'
 import { loadScorer } from '../scoring/load-scorer.js'
-import { reportFailure, UsageError, type CliIo } from './io.js'
+import { intOption, reportFailure, UsageError, type CliIo } from './io.js'
 import { tracingSettings } from '../tracing/settings.js'
 import type { StopTracing } from '../tracing/sdk.js'
 
@@ -110,16 +110,6 @@ function parse(args: readonly string[], usage: string, options: OptionSpecs): Re
   } catch (err) {
     throw new UsageError(`${err instanceof Error ? err.message : String(err)}\n${usage}`)
   }
-}
-
-function intOption(values: Record<string, unknown>, name: string, min: number, max: number): number | undefined {
-  const text = values[name]
-  if (text === undefined) return undefined
-  const n = Number(text)
-  if (typeof text !== 'string' || !/^\d+$/.test(text) || n < min || n > max) {
-    throw new UsageError(`--${name}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`)
-  }
-  return n
 }
 
 function stringOption(values: Record<string, unknown>, name: string): string | undefined {

@@ -5,7 +5,7 @@ import { readFileLines } from '../batch/line-reader.js'
 import { ExportParseError, parseExport } from '../labels/export.js'
 import { kFailureKind } from '../errors.js'
 import { combinedScore } from '../scoring/combined.js'
-import { cliConfig, reportFailure, UsageError, type CliIo } from './io.js'
+import { cliConfig, intOption, reportFailure, UsageError, type CliIo } from './io.js'
 import { version } from './version.js'
 
 export const CALIBRATE_USAGE = `usage: nima-serve calibrate --input RESULTS.jsonl [--input MORE.jsonl ...] --output CALIBRATION.json [options]
@@ -129,13 +129,6 @@ function parseWeights(text: string): Record<string, number> {
   return out
 }
 
-function intOption(text: string | undefined, name: string, min: number, max: number): number | undefined {
-  if (text === undefined) return undefined
-  const n = Number(text)
-  if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`--${name}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`)
-  return n
-}
-
 const f2 = (x: number): string => x.toFixed(2)
 
 function describeEntry(r: EntryReport): string[] {
@@ -189,9 +182,9 @@ export async function runCalibrateCommand(argv: readonly string[], io: CliIo): P
     if (output === undefined) throw new UsageError('--output is required')
     // A bad COMBINED_WEIGHTS is a ConfigError: a usage error, like --weights.
     const weights: Record<string, number> = v['weights'] !== undefined ? parseWeights(v['weights'] as string) : { ...cliConfig(io).combinedWeights }
-    const folds = intOption(v['folds'] as string | undefined, 'folds', 2, 1000)
-    const seed = intOption(v['seed'] as string | undefined, 'seed', 0, 0xffffffff)
-    const maxImages = intOption(v['max-images'] as string | undefined, 'max-images', 10, 100_000_000) ?? 1_000_000
+    const folds = intOption(v, 'folds', 2, 1000)
+    const seed = intOption(v, 'seed', 0, 0xffffffff)
+    const maxImages = intOption(v, 'max-images', 10, 100_000_000) ?? 1_000_000
     for (const input of inputs) {
       try {
         if (!(await stat(input)).isFile()) throw new Error('not a file')

@@ -16,6 +16,17 @@ export class UsageError extends Error {
   readonly [kFailureKind] = 'usage' as const
 }
 
+/** Option `--name` of parsed `values`: an integer from `min` to `max`, or undefined when not given. */
+export function intOption(values: Record<string, unknown>, name: string, min: number, max: number): number | undefined {
+  const text = values[name]
+  if (text === undefined) return undefined
+  const n = Number(text)
+  if (typeof text !== 'string' || !/^\d+$/.test(text) || n < min || n > max) {
+    throw new UsageError(`--${name}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`)
+  }
+  return n
+}
+
 const configs = new WeakMap<CliIo, Config>()
 
 /**
