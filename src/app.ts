@@ -8,6 +8,7 @@ import errorHandler, { sendError } from './http/error-handler.js'
 import { AccessLog } from './http/logger.js'
 import { checkHostHeader, clientErrorHandler, expectationHandler } from './http/protocol-errors.js'
 import { requestIdFrom } from './http/request-id.js'
+import { holdScorerFromHeaders } from './http/request-lifecycle.js'
 import { receiveTimeouts } from './http/timeouts.js'
 import uploadBudget, { UploadBudget } from './http/upload-budget.js'
 import { NimaError, toNimaError } from './errors.js'
@@ -154,6 +155,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // Scoring routes share one encapsulated context so the optional rate limit covers
   // exactly them, never the probes or /metrics.
   await app.register(async function scoring(scope) {
+    holdScorerFromHeaders(scope, state)
     if (config.RATE_LIMIT_MAX > 0) {
       await scope.register(rateLimit, {
         max: config.RATE_LIMIT_MAX,

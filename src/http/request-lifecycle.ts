@@ -4,7 +4,7 @@
  * answered 499 when its client left first. Below this module, scoring sees one AbortSignal
  * and nothing of HTTP.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config/load.js'
 import type { ImageSource, SourcedImage } from '../fetching/image-source.js'
 import { NimaError, deadlineError } from '../errors.js'
@@ -152,11 +152,43 @@ export interface LifecycleDeps {
   metrics: Metrics
 }
 
+/** What a request took on when its headers were in (holdScorerFromHeaders). */
+interface Held {
+  lease: ReturnType<ServiceState['acquireScorer']>
+  leave: () => void
+}
+
+const heldFromHeaders = new WeakMap<FastifyRequest, Held>()
+
+/**
+ * The routes of `scope` count a request in flight and lease the scorer once its headers
+ * are in (preParsing: after authentication, the rate limit and the upload budget), not
+ * once its body is. A client whose body is still arriving when the service starts to
+ * drain (SIGTERM) chose this instance while it was ready; refusing it then would make it
+ * upload the whole body again elsewhere, so it is served within the grace period, like a
+ * request already scoring. A request whose headers come after draining began holds
+ * nothing here and gets scoringRequest's 503 once its body is read. Released when the
+ * response is done or the connection gone, whichever way the request ended.
+ */
+export function holdScorerFromHeaders(scope: FastifyInstance, state: ServiceState): void {
+  scope.addHook('preParsing', async (request, reply, payload) => {
+    if (!state.ready) return payload
+    const held = { leave: state.enter(), lease: state.acquireScorer() }
+    heldFromHeaders.set(request, held)
+    reply.raw.once('close', () => {
+      held.lease.release()
+      held.leave()
+    })
+    return payload
+  })
+}
+
 /**
  * One scoring request: counted in flight, given its deadline and client-gone signals and
  * a lease on the scorer in service (all released when it ends, however it ends, so a model
  * swap never takes the scorer from under it), and answered by `endAbandoned` when it
- * failed because its client had left. 503 while models load or the service drains.
+ * failed because its client had left. 503 while models load or the service drains, unless
+ * the request already held the scorer from its headers (holdScorerFromHeaders).
  */
 export async function scoringRequest(
   { config, state, metrics }: LifecycleDeps,
@@ -164,11 +196,12 @@ export async function scoringRequest(
   reply: FastifyReply,
   handle: (signals: RequestSignals, scorer: Scorer) => Promise<FastifyReply>,
 ): Promise<FastifyReply> {
-  const leave = state.enter()
+  const held = heldFromHeaders.get(request)
+  const leave = held?.leave ?? state.enter()
   const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
   let lease: ReturnType<ServiceState['acquireScorer']> | undefined
   try {
-    lease = state.acquireScorer()
+    lease = held?.lease ?? state.acquireScorer()
     return await handle(signals, lease.scorer)
   } catch (err) {
     if (signals.clientGone.aborted) return endAbandoned(request, reply, metrics)

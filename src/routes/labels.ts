@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NimaError } from '../errors.js'
 import { acceptOneImage, configLimit } from '../http/image-body.js'
 import { contentType, csvHeader, formatRow } from '../labels/export.js'
-import { fetchForRequest, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
+import { fetchForRequest, holdScorerFromHeaders, scoringRequest, withDeadline, type RequestSignals } from '../http/request-lifecycle.js'
 import { registerPage } from '../http/static-page.js'
 import { LabelStore, LabelStoreError, type LabelImage } from '../labels/store.js'
 import type { Scorer } from '../scoring/scorer.js'
@@ -82,6 +82,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   if (ownStore) app.addHook('onClose', async () => store.close())
   if (store.recovered) app.log.warn({ labelsDb: store.path }, `label database recovered after a crash: ${store.recovered}`)
 
+  holdScorerFromHeaders(app, opts.state)
   // The group is a Name (labels-schemas.ts): 256 bytes hold any of them.
   const upload = await acceptOneImage(app, { imageBytes: configLimit(config, 'BODY_LIMIT_BYTES'), fields: ['group'], fieldBytes: 256 })
 

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { request } from 'node:http'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -75,4 +76,37 @@ t.test('SIGTERM with a request outliving the grace period: exit 1 after the grac
   })
   t.match(logged.find((l) => l.msg === 'draining'), { inflight: 1, graceMs: 500 }, 'drained with the request in flight')
   t.match(logged.find((l) => l.msg === 'grace period over, stopping with requests in flight'), { drained: false }, 'stopped because the grace period ran out')
+})
+
+/** POSTs `body` as a raw image in two halves, calling `between` once the first is sent. */
+function uploadInHalves(base: string, path: string, body: Buffer, between: () => Promise<void>): Promise<{ status: number; json: Record<string, unknown> }> {
+  const url = new URL(path, base)
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'image/jpeg', 'content-length': body.length } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (c: string) => (text += c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as Record<string, unknown> }))
+    })
+    req.on('error', reject)
+    const half = body.length >> 1
+    req.write(body.subarray(0, half), () => void between().then(() => req.end(body.subarray(half)), reject))
+  })
+}
+
+t.test('SIGTERM while an upload is mid-body: the request (in before draining) is scored, not refused', async (t) => {
+  const p = await startProcess({ SHUTDOWN_GRACE_MS: '10000' })
+  t.teardown(() => p.child.kill('SIGKILL'))
+  const base = await p.ready
+  const photo = readFileSync(join(sharedImages, 'idealo/42039.jpg'))
+  const res = await uploadInHalves(base, '/score', photo, async () => {
+    // Its headers and half its body are in: the server is holding it when the signal comes.
+    await new Promise((r) => setTimeout(r, 300))
+    p.child.kill('SIGTERM')
+    await new Promise((r) => setTimeout(r, 300))
+  })
+  t.equal(res.status, 200, `scored after the signal: ${JSON.stringify(res.json).slice(0, 200)}`)
+  t.type((res.json.scores as Record<string, { mean?: unknown }> | undefined)?.aesthetic?.mean, 'number', 'with its scores')
+  t.equal(await p.exited, 0, 'exit code 0 after draining')
+  const draining = p.lines.find((l) => l.includes('"msg":"draining"'))
+  t.match(draining, /"inflight":1\b/, 'counted in flight while its body was still arriving')
 })
