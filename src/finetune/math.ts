@@ -9,6 +9,7 @@
  */
 
 import { checkSameLength, mean, pearson, rankWithTies, spearman, std } from '../util/correlation.js'
+import { meanOf } from '../scoring/distribution.js'
 
 // The statistics below scoring's tools share (src/util/correlation.ts), still exported here for fine-tuning's callers.
 export { mean, pearson, rankWithTies, spearman, std }
@@ -96,13 +97,6 @@ export function emdWithGradient(logits: ArrayLike<number>, q: ArrayLike<number>,
   return { loss, p, grad }
 }
 
-/** Σ value_i · p_i: the score of a distribution (bins 1..K by default). */
-export function meanScore(p: ArrayLike<number>, values?: ArrayLike<number>): number {
-  let m = 0
-  for (let i = 0; i < p.length; i++) m += p[i]! * (values ? values[i]! : i + 1)
-  return m
-}
-
 /** Fraction of samples on the same side of `threshold` (pred ≥ t exactly when label ≥ t). */
 export function thresholdAccuracy(pred: ArrayLike<number>, label: ArrayLike<number>, threshold = 5): number {
   checkSameLength(pred, label)
@@ -134,8 +128,8 @@ export interface EvaluationMetrics {
 export function evaluate(pred: readonly ArrayLike<number>[], label: readonly ArrayLike<number>[], threshold = 5): EvaluationMetrics {
   if (pred.length !== label.length) throw new RangeError(`${pred.length} predictions for ${label.length} labels`)
   if (pred.length === 0) throw new RangeError('nothing to evaluate: 0 samples')
-  const pm = pred.map((p) => meanScore(p))
-  const lm = label.map((q) => meanScore(q))
+  const pm = pred.map((p) => meanOf(p))
+  const lm = label.map((q) => meanOf(q))
   let e = 0
   let ae = 0
   for (let i = 0; i < pred.length; i++) {

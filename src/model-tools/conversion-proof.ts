@@ -16,7 +16,8 @@
  */
 import type { PaddingMode } from '../models/architecture.js'
 import type { ModelManifest } from '../models/manifest.js'
-import { loadReferenceWeights, meanScore, referenceForward, type KerasMobileNet } from './reference-forward.js'
+import { meanOf } from '../scoring/distribution.js'
+import { loadReferenceWeights, referenceForward, type KerasMobileNet } from './reference-forward.js'
 import { ManifestModel } from '../models/model-pipeline.js'
 
 /** The fixed part of the |Δp| tolerance; float32 ONNX vs float64 reference measures about 1e-7 on idealo's weights (docs/models.md). */
@@ -82,7 +83,7 @@ export function proofGap(onnx: readonly ArrayLike<number>[], reference: readonly
     const ref = reference[i]!
     if (p.length !== ref.length) throw new RangeError(`proof: input ${i} has ${p.length} ONNX bins and ${ref.length} reference bins`)
     for (let b = 0; b < p.length; b++) maxAbsDeltaP = Math.max(maxAbsDeltaP, Math.abs(p[b]! - ref[b]!))
-    const delta = Math.abs(meanScore(p) - meanScore(ref))
+    const delta = Math.abs(meanOf(p) - meanOf(ref))
     if (delta > maxAbsDeltaMean) [maxAbsDeltaMean, worst] = [delta, i]
   })
   return { maxAbsDeltaP, maxAbsDeltaMean, worst }

@@ -231,9 +231,3 @@ export function referenceForward(weights: ReferenceWeights, image: ArrayLike<num
   return Float64Array.from(exp, (v) => r(v / sum))
 }
 
-/** NIMA mean score: sum of i * p_i over bins i = 1..10. */
-export function meanScore(probabilities: ArrayLike<number>): number {
-  let mean = 0
-  for (let i = 0; i < probabilities.length; i++) mean += (i + 1) * probabilities[i]!
-  return mean
-}

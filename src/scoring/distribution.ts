@@ -5,9 +5,10 @@ export interface ScoreSummary {
   distribution: number[]
 }
 
-export function meanOf(p: ArrayLike<number>, values: ArrayLike<number>): number {
+/** Σ value_i · p_i: the score of a distribution; `values` absent, the bins are 1..K (NIMA's). */
+export function meanOf(p: ArrayLike<number>, values?: ArrayLike<number>): number {
   let m = 0
-  for (let i = 0; i < p.length; i++) m += p[i]! * values[i]!
+  for (let i = 0; i < p.length; i++) m += p[i]! * (values ? values[i]! : i + 1)
   return m
 }
 

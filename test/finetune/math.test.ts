@@ -5,7 +5,6 @@ import {
   emd,
   emdWithGradient,
   evaluate,
-  meanScore,
   pearson,
   rankWithTies,
   softmax,
@@ -13,6 +12,7 @@ import {
   std,
   thresholdAccuracy,
 } from '../../src/finetune/math.js'
+import { meanOf } from '../../src/scoring/distribution.js'
 import { batchLossAndGradient } from '../../src/finetune/train.js'
 import type { Head } from '../../src/finetune/head.js'
 
@@ -142,11 +142,11 @@ t.test('Pearson and Spearman, with ties', async (t) => {
   t.ok(close(spearman([1, 2, 2, 3, 4], [1, 3, 2, 2, 5]), 29 / 38, 1e-12))
 })
 
-t.test('threshold accuracy, std, meanScore and evaluate', async (t) => {
+t.test('threshold accuracy, std, meanOf and evaluate', async (t) => {
   t.equal(thresholdAccuracy([4.9, 5, 6, 2], [5.1, 5, 4, 1]), 0.5)
   t.ok(close(std([2, 4, 4, 4, 5, 5, 7, 9]), 2))
   const oneHot = (k: number) => Array.from({ length: 10 }, (_, i) => (i + 1 === k ? 1 : 0))
-  t.equal(meanScore(oneHot(7)), 7)
+  t.equal(meanOf(oneHot(7)), 7)
   const m = evaluate([oneHot(3), oneHot(8)], [oneHot(3), oneHot(8)])
   t.equal(m.emd, 0)
   t.equal(m.lcc, 1)

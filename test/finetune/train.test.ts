@@ -1,6 +1,6 @@
 import t from 'tap'
 import { cloneHead, headPredict, type Head } from '../../src/finetune/head.js'
-import { meanScore } from '../../src/finetune/math.js'
+import { meanOf } from '../../src/scoring/distribution.js'
 import { mulberry32 } from '../../src/util/prng.js'
 import { splitByGroup } from '../../src/finetune/split.js'
 import { histogramDistribution, ratingDistribution, targetsByImage } from '../../src/finetune/targets.js'
@@ -36,11 +36,11 @@ function zeroHead(): Head {
 t.test('rating → discrete Gaussian; histogram → normalised; several labels averaged', async (t) => {
   const p = ratingDistribution(5, 1.4)
   t.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-12)
-  t.ok(Math.abs(meanScore(p) - 5.0) < 0.06, 'a mid rating keeps its mean (nearly symmetric)')
+  t.ok(Math.abs(meanOf(p) - 5.0) < 0.06, 'a mid rating keeps its mean (nearly symmetric)')
   t.ok(p[4]! > p[3]! && p[4]! > p[5]!, 'peak at the rating')
   const top = ratingDistribution(10, 1.4)
-  t.ok(meanScore(top) < 10 && meanScore(top) > 9, 'truncation pulls an extreme rating inwards')
-  t.ok(meanScore(ratingDistribution(9, 1.4)) < meanScore(top), 'order is kept')
+  t.ok(meanOf(top) < 10 && meanOf(top) > 9, 'truncation pulls an extreme rating inwards')
+  t.ok(meanOf(ratingDistribution(9, 1.4)) < meanOf(top), 'order is kept')
   t.throws(() => ratingDistribution(11, 1), /integer from 1 to 10/)
   t.throws(() => ratingDistribution(3, 0), /positive/)
   t.same([...histogramDistribution([0, 0, 1, 3, 0, 0, 0, 0, 0, 0])], [0, 0, 0.25, 0.75, 0, 0, 0, 0, 0, 0])
@@ -113,7 +113,7 @@ t.test('training lowers the EMD, spreads the predictions and is reproducible', a
   const r2 = trainHead(zeroHead(), train, val, options)
   t.same([...r1.head.kernel], [...r2.head.kernel], 'same seed, same weights')
   t.ok(meanEmd(r1.head, test) < 0.6 * meanEmd(zeroHead(), test), `held-out EMD ${meanEmd(r1.head, test).toFixed(4)} vs ${meanEmd(zeroHead(), test).toFixed(4)}`)
-  const means = test.map((s) => meanScore(headPredict(r1.head, s.features)))
+  const means = test.map((s) => meanOf(headPredict(r1.head, s.features)))
   t.ok(Math.max(...means) - Math.min(...means) > 4, 'predictions use the scale')
   const r3 = trainHead(zeroHead(), train, val, { ...options, seed: 5 })
   t.not(r3.head.kernel[0], r1.head.kernel[0], 'another seed shuffles differently')

@@ -18,7 +18,8 @@ import { writeKerasWeights } from '../../src/model-tools/keras-hdf5-writer.js'
 import { buildOnnxModel, type PaddingMode } from '../../src/models/onnx-graph.js'
 import { syntheticWeights } from '../../src/model-tools/synthetic-weights.js'
 import { imagesDir, loadIdealoInput } from './idealo-input.js'
-import { loadReferenceWeights, meanScore, referenceForward } from '../../src/model-tools/reference-forward.js'
+import { loadReferenceWeights, referenceForward } from '../../src/model-tools/reference-forward.js'
+import { meanOf } from '../../src/scoring/distribution.js'
 import { runNima } from './run-onnx.js'
 
 const PHOTOS = ['idealo/42039.jpg', 'idealo/aesthetic1.jpg', 'natural/chelsea.png', 'tid2013/ref_I06.png']
@@ -60,7 +61,7 @@ t.test('the photos differ by far more than the tolerance, so agreeing within it 
   let spread = 0
   for (const a of reference)
     for (const b of reference) for (let bin = 0; bin < 10; bin++) spread = Math.max(spread, Math.abs(a[bin]! - b[bin]!))
-  t.comment(`reference means: ${reference.map((r) => meanScore(r).toFixed(4)).join(', ')}; max |Δp| between photos = ${spread.toExponential(3)}`)
+  t.comment(`reference means: ${reference.map((r) => meanOf(r).toFixed(4)).join(', ')}; max |Δp| between photos = ${spread.toExponential(3)}`)
   t.ok(spread > 10 * TOLERANCE_P, `photos give different distributions (max bin difference ${spread})`)
   t.ok(reference.every((r) => Math.max(...r) < 0.95), 'softmax is not one-hot')
 })

@@ -17,7 +17,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { admissionOptions, ImageAdmission } from '../../src/imaging/admission.js'
 import { samplePhotos } from '../helpers/paths.js'
 import { imagesDir, loadIdealoInput, referenceDir } from './idealo-input.js'
-import { meanScore } from '../../src/model-tools/reference-forward.js'
+import { meanOf } from '../../src/scoring/distribution.js'
 import { runNima } from './run-onnx.js'
 
 /**
@@ -68,10 +68,10 @@ if (weightsDir === undefined || weightsDir === '') {
       let worst = 0
       photos.forEach((photo, i) => {
         const expected = (published.issue_23[photo] as Record<string, number>)[source.task]!
-        const actual = meanScore(scores[i]!)
+        const actual = meanOf(scores[i]!)
         const diff = actual - expected
         worst = Math.max(worst, Math.abs(diff))
-        const otherDiff = meanScore(otherScores[i]!) - expected
+        const otherDiff = meanOf(otherScores[i]!) - expected
         t.comment(
           `${source.task} ${photo}: ours ${actual.toFixed(4)}, idealo ${expected.toFixed(4)}, Δ ${diff >= 0 ? '+' : ''}${diff.toFixed(4)}` +
             ` (with ${other} padding Δ ${otherDiff >= 0 ? '+' : ''}${otherDiff.toFixed(4)})`,
