@@ -5,6 +5,7 @@ import { readFileLines } from '../batch/line-reader.js'
 import { ExportParseError, parseExport } from '../labels/export.js'
 import { kFailureKind } from '../errors.js'
 import { combinedScore } from '../scoring/combined.js'
+import { parseCombinedWeights } from '../config/load.js'
 import { cliConfig, intOption, reportFailure, UsageError, type CliIo } from './io.js'
 import { version } from './version.js'
 
@@ -119,14 +120,13 @@ async function readCatalogue(
   return { images, stats, bound }
 }
 
+/** --weights, in COMBINED_WEIGHTS' own grammar. */
 function parseWeights(text: string): Record<string, number> {
-  const out: Record<string, number> = {}
-  for (const pair of text.split(',')) {
-    const m = /^([a-z][a-z0-9-]*)=([0-9]*\.?[0-9]+)$/.exec(pair.trim())
-    if (!m) throw new UsageError(`--weights: expected id=weight pairs separated by commas (e.g. aesthetic=0.6,technical=0.4), got ${JSON.stringify(text)}`)
-    out[m[1]!] = Number(m[2])
+  try {
+    return parseCombinedWeights(text)
+  } catch (err) {
+    throw new UsageError(`--weights: ${(err as Error).message}`)
   }
-  return out
 }
 
 const f2 = (x: number): string => x.toFixed(2)

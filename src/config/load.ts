@@ -16,6 +16,7 @@ export interface Config extends RawConfig {
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu'
 
 const check = TypeCompiler.Compile(ConfigSchema)
+const COMBINED_WEIGHTS_GRAMMAR = new RegExp(ConfigSchema.properties.COMBINED_WEIGHTS.pattern!)
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -69,12 +70,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`)
   }
   const raw = withDefaults as RawConfig
-  const combinedWeights: Record<string, number> = {}
-  for (const pair of list(raw.COMBINED_WEIGHTS)) {
-    const [k, v] = pair.split('=') as [string, string]
-    const w = Number(v)
-    if (!Number.isFinite(w) || w < 0) throw new ConfigError(`invalid configuration:\n  COMBINED_WEIGHTS: weight of ${k} must be a number >= 0 (got ${JSON.stringify(v)})`)
-    combinedWeights[k] = w
+  let combinedWeights: Record<string, number>
+  try {
+    combinedWeights = parseCombinedWeights(raw.COMBINED_WEIGHTS)
+  } catch (err) {
+    throw new ConfigError(`invalid configuration:\n  COMBINED_WEIGHTS: ${(err as Error).message}`)
   }
   // A budget smaller than one largest upload would refuse that upload forever, with a 503 that says "retry".
   const largestUpload = Math.max(raw.BODY_LIMIT_BYTES, raw.RANK_UPLOAD_MAX_BYTES)
@@ -95,4 +95,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins: list(raw.CORS_ORIGINS),
   }
   return deepFreeze(config)
+}
+
+/**
+ * `id=weight,…` as weights ≥ 0: COMBINED_WEIGHTS' grammar (the pattern of its schema), for
+ * the setting and for a flag that takes the same list (`calibrate --weights`). Throws a
+ * RangeError whose message its caller prefixes with the setting's or flag's name.
+ */
+export function parseCombinedWeights(text: string): Record<string, number> {
+  if (!COMBINED_WEIGHTS_GRAMMAR.test(text)) throw new RangeError(`expected id=weight pairs separated by commas (e.g. aesthetic=0.6,technical=0.4), got ${JSON.stringify(text)}`)
+  const weights: Record<string, number> = {}
+  for (const pair of text.split(',')) {
+    const [id, value] = pair.split('=') as [string, string]
+    const weight = Number(value)
+    if (!Number.isFinite(weight)) throw new RangeError(`weight of ${id} must be a number >= 0 (got ${JSON.stringify(value)})`)
+    weights[id] = weight
+  }
+  return weights
 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, loadConfig } from '../../src/config/load.js'
+import { ConfigError, loadConfig, parseCombinedWeights } from '../../src/config/load.js'
 
 t.test('defaults', async (t) => {
   const c = loadConfig({})
@@ -40,4 +40,12 @@ t.test('docs/configuration.md carries the configuration table generated from the
   const { configTable } = await import('../helpers/config-table.js')
   const readme = readFileSync(join(projectRoot, 'docs', 'configuration.md'), 'utf8')
   t.ok(readme.includes(configTable()), 'docs/configuration.md table is up to date')
+})
+
+t.test('COMBINED_WEIGHTS and calibrate --weights share one grammar (parseCombinedWeights)', async (t) => {
+  t.same(parseCombinedWeights('aesthetic=0.6,technical=.4'), { aesthetic: 0.6, technical: 0.4 })
+  t.throws(() => parseCombinedWeights('aesthetic'), /expected id=weight pairs/)
+  t.throws(() => parseCombinedWeights('aesthetic=0.6, technical=0.4'), /expected id=weight pairs/, 'no spaces, as in the setting')
+  t.throws(() => parseCombinedWeights('aesthetic=1.2.3'), /weight of aesthetic must be a number >= 0 \(got "1.2.3"\)/)
+  t.throws(() => loadConfig({ COMBINED_WEIGHTS: 'aesthetic=1.2.3' }), /COMBINED_WEIGHTS: weight of aesthetic must be a number/)
 })
