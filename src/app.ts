@@ -155,7 +155,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // Scoring routes share one encapsulated context so the optional rate limit covers
   // exactly them, never the probes or /metrics.
   await app.register(async function scoring(scope) {
-    holdScorerFromHeaders(scope, state)
+    scope.addHook('preParsing', holdScorerFromHeaders(state))
     if (config.RATE_LIMIT_MAX > 0) {
       await scope.register(rateLimit, {
         max: config.RATE_LIMIT_MAX,

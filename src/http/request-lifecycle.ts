@@ -4,7 +4,7 @@
  * answered 499 when its client left first. Below this module, scoring sees one AbortSignal
  * and nothing of HTTP.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
 import type { Config } from '../config/load.js'
 import type { ImageSource, SourcedImage } from '../fetching/image-source.js'
 import { NimaError, deadlineError } from '../errors.js'
@@ -12,6 +12,7 @@ import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import type { Scorer } from '../scoring/scorer.js'
 import type { ServiceState } from '../service-state.js'
 import { answeredStatus } from './protocol-errors.js'
+import { carriesBody } from './upload-budget.js'
 
 /** Rejects with NIMA_DEADLINE_EXCEEDED if `work` is not done by the time `signal` aborts. */
 export function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -161,18 +162,19 @@ interface Held {
 const heldFromHeaders = new WeakMap<FastifyRequest, Held>()
 
 /**
- * The routes of `scope` count a request in flight and lease the scorer once its headers
- * are in (preParsing: after authentication, the rate limit and the upload budget), not
- * once its body is. A client whose body is still arriving when the service starts to
- * drain (SIGTERM) chose this instance while it was ready; refusing it then would make it
- * upload the whole body again elsewhere, so it is served within the grace period, like a
- * request already scoring. A request whose headers come after draining began holds
- * nothing here and gets scoringRequest's 503 once its body is read. Released when the
- * response is done or the connection gone, whichever way the request ended.
+ * A preParsing hook for scoring routes (after authentication, the rate limit and the upload
+ * budget): a request with a body is counted in flight and leases the scorer once its
+ * headers are in, not once its body is. A client whose body is still arriving when the
+ * service starts to drain (SIGTERM) chose this instance while it was ready; refusing it
+ * then would make it upload the whole body again elsewhere, so it is served within the
+ * grace period, like a request already scoring. A request whose headers come after
+ * draining began holds nothing here and gets scoringRequest's 503 once its body is read;
+ * so does a request without a body (the hook leaves GETs beside the scoring routes alone).
+ * Released when the response is done or the connection gone, whichever way it ended.
  */
-export function holdScorerFromHeaders(scope: FastifyInstance, state: ServiceState): void {
-  scope.addHook('preParsing', async (request, reply, payload) => {
-    if (!state.ready) return payload
+export function holdScorerFromHeaders(state: ServiceState): (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload) => Promise<RequestPayload> {
+  return async (request, reply, payload) => {
+    if (!state.ready || !carriesBody(request.headers)) return payload
     const held = { leave: state.enter(), lease: state.acquireScorer() }
     heldFromHeaders.set(request, held)
     reply.raw.once('close', () => {
@@ -180,7 +182,7 @@ export function holdScorerFromHeaders(scope: FastifyInstance, state: ServiceStat
       held.leave()
     })
     return payload
-  })
+  }
 }
 
 /**

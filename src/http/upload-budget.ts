@@ -14,6 +14,11 @@ export function bodyReservation(headers: IncomingHttpHeaders, bodyLimit: number)
   return Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, bodyLimit) : 0
 }
 
+/** Whether the request has a body to read (the same test as bodyReservation's). */
+export function carriesBody(headers: IncomingHttpHeaders): boolean {
+  return bodyReservation(headers, 1) > 0
+}
+
 /** Whether the client waits for 100 Continue before sending its body (Node's own test of the Expect header). */
 export function expectsContinue(headers: IncomingHttpHeaders): boolean {
   return /(?:^|\W)100-continue(?:$|\W)/i.test(headers.expect ?? '')
@@ -49,6 +54,13 @@ export class UploadBudget {
   }
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route takes larger bodies than BODY_LIMIT_BYTES: what one may reserve (image-body.ts). */
+    uploadLimit?: number
+  }
+}
+
 /**
  * Refuses a body up front, from its headers, when the uploads already in flight leave no
  * room for it: 503 NIMA_OVERLOADED with Retry-After, before a byte of it is buffered.
@@ -64,7 +76,7 @@ export default fp(
   async function uploadBudget(app: FastifyInstance, { budget, bodyLimit }: { budget: UploadBudget; bodyLimit: number }) {
     app.addHook('preParsing', async (request, reply, payload) => {
       // A route that takes larger bodies than the service's limit says so in its config.
-      const routeLimit = (request.routeOptions.config as { uploadLimit?: number } | undefined)?.uploadLimit
+      const routeLimit = request.routeOptions.config?.uploadLimit
       const bytes = bodyReservation(request.headers, routeLimit ?? bodyLimit)
       if (bytes === 0) return payload
       const release = budget.tryReserve(bytes)

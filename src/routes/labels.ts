@@ -82,7 +82,6 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
   if (ownStore) app.addHook('onClose', async () => store.close())
   if (store.recovered) app.log.warn({ labelsDb: store.path }, `label database recovered after a crash: ${store.recovered}`)
 
-  holdScorerFromHeaders(app, opts.state)
   // The group is a Name (labels-schemas.ts): 256 bytes hold any of them.
   const upload = await acceptOneImage(app, { imageBytes: configLimit(config, 'BODY_LIMIT_BYTES'), fields: ['group'], fieldBytes: 256 })
 
@@ -114,6 +113,7 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     '/labels/images',
     {
       ...upload.routeOptions,
+      preParsing: holdScorerFromHeaders(opts.state),
       schema: {
         tags,
         summary: 'Add an image to label',
