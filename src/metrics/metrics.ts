@@ -132,7 +132,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     inflightRequests: new Gauge({
       name: 'nima_inflight_requests',
-      help: 'Scoring requests being processed',
+      help: 'Scoring requests in flight, from their headers on (an upload still arriving counts)',
       registers,
     }),
     uploadReservedBytes: new Gauge({
