@@ -155,6 +155,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // Scoring routes share one encapsulated context so the optional rate limit covers
   // exactly them, never the probes or /metrics.
   await app.register(async function scoring(scope) {
+    // An upload in progress when draining begins is still served (request-lifecycle.ts).
     scope.addHook('preParsing', holdScorerFromHeaders(state))
     if (config.RATE_LIMIT_MAX > 0) {
       await scope.register(rateLimit, {

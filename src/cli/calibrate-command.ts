@@ -17,7 +17,7 @@ for the weights below; with --labels, the monotone map from score to the raters'
 (isotonic regression) and its error on held-out groups. Serve it with SCORE_CALIBRATION.
 
   --labels FILE          labelling export (.jsonl or .csv, \`nima-serve labels export\`), matched by image sha256
-  --weights a=W,b=W      combined-score weights to calibrate (default: $COMBINED_WEIGHTS, aesthetic=0.6,technical=0.4)
+  --weights a=W,b=W      combined-score weights to calibrate, as COMBINED_WEIGHTS (default: $COMBINED_WEIGHTS, aesthetic=0.6,technical=0.4)
   --folds N              cross-validation folds, by label group (default 5, at most the number of groups)
   --seed N               seed of the folds (default 1)
   --max-images N         distinct images kept (default 1000000); beyond, a uniform sample by image hash

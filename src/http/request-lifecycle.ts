@@ -12,6 +12,7 @@ import type { AbandonStage, Metrics } from '../metrics/metrics.js'
 import type { Scorer } from '../scoring/scorer.js'
 import type { ServiceState } from '../service-state.js'
 import { answeredStatus } from './protocol-errors.js'
+import { whenRequestEnds } from './request-end.js'
 import { carriesBody } from './upload-budget.js'
 
 /** Rejects with NIMA_DEADLINE_EXCEEDED if `work` is not done by the time `signal` aborts. */
@@ -153,10 +154,16 @@ export interface LifecycleDeps {
   metrics: Metrics
 }
 
-/** What a request took on when its headers were in (holdScorerFromHeaders). */
+/**
+ * What a request took on when its headers were in (holdScorerFromHeaders): given back when
+ * the request ends unless scoringRequest has taken it over by then ('claimed'), which gives
+ * it back itself once its work is done. A client gone mid-inference must not release the
+ * lease under the running work: a model swap would dispose the sessions it runs on.
+ */
 interface Held {
   lease: ReturnType<ServiceState['acquireScorer']>
   leave: () => void
+  state: 'held' | 'claimed' | 'ended'
 }
 
 const heldFromHeaders = new WeakMap<FastifyRequest, Held>()
@@ -170,14 +177,17 @@ const heldFromHeaders = new WeakMap<FastifyRequest, Held>()
  * grace period, like a request already scoring. A request whose headers come after
  * draining began holds nothing here and gets scoringRequest's 503 once its body is read;
  * so does a request without a body (the hook leaves GETs beside the scoring routes alone).
- * Released when the response is done or the connection gone, whichever way it ended.
+ * Given back when the request ends, however it ends (request-end.ts).
  */
 export function holdScorerFromHeaders(state: ServiceState): (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload) => Promise<RequestPayload> {
   return async (request, reply, payload) => {
     if (!state.ready || !carriesBody(request.headers)) return payload
-    const held = { leave: state.enter(), lease: state.acquireScorer() }
+    const lease = state.acquireScorer()
+    const held: Held = { lease, leave: state.enter(), state: 'held' }
     heldFromHeaders.set(request, held)
-    reply.raw.once('close', () => {
+    whenRequestEnds(request, reply, () => {
+      if (held.state !== 'held') return
+      held.state = 'ended'
       held.lease.release()
       held.leave()
     })
@@ -198,7 +208,10 @@ export async function scoringRequest(
   reply: FastifyReply,
   handle: (signals: RequestSignals, scorer: Scorer) => Promise<FastifyReply>,
 ): Promise<FastifyReply> {
-  const held = heldFromHeaders.get(request)
+  // A hold its request outlived (it ended before this handler ran) is gone: start afresh.
+  const found = heldFromHeaders.get(request)
+  const held = found?.state === 'held' ? found : undefined
+  if (held) held.state = 'claimed'
   const leave = held?.leave ?? state.enter()
   const signals = requestSignals(request, reply, config.REQUEST_DEADLINE_MS)
   let lease: ReturnType<ServiceState['acquireScorer']> | undefined

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { NimaError } from '../errors.js'
+import { whenRequestEnds } from './request-end.js'
 
 /**
  * The most bytes a request's body can make the service hold: its declared Content-Length
@@ -87,8 +88,7 @@ export default fp(
           { headers: { 'retry-after': '1' } },
         )
       }
-      // 'close' comes once the response is done or the connection is gone, whichever way the request ended.
-      reply.raw.once('close', release)
+      whenRequestEnds(request, reply, release)
       // The body is accepted: a client that waits for 100 Continue may send it now.
       if (expectsContinue(request.headers)) reply.raw.writeContinue()
       return payload

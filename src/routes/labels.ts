@@ -113,6 +113,8 @@ export default async function labelRoutes(app: FastifyInstance, opts: LabelRoute
     '/labels/images',
     {
       ...upload.routeOptions,
+      // Outside the scoring routes' scope (app.ts), so the one labels route that decodes takes
+      // the same hold from its headers on, and the rating routes beside it do not.
       preParsing: holdScorerFromHeaders(opts.state),
       schema: {
         tags,

@@ -1,7 +1,9 @@
+import { connect, type AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
 import { holdScorerFromHeaders, scoringRequest } from '../../src/http/request-lifecycle.js'
+import uploadBudget, { UploadBudget } from '../../src/http/upload-budget.js'
 import { createMetrics } from '../../src/metrics/metrics.js'
 import type { Scorer } from '../../src/scoring/scorer.js'
 import { ServiceState } from '../../src/service-state.js'
@@ -67,3 +69,61 @@ t.test('after draining began, a new request with a body gets 503; a GET is never
   t.match(late.json(), { code: 'NIMA_NOT_READY' })
   t.equal(state.inflight, 0)
 })
+
+t.test('a pipelined request whose client leaves mid-body gives back its hold and its upload reservation', async (t) => {
+  const state = new ServiceState()
+  let disposed = 0
+  state.setScorer({ dispose: async () => void disposed++ } as unknown as Scorer)
+  const budget = new UploadBudget(1 << 20)
+  const app = Fastify()
+  await app.register(uploadBudget, { budget, bodyLimit: 1 << 16 })
+  app.addContentTypeParser('image/jpeg', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+  let release!: () => void
+  const first = new Promise<void>((resolve) => (release = resolve))
+  let entered!: () => void
+  const inFirst = new Promise<void>((resolve) => (entered = resolve))
+  app.register(async (scope) => {
+    scope.addHook('preParsing', holdScorerFromHeaders(state))
+    scope.post('/score', async (request, reply) =>
+      scoringRequest({ config: { REQUEST_DEADLINE_MS: 5000 }, state, metrics: createMetrics() }, request, reply, async () => {
+        entered()
+        await first
+        return reply.send({ ok: true })
+      }),
+    )
+  })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const { port } = app.server.address() as AddressInfo
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  const post = (length: number) => `POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: image/jpeg\r\ncontent-length: ${length}\r\n\r\n`
+  socket.write(post(5) + 'first')
+  await inFirst
+  // The second request behind it: headers and half its body, then the client is gone.
+  socket.write(post(1000) + 'x'.repeat(500))
+  await until(() => state.inflight === 2)
+  t.equal(budget.reserved, 1005, 'both bodies reserved')
+  socket.destroy()
+  // The second gives back what it held at once, though its response was never attached to
+  // the socket; the first, still in its handler, keeps its lease until its work is done.
+  await until(() => state.inflight === 1)
+  t.equal(state.inflight, 1, 'the abandoned pipelined request is no longer in flight')
+  const swapped = state.swapScorer({ dispose: async () => {} } as unknown as Scorer)
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal(disposed, 0, 'a swap waits for the handler still running on the scorer')
+  release()
+  await swapped
+  t.equal(disposed, 1, 'and disposes it once that handler is done: no lease left on it')
+  await until(() => state.inflight === 0 && budget.reserved === 0)
+  t.equal(state.inflight, 0, 'nothing left in flight')
+  t.equal(budget.reserved, 0, 'no upload reservation left')
+})
+
+async function until(ok: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms
+  while (!ok()) {
+    if (Date.now() > end) throw new Error('timed out waiting')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
