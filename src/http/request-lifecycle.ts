@@ -116,15 +116,9 @@ function requestSignals(request: FastifyRequest, reply: FastifyReply, deadlineMs
       gone()
       return () => {}
     }
-    const onClose = () => {
+    return whenRequestEnds(request, reply, () => {
       if (!res.writableEnded && answeredStatus(socket) === undefined) gone()
-    }
-    res.once('close', onClose)
-    socket?.once('close', onClose)
-    return () => {
-      res.off('close', onClose)
-      socket?.off('close', onClose)
-    }
+    })
   })
 }
 
