@@ -3,6 +3,7 @@ import { NimaError } from '../errors.js'
 import { acceptedFormat, toDecodeError } from './decode.js'
 import type { ImageFormat } from './formats.js'
 import { progressiveCoefficientBytes, readJpegStructure } from './jpeg-structure.js'
+import type { Size } from './preprocess.js'
 
 /**
  * What decoding an image will cost, read from its header before any pixel is decoded,
@@ -44,7 +45,7 @@ const BYTES_PER_SAMPLE: Record<string, number> = { uchar: 1, char: 1, ushort: 2,
  */
 export function decodeBytesEstimate(
   h: Pick<ImageHeader, 'width' | 'height' | 'channels' | 'bytesPerSample' | 'coefficientBytes'>,
-  decoded: { width: number; height: number } = h,
+  decoded: Size = h,
 ): number {
   const pixels = decoded.width * decoded.height
   return pixels * h.channels * h.bytesPerSample + pixels * 3 + h.coefficientBytes

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import sharp from 'sharp'
 import { NimaError } from '../errors.js'
 import { SUPPORTED_FORMATS, sniffFormat, type ImageFormat } from './formats.js'
+import type { Size } from './preprocess.js'
 import type { RgbImage } from './tensor.js'
 
 export interface DecodeLimits {
@@ -12,7 +13,7 @@ export interface DecodeLimits {
    * and reduce with libvips' nearest neighbour until the oriented image just covers this
    * box, never enlarging. Absent: the full decode, as the exact rule needs.
    */
-  cover?: { width: number; height: number }
+  cover?: Size
 }
 
 export interface DecodedImage extends RgbImage {

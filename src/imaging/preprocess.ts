@@ -25,7 +25,7 @@ export const FAST_COVER_FACTOR = 2
  * largest model input in each axis, and the display copy's longest side where one is
  * asked for. Undefined where nothing is sampled (a decode for the summary alone).
  */
-export function fastCover(sizes: readonly (readonly [number, number])[], preview?: number): { width: number; height: number } | undefined {
+export function fastCover(sizes: readonly (readonly [number, number])[], preview?: number): Size | undefined {
   if (sizes.length === 0 && preview === undefined) return undefined
   const width = Math.max(preview ?? 0, ...sizes.map(([w]) => FAST_COVER_FACTOR * w))
   const height = Math.max(preview ?? 0, ...sizes.map(([, h]) => FAST_COVER_FACTOR * h))
